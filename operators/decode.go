@@ -1,0 +1,808 @@
+package operators
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Decoder turns record values into Events. It is a single-pass JSON scanner written for this one
+// schema: known fields are extracted as views into the record value, and every other byte is
+// still checked (structure, literals, numbers, string escapes, UTF-8, nesting depth), so that
+// whatever dwell passes on is valid JSON. It allocates only for strings with escapes and for
+// event types not yet seen. A Decoder is owned by one goroutine.
+type Decoder struct {
+	maxBytes, maxDepth, maxID int
+	skew                      int64
+	types                     map[string]string // interned normalised types
+	norm                      []byte
+}
+
+// maxInternedTypes bounds the type intern table; rarer types beyond it are allocated per event.
+const maxInternedTypes = 4096
+
+// NewDecoder returns a decoder for the limits in cfg (defaults filled).
+func NewDecoder(cfg *Config) *Decoder {
+	return &Decoder{
+		maxBytes: cfg.MaxEventBytes, maxDepth: cfg.MaxDepth, maxID: cfg.MaxIDBytes,
+		skew:  cfg.MaxFutureSkew.Milliseconds(),
+		types: make(map[string]string),
+	}
+}
+
+// DecodeError says why a record was rejected.
+type DecodeError struct {
+	Reason Reason
+	Detail string // the field, or the byte offset of malformed JSON
+}
+
+func (e *DecodeError) Error() string { return string(e.Reason) + ": " + e.Detail }
+
+// Decode decodes rec into ev. On failure ev is undefined and the error says why; the caller
+// dead-letters rec.
+func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
+	*ev = Event{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Raw: rec.Value, RecordTime: rec.Timestamp}
+	if len(rec.Value) > d.maxBytes {
+		return &DecodeError{ReasonTooLarge, "value is " + strconv.Itoa(len(rec.Value)) + " bytes, limit " + strconv.Itoa(d.maxBytes)}
+	}
+	p := parser{b: rec.Value, maxDepth: d.maxDepth, field: "event"}
+	var rawType []byte
+	haveTime := false
+	p.ws()
+	if p.i >= len(p.b) {
+		return &DecodeError{ReasonMalformedJSON, "empty value"}
+	}
+	if p.b[p.i] != '{' {
+		// Valid JSON of another kind is the wrong type; anything else is malformed.
+		p.value()
+		if p.ws(); p.fail == "" && p.i == len(p.b) {
+			return &DecodeError{ReasonWrongFieldType, "event must be a JSON object"}
+		}
+		p.malformed()
+		return &DecodeError{p.fail, p.detailString()}
+	}
+	p.objStart()
+	for first := true; ; first = false {
+		key, more := p.objNext(first)
+		if !more || p.fail != "" {
+			break
+		}
+		p.field = "event"
+		switch string(key) {
+		case "id":
+			p.field = "id"
+			ev.ID = p.idValue(d.maxID, false)
+		case "type":
+			p.field = "type"
+			rawType = p.idValue(d.maxID, true)
+			if rawType == nil && p.fail == "" {
+				p.fail, p.detail = ReasonMissingType, "type is null"
+			}
+		case "time":
+			p.field = "time"
+			haveTime = p.timeValue(ev)
+		case "profile":
+			p.field = "profile"
+			ev.Profile = p.refValue(d.maxID)
+		case "session":
+			p.field = "session"
+			ev.Session = p.refValue(d.maxID)
+		case "source":
+			p.field = "source"
+			ev.Source = p.refValue(d.maxID)
+		case "properties":
+			p.field = "properties"
+			ev.Properties = p.rawValue('{')
+		case "context":
+			p.field = "context"
+			ev.Context = p.contextValue(ev)
+		case "traits":
+			p.field = "traits"
+			ev.Traits = p.rawValue('{')
+		case "tags":
+			p.field = "tags"
+			ev.Tags = p.tagsValue()
+		case "options":
+			p.field = "options"
+			p.optionsValue(ev)
+		default:
+			p.field = "event"
+			p.value()
+		}
+	}
+	if p.fail == "" {
+		p.ws()
+		if p.i != len(p.b) {
+			p.malformed()
+		}
+	}
+	if p.fail != "" {
+		return &DecodeError{p.fail, p.detailString()}
+	}
+	if rawType == nil {
+		return &DecodeError{ReasonMissingType, "no type field"}
+	}
+	ev.Type = d.normType(rawType)
+	if ev.Type == "" {
+		return &DecodeError{ReasonMissingType, "type is empty"}
+	}
+	if _, sys := ParseSystemType(ev.Type); sys {
+		return &DecodeError{ReasonSystemEventType, ev.Type + " is emitted by dwell and not accepted from producers"}
+	}
+	if !haveTime {
+		if rec.Timestamp == NoTimestamp {
+			return &DecodeError{ReasonMissingTime, "no time field and no record timestamp"}
+		}
+		ev.Time = rec.Timestamp
+	} else if rec.Timestamp != NoTimestamp && ev.Time > rec.Timestamp+d.skew {
+		ev.OriginalTime, ev.Time, ev.TimeAdjusted = ev.Time, rec.Timestamp, true
+	}
+	return nil
+}
+
+// normType lower-cases t, trims spaces and turns inner spaces into '-', returning an interned
+// string.
+func (d *Decoder) normType(t []byte) string {
+	t = bytes.TrimSpace(t)
+	n := d.norm[:0]
+	for _, c := range t {
+		if c >= utf8.RuneSelf {
+			return NormalizeType(string(t)) // rare: non-ASCII letters
+		}
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == ' ':
+			c = '-'
+		}
+		n = append(n, c)
+	}
+	d.norm = n
+	if s, ok := d.types[string(n)]; ok {
+		return s
+	}
+	s := string(n)
+	if len(d.types) < maxInternedTypes {
+		d.types[s] = s
+	}
+	return s
+}
+
+// NormalizeType normalises an event type: trimmed, lower case, spaces to '-'.
+func NormalizeType(t string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(t)), " ", "-")
+}
+
+// parser is the scanner state for one record. Errors are sticky: the first sets fail and every
+// later step becomes a no-op, so the field loops need no error plumbing.
+type parser struct {
+	b        []byte
+	i        int
+	depth    int
+	maxDepth int
+	field    string // top-level field being read, for error details
+	fail     Reason
+	detail   string
+	at       int
+}
+
+func (p *parser) detailString() string {
+	if p.detail != "" {
+		return p.detail
+	}
+	return p.field + " at byte " + strconv.Itoa(p.at)
+}
+
+func (p *parser) malformed() {
+	if p.fail == "" {
+		p.fail, p.at = ReasonMalformedJSON, p.i
+	}
+}
+
+func (p *parser) wrongType(want string) {
+	if p.i >= len(p.b) { // the value is missing, not of the wrong type
+		p.malformed()
+		return
+	}
+	if p.fail == "" {
+		p.fail, p.detail = ReasonWrongFieldType, p.field+" must be "+want
+	}
+}
+
+func (p *parser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-space byte, or 0 at the end.
+func (p *parser) peek() byte {
+	p.ws()
+	if p.i >= len(p.b) {
+		return 0
+	}
+	return p.b[p.i]
+}
+
+func (p *parser) expect(c byte) {
+	if p.peek() != c {
+		p.malformed()
+		return
+	}
+	p.i++
+}
+
+// objStart consumes '{' (the caller has checked it) and enters a nesting level.
+func (p *parser) objStart() {
+	p.i++
+	p.enter()
+}
+
+func (p *parser) enter() {
+	p.depth++
+	if p.depth > p.maxDepth && p.fail == "" {
+		p.fail, p.detail = ReasonTooDeep, p.field+" nests deeper than "+strconv.Itoa(p.maxDepth)
+	}
+}
+
+// objNext reads up to the next member's value and returns its key; more is false at '}'.
+func (p *parser) objNext(first bool) (key []byte, more bool) {
+	if p.fail != "" {
+		return nil, false
+	}
+	c := p.peek()
+	switch {
+	case c == '}':
+		p.i++
+		p.depth--
+		return nil, false
+	case !first && c == ',':
+		p.i++
+		c = p.peek()
+	case !first:
+		p.malformed()
+		return nil, false
+	}
+	if c != '"' {
+		p.malformed()
+		return nil, false
+	}
+	key, _ = p.str()
+	p.expect(':')
+	p.ws()
+	return key, p.fail == ""
+}
+
+// strSpecial marks the bytes a string scan must stop at.
+var strSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	for c := 0x80; c < 256; c++ {
+		t[c] = true
+	}
+	return
+}()
+
+// str reads a string at p.i (which is '"') and returns its decoded contents: a view into b
+// unless it has escapes. ok is false on error (p.fail is set).
+func (p *parser) str() (s []byte, ok bool) {
+	b := p.b
+	start := p.i + 1
+	i := start
+	esc, high := false, false
+	for {
+		for i < len(b) && !strSpecial[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			p.i = i
+			p.malformed()
+			return nil, false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			s := b[start:i]
+			p.i = i + 1
+			if high && !utf8.Valid(s) {
+				if p.fail == "" {
+					p.fail, p.detail = ReasonInvalidUTF8, p.field+" has a string that is not valid UTF-8"
+				}
+				return nil, false
+			}
+			if esc {
+				return p.unescape(s), p.fail == ""
+			}
+			return s, true
+		case c == '\\':
+			esc = true
+			if i+1 >= len(b) {
+				p.i = i
+				p.malformed()
+				return nil, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
+					p.i = i
+					p.malformed()
+					return nil, false
+				}
+				i += 6
+			default:
+				p.i = i
+				p.malformed()
+				return nil, false
+			}
+		case c < 0x20:
+			p.i = i
+			p.malformed()
+			return nil, false
+		default:
+			high = true
+			i++
+		}
+	}
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b[:4] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func hexVal(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		default:
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
+}
+
+// unescape decodes an already validated string body with escapes. Lone surrogates become U+FFFD,
+// as encoding/json does.
+func (p *parser) unescape(s []byte) []byte {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		switch s[i+1] {
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r := hexVal(s[i+2:])
+			i += 6
+			if r >= 0xD800 && r < 0xDC00 && i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+				if r2 := hexVal(s[i+2:]); r2 >= 0xDC00 && r2 < 0xE000 {
+					r = (r-0xD800)<<10 | (r2 - 0xDC00) + 0x10000
+					i += 6
+				}
+			}
+			if r >= 0xD800 && r < 0xE000 {
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+			continue
+		default: // '"', '\\', '/'
+			out = append(out, s[i+1])
+		}
+		i += 2
+	}
+	return out
+}
+
+// value skips one JSON value, validating it.
+func (p *parser) value() {
+	if p.fail != "" {
+		return
+	}
+	switch c := p.peek(); {
+	case c == '{':
+		p.objStart()
+		for first := true; ; first = false {
+			if _, more := p.objNext(first); !more {
+				return
+			}
+			p.value()
+		}
+	case c == '[':
+		p.i++
+		p.enter()
+		for first := true; p.arrNext(first); first = false {
+			p.value()
+		}
+	case c == '"':
+		p.str()
+	case c == 't':
+		p.literal("true")
+	case c == 'f':
+		p.literal("false")
+	case c == 'n':
+		p.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		p.number()
+	default:
+		p.malformed()
+	}
+}
+
+// arrNext positions p at the next element; it is false at ']' (consumed) or on error.
+func (p *parser) arrNext(first bool) bool {
+	if p.fail != "" {
+		return false
+	}
+	c := p.peek()
+	if c == ']' {
+		p.i++
+		p.depth--
+		return false
+	}
+	if !first {
+		if c != ',' {
+			p.malformed()
+			return false
+		}
+		p.i++
+		p.ws()
+	}
+	return true
+}
+
+func (p *parser) literal(lit string) {
+	if !bytes.HasPrefix(p.b[p.i:], []byte(lit)) {
+		p.malformed()
+		return
+	}
+	p.i += len(lit)
+}
+
+// number validates a JSON number and reports where its integer part, fraction and exponent are.
+func (p *parser) number() (intPart, frac []byte, hasExp bool) {
+	b, i := p.b, p.i
+	start := i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	ds := i
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		p.i = i
+		p.malformed()
+		return
+	}
+	intPart = b[start:i]
+	_ = ds
+	if i < len(b) && b[i] == '.' {
+		i++
+		fs := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == fs {
+			p.i = i
+			p.malformed()
+			return
+		}
+		frac = b[fs:i]
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		hasExp = true
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		es := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == es {
+			p.i = i
+			p.malformed()
+			return
+		}
+	}
+	p.i = i
+	return
+}
+
+// isNull consumes a null and reports whether there was one.
+func (p *parser) isNull() bool {
+	if p.peek() == 'n' {
+		p.literal("null")
+		return true
+	}
+	return false
+}
+
+// idValue reads a string field (id, type); null reads as absent. Empty strings read as absent
+// too, except for the type, which the caller rejects.
+func (p *parser) idValue(maxLen int, keepEmpty bool) []byte {
+	if p.fail != "" || p.isNull() {
+		return nil
+	}
+	if p.peek() != '"' {
+		p.wrongType("a string")
+		p.value()
+		return nil
+	}
+	s, ok := p.str()
+	if !ok {
+		return nil
+	}
+	if len(s) > maxLen {
+		if p.fail == "" {
+			p.fail, p.detail = ReasonTooLarge, p.field+" is longer than "+strconv.Itoa(maxLen)+" bytes"
+		}
+		return nil
+	}
+	if len(s) == 0 {
+		if keepEmpty {
+			return s[:0:0]
+		}
+		return nil
+	}
+	return s
+}
+
+// refValue reads profile, session or source: a string, {"id": "..."} (other members ignored),
+// or null.
+func (p *parser) refValue(maxLen int) []byte {
+	if p.fail != "" || p.isNull() {
+		return nil
+	}
+	switch p.peek() {
+	case '"':
+		return p.idValue(maxLen, false)
+	case '{':
+		p.objStart()
+		var id []byte
+		for first := true; ; first = false {
+			key, more := p.objNext(first)
+			if !more {
+				return id
+			}
+			if string(key) == "id" {
+				id = p.idValue(maxLen, false)
+			} else {
+				p.value()
+			}
+		}
+	}
+	p.wrongType(`a string or an object {"id": ...}`)
+	p.value()
+	return nil
+}
+
+// rawValue reads a value that must be of the kind opened by open ('{' or '['), or null, and
+// returns its raw bytes.
+func (p *parser) rawValue(open byte) []byte {
+	if p.fail != "" || p.isNull() {
+		return nil
+	}
+	start := p.i
+	if p.peek() != open {
+		if open == '{' {
+			p.wrongType("an object")
+		} else {
+			p.wrongType("an array")
+		}
+		p.value()
+		return nil
+	}
+	p.value()
+	return p.b[start:p.i]
+}
+
+func (p *parser) tagsValue() []byte {
+	if p.fail != "" || p.isNull() {
+		return nil
+	}
+	if p.peek() != '[' {
+		p.wrongType("an array of strings")
+		p.value()
+		return nil
+	}
+	start := p.i
+	p.i++
+	p.enter()
+	for first := true; p.arrNext(first); first = false {
+		if p.peek() != '"' {
+			p.wrongType("an array of strings")
+			p.value()
+			continue
+		}
+		p.str()
+	}
+	return p.b[start:p.i]
+}
+
+// timeValue reads an RFC 3339 string or epoch milliseconds (a fraction is truncated); null
+// reads as absent.
+func (p *parser) timeValue(ev *Event) bool {
+	if p.fail != "" || p.isNull() {
+		return false
+	}
+	switch c := p.peek(); {
+	case c == '"':
+		s, ok := p.str()
+		if !ok {
+			return false
+		}
+		t, ok := ParseTime(s)
+		if !ok {
+			p.invalidTime("is not an RFC 3339 timestamp")
+			return false
+		}
+		ev.Time = t
+		return true
+	case c == '-' || c >= '0' && c <= '9':
+		intPart, _, exp := p.number()
+		if p.fail != "" {
+			return false
+		}
+		if exp || len(intPart) > 15 || intPart[0] == '-' {
+			p.invalidTime("epoch milliseconds out of range")
+			return false
+		}
+		var t int64
+		for _, c := range intPart {
+			t = t*10 + int64(c-'0')
+		}
+		if t > maxTime {
+			p.invalidTime("epoch milliseconds out of range")
+			return false
+		}
+		ev.Time = t
+		return true
+	}
+	p.wrongType("an RFC 3339 string or epoch milliseconds")
+	p.value()
+	return false
+}
+
+func (p *parser) invalidTime(why string) {
+	if p.fail == "" {
+		p.fail, p.detail = ReasonInvalidTime, "time "+why
+	}
+}
+
+// contextValue reads the context object, picking out page.url and device (a string, or an
+// object's type).
+func (p *parser) contextValue(ev *Event) []byte {
+	if p.fail != "" || p.isNull() {
+		return nil
+	}
+	if p.peek() != '{' {
+		p.wrongType("an object")
+		p.value()
+		return nil
+	}
+	start := p.i
+	p.objStart()
+	for first := true; ; first = false {
+		key, more := p.objNext(first)
+		if !more {
+			break
+		}
+		switch string(key) {
+		case "page":
+			if p.peek() != '{' {
+				p.value()
+				continue
+			}
+			p.objStart()
+			for first := true; ; first = false {
+				k, more := p.objNext(first)
+				if !more {
+					break
+				}
+				if string(k) == "url" && p.peek() == '"' {
+					ev.URL, _ = p.str()
+				} else {
+					p.value()
+				}
+			}
+		case "device":
+			switch p.peek() {
+			case '"':
+				ev.Device, _ = p.str()
+			case '{':
+				p.objStart()
+				for first := true; ; first = false {
+					k, more := p.objNext(first)
+					if !more {
+						break
+					}
+					if string(k) == "type" && p.peek() == '"' {
+						ev.Device, _ = p.str()
+					} else {
+						p.value()
+					}
+				}
+			default:
+				p.value()
+			}
+		default:
+			p.value()
+		}
+	}
+	if p.fail != "" {
+		return nil
+	}
+	return p.b[start:p.i]
+}
+
+// optionsValue reads options; only ephemeral (a boolean) is interpreted.
+func (p *parser) optionsValue(ev *Event) {
+	if p.fail != "" || p.isNull() {
+		return
+	}
+	if p.peek() != '{' {
+		p.wrongType("an object")
+		p.value()
+		return
+	}
+	p.objStart()
+	for first := true; ; first = false {
+		key, more := p.objNext(first)
+		if !more {
+			return
+		}
+		if string(key) != "ephemeral" {
+			p.value()
+			continue
+		}
+		switch p.peek() {
+		case 't':
+			p.literal("true")
+			ev.Ephemeral = true
+		case 'f':
+			p.literal("false")
+			ev.Ephemeral = false
+		case 'n':
+			p.literal("null")
+		default:
+			p.field = "options.ephemeral"
+			p.wrongType("a boolean")
+			p.value()
+		}
+	}
+}

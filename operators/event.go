@@ -1,0 +1,79 @@
+package operators
+
+import "math"
+
+// NoTimestamp marks a record without a broker timestamp (offline input).
+const NoTimestamp = math.MinInt64
+
+// Record is one input record, Kafka-free. Times are Unix milliseconds.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	// Timestamp is the record's broker or producer time, or NoTimestamp.
+	Timestamp int64
+}
+
+// Event is a decoded tracking event. Its byte fields are views into Raw (or, for strings with
+// escapes, freshly decoded copies); they stay valid as long as Raw does.
+type Event struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Raw       []byte // the record value, exactly as received
+	// RecordTime is the record timestamp, or NoTimestamp.
+	RecordTime int64
+
+	// ID is the event's own id; nil means it is derived from topic, partition and offset
+	// (AppendEventID writes either).
+	ID   []byte
+	Type string // normalised: lower case, spaces to '-'
+	// Time is the event time in Unix ms; OriginalTime is the time the producer sent when the
+	// skew rule replaced it (TimeAdjusted).
+	Time         int64
+	OriginalTime int64
+	TimeAdjusted bool
+	Ephemeral    bool
+
+	Profile, Session, Source []byte // ids; nil when absent
+	// Raw JSON values, nil when absent: objects for Properties, Context and Traits, an array of
+	// strings for Tags.
+	Properties, Context, Traits, Tags []byte
+	// URL is context.page.url; Device is context.device (a string) or context.device.type.
+	URL, Device []byte
+}
+
+// Reason says why a record was dead-lettered or an event was late. Values are stable,
+// machine-readable identifiers.
+type Reason string
+
+// Dead-letter reasons.
+const (
+	ReasonTooLarge        Reason = "too-large"
+	ReasonMalformedJSON   Reason = "malformed-json"
+	ReasonTooDeep         Reason = "too-deep"
+	ReasonInvalidUTF8     Reason = "invalid-utf8"
+	ReasonMissingType     Reason = "missing-type"
+	ReasonWrongFieldType  Reason = "wrong-field-type"
+	ReasonInvalidTime     Reason = "invalid-time"
+	ReasonMissingTime     Reason = "missing-time"
+	ReasonSystemEventType Reason = "system-event-type"
+)
+
+// Late reasons.
+const (
+	// LateVisitEnded: the event is older than the watermark and falls into, or within visit_gap
+	// after, a visit of its key that has already ended.
+	LateVisitEnded Reason = "visit-ended"
+	// LateBeforeVisit: the event is older than the watermark and earlier than the start of its
+	// key's open visit, which it cannot move.
+	LateBeforeVisit Reason = "before-open-visit"
+)
+
+// DeadReasons lists every dead-letter reason, for metrics that pre-register their series.
+func DeadReasons() []Reason {
+	return []Reason{ReasonTooLarge, ReasonMalformedJSON, ReasonTooDeep, ReasonInvalidUTF8, ReasonMissingType,
+		ReasonWrongFieldType, ReasonInvalidTime, ReasonMissingTime, ReasonSystemEventType}
+}

@@ -1,0 +1,667 @@
+package operators
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/dwellhq/dwell/operators/internal/timerwheel"
+)
+
+// Sessionizer turns the records of one partition into system events, enriched events, late
+// events and dead letters. It owns the partition's state, timers and watermark and is used by
+// one goroutine; see doc.go for the semantics it implements.
+type Sessionizer struct {
+	cfg       Config
+	gap       int64 // the durations of cfg, in ms
+	sessTO    int64
+	maxVisit  int64
+	maxSess   int64
+	ttl       int64
+	ooo       int64
+	idle      int64
+	endTypes  map[string]bool
+	enabled   [numSystemTypes]bool
+	out       Emitter
+	dec       *Decoder
+	keys      map[string]*keyState
+	wheel     *timerwheel.Wheel[*keyState]
+	buf       reorderBuffer
+	watermark int64
+	maxSeen   int64
+	flushing  bool
+
+	// Idle advancement, driven by Tick.
+	received bool
+	lastRecv int64
+
+	// Allocation pools: key states and key strings are carved from chunks.
+	slab     []keyState
+	arena    []byte
+	freeSess []*sessionState
+	keyBuf   []byte
+	hashBuf  []byte
+	o        Output
+	se       SystemEvent
+	ev       Event
+
+	dirty []*keyState
+	stats Stats
+}
+
+// Stats are the sessionizer's counters and gauges.
+type Stats struct {
+	Records      uint64
+	Events       uint64
+	PassThrough  uint64
+	Ephemeral    uint64
+	Late         uint64
+	Dead         uint64
+	DeadByReason map[Reason]uint64
+	System       [numSystemTypes]uint64
+	OpenVisits   int
+	OpenSessions int
+	Keys         int
+	Buffered     int
+	Timers       int
+	Watermark    int64 // math.MinInt64 before the first event
+}
+
+// Timer kinds: each key has at most one pending deadline of each.
+const (
+	timerSession = 0
+	timerVisit   = 1
+)
+
+type keyState struct {
+	key string // 'p'+profile or 's'+session
+	// lastSeen is the profile's last event time; 0 before the first.
+	lastSeen int64
+	// visitEnd is the last activity of the key's most recent ended visit (late detection);
+	// ended says there is one.
+	visitEnd int64
+	ended    bool
+	visit    activity
+	sessions []*sessionState
+	timers   [2]timerwheel.Node[*keyState]
+	dirty    bool
+}
+
+// activity is an open visit or session.
+type activity struct {
+	open     bool
+	id       [32]byte // hex
+	cause    EventRef // the last event
+	causeBuf []byte   // owns cause.ID
+	// session is the session of the last event (visits).
+	session []byte
+	Summary
+}
+
+type sessionState struct {
+	id []byte
+	activity
+}
+
+// NewSessionizer returns a sessionizer for partition that emits to out. cfg is copied; its
+// zero fields take their defaults. now is the wall-clock time (for idle advancement).
+func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sessionizer{
+		cfg:       cfg,
+		gap:       cfg.VisitGap.Milliseconds(),
+		sessTO:    cfg.SessionTimeout.Milliseconds(),
+		maxVisit:  cfg.MaxVisitDuration.Milliseconds(),
+		maxSess:   cfg.MaxSessionDuration.Milliseconds(),
+		ttl:       cfg.ProfileTTL.Milliseconds(),
+		ooo:       cfg.MaxOutOfOrderness.Milliseconds(),
+		idle:      cfg.IdleTimeout.Milliseconds(),
+		endTypes:  map[string]bool{},
+		out:       out,
+		dec:       NewDecoder(&cfg),
+		keys:      make(map[string]*keyState),
+		watermark: math.MinInt64,
+		maxSeen:   math.MinInt64,
+	}
+	_ = partition
+	for _, t := range cfg.SessionEndTypes {
+		s.endTypes[NormalizeType(t)] = true
+	}
+	for i := range s.enabled {
+		s.enabled[i] = true
+	}
+	for _, t := range cfg.Disabled {
+		s.enabled[t] = false
+	}
+	s.wheel = timerwheel.New(0, timerLess)
+	s.stats.DeadByReason = make(map[Reason]uint64)
+	return s, nil
+}
+
+// timerLess orders timers that share a deadline: by key, then session before visit, so that a
+// key's session-closed precedes its visit-ended.
+func timerLess(a, b *timerwheel.Node[*keyState]) bool {
+	if a.Value != b.Value {
+		return a.Value.key < b.Value.key
+	}
+	return a == &a.Value.timers[timerSession]
+}
+
+// Stats returns the counters and gauges.
+func (s *Sessionizer) Stats() Stats {
+	st := s.stats
+	st.DeadByReason = make(map[Reason]uint64, len(s.stats.DeadByReason))
+	for k, v := range s.stats.DeadByReason {
+		st.DeadByReason[k] = v
+	}
+	st.Keys = len(s.keys)
+	st.Buffered = s.buf.len()
+	st.Timers = s.wheel.Len()
+	st.Watermark = s.watermark
+	return st
+}
+
+// Watermark is the partition's event-time watermark (math.MinInt64 before the first event).
+func (s *Sessionizer) Watermark() int64 { return s.watermark }
+
+// Process decodes one record and processes it. Bad records become dead letters.
+func (s *Sessionizer) Process(rec *Record) {
+	s.stats.Records++
+	s.received = true
+	ev := &s.ev
+	if err := s.dec.Decode(rec, ev); err != nil {
+		s.stats.Dead++
+		s.stats.DeadByReason[err.Reason]++
+		s.o = Output{Kind: KindDead, Record: rec, Reason: err.Reason, Detail: err.Detail}
+		s.out.Emit(&s.o)
+		return
+	}
+	s.ProcessEvent(ev)
+}
+
+// ProcessEvent processes one decoded event. ev is copied when it must wait in the reorder
+// buffer; the bytes it points to must stay unchanged until the event is emitted.
+func (s *Sessionizer) ProcessEvent(ev *Event) {
+	s.stats.Events++
+	s.received = true
+	if ev.Time < s.watermark {
+		// Behind the watermark: it joins the open visit if it can, without changing history.
+		s.processLate(ev)
+		s.advanceTimers(s.watermark)
+		return
+	}
+	s.buf.push(ev)
+	if ev.Time > s.maxSeen {
+		s.maxSeen = ev.Time
+		if w := ev.Time - s.ooo; w > s.watermark {
+			s.setWatermark(w)
+		}
+	}
+}
+
+// Tick drives idle advancement with the wall clock: once no record has arrived for IdleTimeout,
+// the watermark follows now minus MaxOutOfOrderness. Call it periodically (e.g. every second).
+func (s *Sessionizer) Tick(now time.Time) {
+	nowMS := now.UnixMilli()
+	if s.received || s.lastRecv == 0 {
+		s.received = false
+		s.lastRecv = nowMS
+		return
+	}
+	if s.idle < 0 || nowMS-s.lastRecv < s.idle {
+		return
+	}
+	if w := nowMS - s.ooo; w > s.watermark {
+		s.setWatermark(w)
+	}
+}
+
+// Flush ends input: every buffered event is processed and every open visit and session ends
+// with reason shutdown-flush, as if the watermark had reached +infinity. Offline mode calls it at
+// the end of the input.
+func (s *Sessionizer) Flush() {
+	// Input ended at the largest event time seen: what ended before it ended for its own reason.
+	if s.maxSeen > s.watermark {
+		s.setWatermark(s.maxSeen)
+	}
+	s.flushing = true
+	s.setWatermark(math.MaxInt64)
+	s.flushing = false
+}
+
+// setWatermark moves the watermark to w, processing buffered events and firing timers in
+// event-time order: before an event at t, every timer due before t fires.
+func (s *Sessionizer) setWatermark(w int64) {
+	s.watermark = w
+	for s.buf.len() > 0 && s.buf.minTime() <= w {
+		ev := s.buf.pop()
+		s.advanceTimers(ev.Time)
+		s.processEvent(ev)
+	}
+	s.advanceTimers(w)
+}
+
+// advanceTimers fires every timer whose deadline is before t.
+func (s *Sessionizer) advanceTimers(t int64) {
+	if t == math.MinInt64 {
+		return
+	}
+	target := t - 1
+	if t == math.MaxInt64 {
+		target = t
+	}
+	if s.wheel.Len() == 0 {
+		return
+	}
+	s.wheel.Advance(target, s.fire)
+}
+
+// stateKey builds the state key of ev into s.keyBuf: 'p'+profile, or 's'+session for a
+// profile-less event; ok is false for an event with neither.
+func (s *Sessionizer) stateKey(ev *Event) (key []byte, ok bool) {
+	switch {
+	case len(ev.Profile) > 0:
+		s.keyBuf = append(append(s.keyBuf[:0], 'p'), ev.Profile...)
+	case len(ev.Session) > 0:
+		s.keyBuf = append(append(s.keyBuf[:0], 's'), ev.Session...)
+	default:
+		return nil, false
+	}
+	return s.keyBuf, true
+}
+
+func (s *Sessionizer) lookup(key []byte) *keyState {
+	return s.keys[string(key)]
+}
+
+func (s *Sessionizer) create(key []byte) *keyState {
+	if len(s.slab) == 0 {
+		s.slab = make([]keyState, 256)
+	}
+	k := &s.slab[0]
+	s.slab = s.slab[1:]
+	k.key = s.intern(key)
+	k.timers[timerSession].Value = k
+	k.timers[timerVisit].Value = k
+	s.keys[k.key] = k
+	return k
+}
+
+// intern copies key into the arena and returns it as a string; arena chunks are never written
+// again once a string points into them.
+func (s *Sessionizer) intern(key []byte) string {
+	if len(key) > 256 {
+		return string(key)
+	}
+	if cap(s.arena)-len(s.arena) < len(key) {
+		s.arena = make([]byte, 0, 64<<10)
+	}
+	start := len(s.arena)
+	s.arena = append(s.arena, key...)
+	b := s.arena[start:len(s.arena):len(s.arena)]
+	return unsafeString(b)
+}
+
+func (s *Sessionizer) markDirty(k *keyState) {
+	if !k.dirty {
+		k.dirty = true
+		s.dirty = append(s.dirty, k)
+	}
+}
+
+// processLate handles an event older than the watermark. It joins the key's open visit when it
+// falls inside it; otherwise, if it would fall into or extend a visit that has ended or predate
+// the open one, it is late. An event of a key with no visit near it starts one as usual.
+func (s *Sessionizer) processLate(ev *Event) {
+	key, ok := s.stateKey(ev)
+	if !ok {
+		s.processEvent(ev)
+		return
+	}
+	if k := s.lookup(key); k != nil {
+		var reason Reason
+		switch v := &k.visit; {
+		case v.open && ev.Time < v.StartedAt:
+			reason = LateBeforeVisit
+		case !v.open && k.ended && ev.Time <= k.visitEnd+s.gap:
+			reason = LateVisitEnded
+		}
+		if reason != "" {
+			s.stats.Late++
+			s.o = Output{Kind: KindLate, Key: key[1:], Event: ev, Reason: reason}
+			s.out.Emit(&s.o)
+			return
+		}
+	}
+	s.processEvent(ev)
+}
+
+// processEvent sessionizes one event whose time the watermark allows.
+func (s *Sessionizer) processEvent(ev *Event) {
+	if ev.Ephemeral {
+		s.stats.Ephemeral++
+	}
+	key, ok := s.stateKey(ev)
+	if !ok {
+		s.stats.PassThrough++
+		if !ev.Ephemeral {
+			s.o = Output{Kind: KindPassThrough, Event: ev}
+			s.out.Emit(&s.o)
+		}
+		return
+	}
+	k := s.lookup(key)
+	if k == nil {
+		k = s.create(key)
+	}
+	s.markDirty(k)
+	outKey := k.key[1:]
+	t := ev.Time
+	profile := k.key[0] == 'p'
+
+	if profile && (k.lastSeen == 0 || t-k.lastSeen > s.ttl) {
+		s.emitOpen(ProfileCreated, k, ev, nil)
+	}
+	if profile {
+		k.lastSeen = max(k.lastSeen, t)
+	}
+
+	var sess *sessionState
+	if len(ev.Session) > 0 {
+		sess = k.findSession(ev.Session)
+		if sess == nil {
+			sess = s.openSession(k, ev)
+		}
+	}
+	v := &k.visit
+	if !v.open {
+		s.startActivity(v, k, ev, 'v', nil)
+		if sess != nil {
+			v.SessionCount = 1
+		}
+		s.emitOpen(VisitStarted, k, ev, v.id[:])
+	} else if sess != nil && sess.EventCount == 0 {
+		v.SessionCount++
+	}
+	s.record(v, ev)
+	v.session = append(v.session[:0], ev.Session...)
+	if sess != nil {
+		s.record(&sess.activity, ev)
+	}
+
+	if !ev.Ephemeral {
+		s.o = Output{Kind: KindEvent, Key: unsafeBytes(outKey), Event: ev, VisitID: v.id[:]}
+		s.out.Emit(&s.o)
+	}
+
+	if sess != nil && s.endTypes[ev.Type] {
+		s.closeSession(k, sess, ReasonEndEvent, t)
+	}
+	s.scheduleVisit(k)
+	s.scheduleSessions(k)
+}
+
+// openSession opens a session for ev's session id, closing the least recently active one when
+// the key is at MaxOpenSessions.
+func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
+	if len(k.sessions) >= s.cfg.MaxOpenSessions {
+		oldest := k.sessions[0]
+		for _, o := range k.sessions[1:] {
+			if o.LastActivity < oldest.LastActivity {
+				oldest = o
+			}
+		}
+		s.closeSession(k, oldest, ReasonMaxOpenSessions, ev.Time)
+	}
+	var ss *sessionState
+	if n := len(s.freeSess); n > 0 {
+		ss = s.freeSess[n-1]
+		s.freeSess = s.freeSess[:n-1]
+	} else {
+		ss = new(sessionState)
+	}
+	ss.id = append(ss.id[:0], ev.Session...)
+	s.startActivity(&ss.activity, k, ev, 's', ss.id)
+	k.sessions = append(k.sessions, ss)
+	s.emitOpen(SessionOpened, k, ev, nil)
+	return ss
+}
+
+func (k *keyState) findSession(id []byte) *sessionState {
+	for _, ss := range k.sessions {
+		if bytes.Equal(ss.id, id) {
+			return ss
+		}
+	}
+	return nil
+}
+
+// startActivity resets a to a new visit or session that starts with ev.
+func (s *Sessionizer) startActivity(a *activity, k *keyState, ev *Event, kind byte, sessionID []byte) {
+	a.open = true
+	a.Summary = Summary{
+		StartedAt: ev.Time, LastActivity: ev.Time,
+		EntryURL: a.EntryURL[:0], ExitURL: a.ExitURL[:0],
+		Source: append(a.Source[:0], ev.Source...), Device: append(a.Device[:0], ev.Device...),
+		Types: a.Types[:0],
+	}
+	id := s.contentID(kind, k.key, ev.Time, sessionID)
+	hex.Encode(a.id[:], id[:])
+}
+
+// record adds ev to a's summary.
+func (s *Sessionizer) record(a *activity, ev *Event) {
+	a.EventCount++
+	if ev.Type == "page-view" {
+		a.PageViewCount++
+	}
+	if len(ev.URL) > 0 {
+		if len(a.EntryURL) == 0 {
+			a.EntryURL = append(a.EntryURL, ev.URL...)
+		}
+		if ev.Time >= a.LastActivity || len(a.ExitURL) == 0 {
+			a.ExitURL = append(a.ExitURL[:0], ev.URL...)
+		}
+	}
+	a.LastActivity = max(a.LastActivity, ev.Time)
+	a.cause = EventRef{Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset}
+	if ev.ID != nil {
+		a.causeBuf = append(a.causeBuf[:0], ev.ID...)
+		a.cause.ID = a.causeBuf
+	}
+	i, found := slices.BinarySearchFunc(a.Types, ev.Type, func(tc TypeCount, t string) int {
+		switch {
+		case tc.Type < t:
+			return -1
+		case tc.Type > t:
+			return 1
+		}
+		return 0
+	})
+	switch {
+	case found:
+		a.Types[i].Count++
+	case len(a.Types) < s.cfg.MaxTypeCounts:
+		a.Types = slices.Insert(a.Types, i, TypeCount{Type: ev.Type, Count: 1})
+	default:
+		a.OtherTypes++
+	}
+}
+
+func (s *Sessionizer) visitDeadline(k *keyState) int64 {
+	v := &k.visit
+	return min(v.LastActivity+s.gap, v.StartedAt+s.maxVisit)
+}
+
+func (s *Sessionizer) sessionDeadline(ss *sessionState) int64 {
+	return min(ss.LastActivity+s.sessTO, ss.StartedAt+s.maxSess)
+}
+
+func (s *Sessionizer) scheduleVisit(k *keyState) {
+	if k.visit.open {
+		s.wheel.Schedule(&k.timers[timerVisit], s.visitDeadline(k))
+	} else {
+		s.wheel.Cancel(&k.timers[timerVisit])
+	}
+}
+
+// scheduleSessions sets the key's session timer to its earliest session deadline.
+func (s *Sessionizer) scheduleSessions(k *keyState) {
+	if len(k.sessions) == 0 {
+		s.wheel.Cancel(&k.timers[timerSession])
+		return
+	}
+	d := int64(math.MaxInt64)
+	for _, ss := range k.sessions {
+		d = min(d, s.sessionDeadline(ss))
+	}
+	s.wheel.Schedule(&k.timers[timerSession], d)
+}
+
+// fire handles a due timer.
+func (s *Sessionizer) fire(n *timerwheel.Node[*keyState]) {
+	k := n.Value
+	s.markDirty(k)
+	if n == &k.timers[timerVisit] {
+		d := s.visitDeadline(k)
+		reason := ReasonInactivity
+		if k.visit.StartedAt+s.maxVisit < k.visit.LastActivity+s.gap {
+			reason = ReasonMaxDuration
+		}
+		s.endVisit(k, reason, d)
+		return
+	}
+	// Session timer: close the sessions due at the earliest deadline, then re-arm for the rest.
+	d := int64(math.MaxInt64)
+	for _, ss := range k.sessions {
+		d = min(d, s.sessionDeadline(ss))
+	}
+	for i := 0; i < len(k.sessions); {
+		ss := k.sessions[i]
+		if s.sessionDeadline(ss) != d {
+			i++
+			continue
+		}
+		reason := ReasonInactivity
+		if ss.StartedAt+s.maxSess < ss.LastActivity+s.sessTO {
+			reason = ReasonMaxDuration
+		}
+		s.closeSession(k, ss, reason, d) // removes k.sessions[i]
+	}
+	s.scheduleSessions(k)
+}
+
+func (s *Sessionizer) endVisit(k *keyState, reason CloseReason, at int64) {
+	v := &k.visit
+	if s.flushing {
+		reason = ReasonShutdownFlush
+	}
+	v.Reason = reason
+	s.emitClose(VisitEnded, k, v, v.session, at)
+	v.open = false
+	k.visitEnd, k.ended = v.LastActivity, true
+	s.wheel.Cancel(&k.timers[timerVisit])
+}
+
+// closeSession closes ss and removes it from k.sessions. The caller re-arms the session timer.
+func (s *Sessionizer) closeSession(k *keyState, ss *sessionState, reason CloseReason, at int64) {
+	if s.flushing {
+		reason = ReasonShutdownFlush
+	}
+	ss.Reason = reason
+	s.emitClose(SessionClosed, k, &ss.activity, ss.id, at)
+	ss.open = false
+	i := slices.Index(k.sessions, ss)
+	k.sessions = slices.Delete(k.sessions, i, i+1)
+	s.freeSess = append(s.freeSess, ss)
+	if len(k.sessions) == 0 {
+		s.wheel.Cancel(&k.timers[timerSession])
+	}
+}
+
+// emitOpen emits profile-created, session-opened or visit-started, triggered by ev.
+func (s *Sessionizer) emitOpen(t SystemType, k *keyState, ev *Event, visitID []byte) {
+	s.stats.System[t]++
+	switch t {
+	case VisitStarted:
+		s.stats.OpenVisits++
+	case SessionOpened:
+		s.stats.OpenSessions++
+	}
+	if !s.enabled[t] {
+		return
+	}
+	s.se = SystemEvent{
+		Type: t, Time: ev.Time, Session: ev.Session, Source: ev.Source,
+		Cause:   EventRef{ID: ev.ID, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset},
+		VisitID: visitID, Started: ev.Time,
+	}
+	if k.key[0] == 'p' {
+		s.se.Profile = unsafeBytes(k.key[1:])
+	}
+	extra := ev.Session
+	if t == ProfileCreated {
+		extra = nil
+	}
+	s.se.ID = s.contentID(byte(t), k.key, ev.Time, extra)
+	s.emitSystem(k, ev)
+}
+
+// emitClose emits visit-ended or session-closed for a at time at.
+func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session []byte, at int64) {
+	s.stats.System[t]++
+	if t == VisitEnded {
+		s.stats.OpenVisits--
+	} else {
+		s.stats.OpenSessions--
+	}
+	if !s.enabled[t] {
+		return
+	}
+	s.se = SystemEvent{
+		Type: t, Time: at, Session: session, Source: a.Source, Cause: a.cause,
+		Summary: &a.Summary,
+	}
+	if t == VisitEnded {
+		s.se.VisitID = a.id[:]
+	} else if k.visit.open {
+		s.se.VisitID = k.visit.id[:]
+	}
+	if k.key[0] == 'p' {
+		s.se.Profile = unsafeBytes(k.key[1:])
+	}
+	extra := session
+	if t == VisitEnded {
+		extra = nil
+	}
+	s.se.ID = s.contentID(byte(t), k.key, a.StartedAt, extra)
+	s.emitSystem(k, nil)
+}
+
+// emitSystem emits s.se; ev is the triggering input event, nil for timers.
+func (s *Sessionizer) emitSystem(k *keyState, ev *Event) {
+	s.o = Output{Kind: KindSystem, Key: unsafeBytes(k.key[1:]), System: &s.se, Event: ev}
+	s.out.Emit(&s.o)
+}
+
+// contentID derives an id from what an id names: a kind (a system-event type, or 'v' and 's'
+// for visits and sessions), the state key, the start time of what it is about and, for sessions,
+// the session id. The same input always gives the same ids.
+func (s *Sessionizer) contentID(kind byte, key string, start int64, session []byte) (id [16]byte) {
+	b := append(s.hashBuf[:0], kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(start))
+	b = append(b, key...)
+	b = append(b, 0)
+	b = append(b, session...)
+	s.hashBuf = b
+	sum := sha256.Sum256(b)
+	copy(id[:], sum[:16])
+	return id
+}
