@@ -40,7 +40,10 @@ type DecodeError struct {
 func (e *DecodeError) Error() string { return string(e.Reason) + ": " + e.Detail }
 
 // Decode decodes rec into ev. On failure ev is undefined and the error says why; the caller
-// dead-letters rec.
+// dead-letters rec. Syntax comes first: a value that is not valid JSON (or not valid UTF-8, or
+// nested too deep) is rejected for that even when a field before the fault has the wrong type.
+// A record timestamp outside the range of event times (negative, or after 9999) counts as
+// absent for the event time and the skew rule.
 func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 	*ev = Event{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Raw: rec.Value, RecordTime: rec.Timestamp}
 	if len(rec.Value) > d.maxBytes {
@@ -76,8 +79,8 @@ func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 		case "type":
 			p.field = "type"
 			rawType = p.idValue(d.maxID, true)
-			if rawType == nil && p.fail == "" {
-				p.fail, p.detail = ReasonMissingType, "type is null"
+			if rawType == nil {
+				p.reject(ReasonMissingType, "type is null")
 			}
 		case "time":
 			p.field = "time"
@@ -120,6 +123,9 @@ func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 	if p.fail != "" {
 		return &DecodeError{p.fail, p.detailString()}
 	}
+	if p.bad != "" {
+		return &DecodeError{p.bad, p.badDetail}
+	}
 	if rawType == nil {
 		return &DecodeError{ReasonMissingType, "no type field"}
 	}
@@ -130,13 +136,17 @@ func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 	if _, sys := ParseSystemType(ev.Type); sys {
 		return &DecodeError{ReasonSystemEventType, ev.Type + " is emitted by dwell and not accepted from producers"}
 	}
+	recTime := rec.Timestamp
+	if recTime < 0 || recTime > maxTime { // NoTimestamp, or no usable time
+		recTime = NoTimestamp
+	}
 	if !haveTime {
-		if rec.Timestamp == NoTimestamp {
+		if recTime == NoTimestamp {
 			return &DecodeError{ReasonMissingTime, "no time field and no record timestamp"}
 		}
-		ev.Time = rec.Timestamp
-	} else if rec.Timestamp != NoTimestamp && ev.Time > rec.Timestamp+d.skew {
-		ev.OriginalTime, ev.Time, ev.TimeAdjusted = ev.Time, rec.Timestamp, true
+		ev.Time = recTime
+	} else if recTime != NoTimestamp && ev.Time-d.skew > recTime {
+		ev.OriginalTime, ev.Time, ev.TimeAdjusted = ev.Time, recTime, true
 	}
 	return nil
 }
@@ -174,17 +184,29 @@ func NormalizeType(t string) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(t)), " ", "-")
 }
 
-// parser is the scanner state for one record. Errors are sticky: the first sets fail and every
-// later step becomes a no-op, so the field loops need no error plumbing.
+// parser is the scanner state for one record. Syntax errors (malformed JSON, invalid UTF-8, too
+// deep) are sticky: the first sets fail and every later step becomes a no-op, so the field loops
+// need no error plumbing. Schema errors (a field of the wrong type, an invalid time, an id too
+// long, a null type) only set bad: the scan goes on, so that a record that is also malformed is
+// reported as malformed, whatever comes first.
 type parser struct {
-	b        []byte
-	i        int
-	depth    int
-	maxDepth int
-	field    string // top-level field being read, for error details
-	fail     Reason
-	detail   string
-	at       int
+	b         []byte
+	i         int
+	depth     int
+	maxDepth  int
+	field     string // top-level field being read, for error details
+	fail      Reason
+	detail    string
+	at        int
+	bad       Reason
+	badDetail string
+}
+
+// reject records a schema error; the first one is reported.
+func (p *parser) reject(r Reason, detail string) {
+	if p.fail == "" && p.bad == "" {
+		p.bad, p.badDetail = r, detail
+	}
 }
 
 func (p *parser) detailString() string {
@@ -200,14 +222,11 @@ func (p *parser) malformed() {
 	}
 }
 
+// wrongType records that the value at p.i is not of the kind wanted. Every caller then skips
+// the value with p.value(), which reports it as malformed if it is not a value at all (a
+// syntax error wins over a schema error).
 func (p *parser) wrongType(want string) {
-	if p.i >= len(p.b) { // the value is missing, not of the wrong type
-		p.malformed()
-		return
-	}
-	if p.fail == "" {
-		p.fail, p.detail = ReasonWrongFieldType, p.field+" must be "+want
-	}
+	p.reject(ReasonWrongFieldType, p.field+" must be "+want)
 }
 
 func (p *parser) ws() {
@@ -568,9 +587,7 @@ func (p *parser) idValue(maxLen int, keepEmpty bool) []byte {
 		return nil
 	}
 	if len(s) > maxLen {
-		if p.fail == "" {
-			p.fail, p.detail = ReasonTooLarge, p.field+" is longer than "+strconv.Itoa(maxLen)+" bytes"
-		}
+		p.reject(ReasonTooLarge, p.field+" is longer than "+strconv.Itoa(maxLen)+" bytes")
 		return nil
 	}
 	if len(s) == 0 {
@@ -699,14 +716,14 @@ func (p *parser) timeValue(ev *Event) bool {
 }
 
 func (p *parser) invalidTime(why string) {
-	if p.fail == "" {
-		p.fail, p.detail = ReasonInvalidTime, "time "+why
-	}
+	p.reject(ReasonInvalidTime, "time "+why)
 }
 
 // contextValue reads the context object, picking out page.url and device (a string, or an
-// object's type).
+// object's type). As everywhere, the last of duplicate keys wins: a later context, page, url,
+// device or type replaces what an earlier one set, and one that is not a string clears it.
 func (p *parser) contextValue(ev *Event) []byte {
+	ev.URL, ev.Device = nil, nil
 	if p.fail != "" || p.isNull() {
 		return nil
 	}
@@ -724,6 +741,7 @@ func (p *parser) contextValue(ev *Event) []byte {
 		}
 		switch string(key) {
 		case "page":
+			ev.URL = nil
 			if p.peek() != '{' {
 				p.value()
 				continue
@@ -734,13 +752,19 @@ func (p *parser) contextValue(ev *Event) []byte {
 				if !more {
 					break
 				}
-				if string(k) == "url" && p.peek() == '"' {
+				if string(k) != "url" {
+					p.value()
+					continue
+				}
+				ev.URL = nil
+				if p.peek() == '"' {
 					ev.URL, _ = p.str()
 				} else {
 					p.value()
 				}
 			}
 		case "device":
+			ev.Device = nil
 			switch p.peek() {
 			case '"':
 				ev.Device, _ = p.str()
@@ -751,7 +775,12 @@ func (p *parser) contextValue(ev *Event) []byte {
 					if !more {
 						break
 					}
-					if string(k) == "type" && p.peek() == '"' {
+					if string(k) != "type" {
+						p.value()
+						continue
+					}
+					ev.Device = nil
+					if p.peek() == '"' {
 						ev.Device, _ = p.str()
 					} else {
 						p.value()
@@ -770,8 +799,9 @@ func (p *parser) contextValue(ev *Event) []byte {
 	return p.b[start:p.i]
 }
 
-// optionsValue reads options; only ephemeral (a boolean) is interpreted.
+// optionsValue reads options; only ephemeral (a boolean; null reads as false) is interpreted.
 func (p *parser) optionsValue(ev *Event) {
+	ev.Ephemeral = false // a later options replaces an earlier one
 	if p.fail != "" || p.isNull() {
 		return
 	}
@@ -799,9 +829,11 @@ func (p *parser) optionsValue(ev *Event) {
 			ev.Ephemeral = false
 		case 'n':
 			p.literal("null")
+			ev.Ephemeral = false
 		default:
 			p.field = "options.ephemeral"
 			p.wrongType("a boolean")
+			p.field = "options"
 			p.value()
 		}
 	}

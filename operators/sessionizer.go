@@ -39,16 +39,19 @@ type Sessionizer struct {
 	received bool
 	lastRecv int64
 
-	// Allocation pools: key states and key strings are carved from chunks.
-	slab     []keyState
-	arena    []byte
-	freeSess []*sessionState
-	keyBuf   []byte
-	hashBuf  []byte
-	o        Output
-	se       SystemEvent
-	ev       Event
+	// Allocation pools: key states and key strings are carved from chunks; visits and
+	// sessions, with their buffers, are recycled through free lists.
+	slab      []keyState
+	arena     []byte
+	freeVisit []*visitState
+	freeSess  []*sessionState
+	keyBuf    []byte
+	hashBuf   []byte
+	o         Output
+	se        SystemEvent
+	ev        Event
 
+	track bool // record changed keys for DrainChanges
 	dirty []*keyState
 	stats Stats
 }
@@ -77,6 +80,9 @@ const (
 	timerVisit   = 1
 )
 
+// keyState is what dwell keeps for one key (a profile, or the session of a profile-less
+// event). It stays small, since a profile is remembered long after its visits: the open visit
+// and sessions, with their buffers, are recycled objects it points to while they exist.
 type keyState struct {
 	key string // 'p'+profile or 's'+session
 	// lastSeen is the profile's last event time; 0 before the first.
@@ -85,26 +91,30 @@ type keyState struct {
 	// ended says there is one.
 	visitEnd int64
 	ended    bool
-	visit    activity
-	sessions []*sessionState
-	timers   [2]timerwheel.Node[*keyState]
 	dirty    bool
+	visit    *visitState   // nil: no open visit
+	sessions *sessionState // open sessions, a list through sessionState.next
+	nsess    int
+	timers   [2]timerwheel.Node[*keyState]
 }
 
 // activity is an open visit or session.
 type activity struct {
-	open     bool
 	id       [32]byte // hex
 	cause    EventRef // the last event
 	causeBuf []byte   // owns cause.ID
-	// session is the session of the last event (visits).
-	session []byte
 	Summary
 }
 
-type sessionState struct {
-	id []byte
+type visitState struct {
 	activity
+	session []byte // the session of the last event
+}
+
+type sessionState struct {
+	activity
+	id   []byte
+	next *sessionState
 }
 
 // NewSessionizer returns a sessionizer for partition that emits to out. cfg is copied; its
@@ -310,7 +320,7 @@ func (s *Sessionizer) intern(key []byte) string {
 }
 
 func (s *Sessionizer) markDirty(k *keyState) {
-	if !k.dirty {
+	if s.track && !k.dirty {
 		k.dirty = true
 		s.dirty = append(s.dirty, k)
 	}
@@ -327,10 +337,10 @@ func (s *Sessionizer) processLate(ev *Event) {
 	}
 	if k := s.lookup(key); k != nil {
 		var reason Reason
-		switch v := &k.visit; {
-		case v.open && ev.Time < v.StartedAt:
+		switch v := k.visit; {
+		case v != nil && ev.Time < v.StartedAt:
 			reason = LateBeforeVisit
-		case !v.open && k.ended && ev.Time <= k.visitEnd+s.gap:
+		case v == nil && k.ended && ev.Time <= k.visitEnd+s.gap:
 			reason = LateVisitEnded
 		}
 		if reason != "" {
@@ -380,9 +390,11 @@ func (s *Sessionizer) processEvent(ev *Event) {
 			sess = s.openSession(k, ev)
 		}
 	}
-	v := &k.visit
-	if !v.open {
-		s.startActivity(v, k, ev, 'v', nil)
+	v := k.visit
+	if v == nil {
+		v = s.newVisit()
+		k.visit = v
+		s.startActivity(&v.activity, k, ev, 'v', nil)
 		if sess != nil {
 			v.SessionCount = 1
 		}
@@ -390,7 +402,7 @@ func (s *Sessionizer) processEvent(ev *Event) {
 	} else if sess != nil && sess.EventCount == 0 {
 		v.SessionCount++
 	}
-	s.record(v, ev)
+	s.record(&v.activity, ev)
 	v.session = append(v.session[:0], ev.Session...)
 	if sess != nil {
 		s.record(&sess.activity, ev)
@@ -411,9 +423,9 @@ func (s *Sessionizer) processEvent(ev *Event) {
 // openSession opens a session for ev's session id, closing the least recently active one when
 // the key is at MaxOpenSessions.
 func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
-	if len(k.sessions) >= s.cfg.MaxOpenSessions {
-		oldest := k.sessions[0]
-		for _, o := range k.sessions[1:] {
+	if k.nsess >= s.cfg.MaxOpenSessions {
+		oldest := k.sessions
+		for o := oldest.next; o != nil; o = o.next {
 			if o.LastActivity < oldest.LastActivity {
 				oldest = o
 			}
@@ -429,13 +441,29 @@ func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
 	}
 	ss.id = append(ss.id[:0], ev.Session...)
 	s.startActivity(&ss.activity, k, ev, 's', ss.id)
-	k.sessions = append(k.sessions, ss)
+	// Append, so that sessions stay in the order they opened.
+	ss.next = nil
+	p := &k.sessions
+	for *p != nil {
+		p = &(*p).next
+	}
+	*p = ss
+	k.nsess++
 	s.emitOpen(SessionOpened, k, ev, nil)
 	return ss
 }
 
+func (s *Sessionizer) newVisit() *visitState {
+	if n := len(s.freeVisit); n > 0 {
+		v := s.freeVisit[n-1]
+		s.freeVisit = s.freeVisit[:n-1]
+		return v
+	}
+	return new(visitState)
+}
+
 func (k *keyState) findSession(id []byte) *sessionState {
-	for _, ss := range k.sessions {
+	for ss := k.sessions; ss != nil; ss = ss.next {
 		if bytes.Equal(ss.id, id) {
 			return ss
 		}
@@ -445,7 +473,6 @@ func (k *keyState) findSession(id []byte) *sessionState {
 
 // startActivity resets a to a new visit or session that starts with ev.
 func (s *Sessionizer) startActivity(a *activity, k *keyState, ev *Event, kind byte, sessionID []byte) {
-	a.open = true
 	a.Summary = Summary{
 		StartedAt: ev.Time, LastActivity: ev.Time,
 		EntryURL: a.EntryURL[:0], ExitURL: a.ExitURL[:0],
@@ -495,8 +522,7 @@ func (s *Sessionizer) record(a *activity, ev *Event) {
 	}
 }
 
-func (s *Sessionizer) visitDeadline(k *keyState) int64 {
-	v := &k.visit
+func (s *Sessionizer) visitDeadline(v *visitState) int64 {
 	return min(v.LastActivity+s.gap, v.StartedAt+s.maxVisit)
 }
 
@@ -505,8 +531,8 @@ func (s *Sessionizer) sessionDeadline(ss *sessionState) int64 {
 }
 
 func (s *Sessionizer) scheduleVisit(k *keyState) {
-	if k.visit.open {
-		s.wheel.Schedule(&k.timers[timerVisit], s.visitDeadline(k))
+	if k.visit != nil {
+		s.wheel.Schedule(&k.timers[timerVisit], s.visitDeadline(k.visit))
 	} else {
 		s.wheel.Cancel(&k.timers[timerVisit])
 	}
@@ -514,15 +540,19 @@ func (s *Sessionizer) scheduleVisit(k *keyState) {
 
 // scheduleSessions sets the key's session timer to its earliest session deadline.
 func (s *Sessionizer) scheduleSessions(k *keyState) {
-	if len(k.sessions) == 0 {
+	if k.sessions == nil {
 		s.wheel.Cancel(&k.timers[timerSession])
 		return
 	}
+	s.wheel.Schedule(&k.timers[timerSession], s.firstSessionDeadline(k))
+}
+
+func (s *Sessionizer) firstSessionDeadline(k *keyState) int64 {
 	d := int64(math.MaxInt64)
-	for _, ss := range k.sessions {
+	for ss := k.sessions; ss != nil; ss = ss.next {
 		d = min(d, s.sessionDeadline(ss))
 	}
-	s.wheel.Schedule(&k.timers[timerSession], d)
+	return d
 }
 
 // fire handles a due timer.
@@ -530,42 +560,40 @@ func (s *Sessionizer) fire(n *timerwheel.Node[*keyState]) {
 	k := n.Value
 	s.markDirty(k)
 	if n == &k.timers[timerVisit] {
-		d := s.visitDeadline(k)
+		v := k.visit
 		reason := ReasonInactivity
-		if k.visit.StartedAt+s.maxVisit < k.visit.LastActivity+s.gap {
+		if v.StartedAt+s.maxVisit < v.LastActivity+s.gap {
 			reason = ReasonMaxDuration
 		}
-		s.endVisit(k, reason, d)
+		s.endVisit(k, reason, s.visitDeadline(v))
 		return
 	}
-	// Session timer: close the sessions due at the earliest deadline, then re-arm for the rest.
-	d := int64(math.MaxInt64)
-	for _, ss := range k.sessions {
-		d = min(d, s.sessionDeadline(ss))
-	}
-	for i := 0; i < len(k.sessions); {
-		ss := k.sessions[i]
-		if s.sessionDeadline(ss) != d {
-			i++
-			continue
+	// Session timer: close the sessions due at the earliest deadline, in the order they
+	// opened, then re-arm for the rest.
+	d := s.firstSessionDeadline(k)
+	for ss := k.sessions; ss != nil; {
+		next := ss.next
+		if s.sessionDeadline(ss) == d {
+			reason := ReasonInactivity
+			if ss.StartedAt+s.maxSess < ss.LastActivity+s.sessTO {
+				reason = ReasonMaxDuration
+			}
+			s.closeSession(k, ss, reason, d)
 		}
-		reason := ReasonInactivity
-		if ss.StartedAt+s.maxSess < ss.LastActivity+s.sessTO {
-			reason = ReasonMaxDuration
-		}
-		s.closeSession(k, ss, reason, d) // removes k.sessions[i]
+		ss = next
 	}
 	s.scheduleSessions(k)
 }
 
 func (s *Sessionizer) endVisit(k *keyState, reason CloseReason, at int64) {
-	v := &k.visit
+	v := k.visit
 	if s.flushing {
 		reason = ReasonShutdownFlush
 	}
 	v.Reason = reason
-	s.emitClose(VisitEnded, k, v, v.session, at)
-	v.open = false
+	s.emitClose(VisitEnded, k, &v.activity, v.session, at)
+	k.visit = nil
+	s.freeVisit = append(s.freeVisit, v)
 	k.visitEnd, k.ended = v.LastActivity, true
 	s.wheel.Cancel(&k.timers[timerVisit])
 }
@@ -577,11 +605,15 @@ func (s *Sessionizer) closeSession(k *keyState, ss *sessionState, reason CloseRe
 	}
 	ss.Reason = reason
 	s.emitClose(SessionClosed, k, &ss.activity, ss.id, at)
-	ss.open = false
-	i := slices.Index(k.sessions, ss)
-	k.sessions = slices.Delete(k.sessions, i, i+1)
+	p := &k.sessions
+	for *p != ss {
+		p = &(*p).next
+	}
+	*p = ss.next
+	ss.next = nil
+	k.nsess--
 	s.freeSess = append(s.freeSess, ss)
-	if len(k.sessions) == 0 {
+	if k.sessions == nil {
 		s.wheel.Cancel(&k.timers[timerSession])
 	}
 }
@@ -631,7 +663,7 @@ func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session 
 	}
 	if t == VisitEnded {
 		s.se.VisitID = a.id[:]
-	} else if k.visit.open {
+	} else if k.visit != nil {
 		s.se.VisitID = k.visit.id[:]
 	}
 	if k.key[0] == 'p' {

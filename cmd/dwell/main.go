@@ -1,0 +1,79 @@
+// Command dwell turns customer-journey events into system events. See the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the run failed: I/O, broker, state
+	exitUsage   = 2 // bad command line or configuration
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError marks errors that exit with exitUsage.
+type usageError struct{ error }
+
+const usage = `dwell turns customer-journey events into system events.
+
+Usage:
+  dwell process --in FILE|- [--out DIR] [flags]   process JSON Lines offline
+  dwell demo [--events N]                          generate a sample and process it
+  dwell gen [--events N] [--out FILE] [flags]      write a generated web-tracking stream
+  dwell version
+
+Run 'dwell COMMAND -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "process":
+		err = cmdProcess(ctx, args[1:], stdin, stdout, stderr)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "gen":
+		err = cmdGen(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "dwell", version())
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "dwell: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "dwell:", err)
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "dwell: interrupted")
+		return exitFailure
+	default:
+		fmt.Fprintln(stderr, "dwell:", err)
+		return exitFailure
+	}
+}

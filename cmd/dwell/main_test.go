@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the command in-process and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestProcessIsDeterministic runs dwell process twice on the same generated 100k-event file
+// (with malformed, late and out-of-order records, and idle gaps so visits end mid-stream) and
+// requires byte-identical output files.
+func TestProcessIsDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	if code, _, stderr := runCLI(t, "", "gen", "--events", "100000", "--profiles", "5000", "--rate", "50",
+		"--idle-every", "30000", "--malformed", "0.003", "--late", "0.002", "--out", in); code != 0 {
+		t.Fatalf("gen exited %d: %s", code, stderr)
+	}
+	var outputs [2]map[string][]byte
+	for i := range outputs {
+		outDir := filepath.Join(dir, "out", string(rune('a'+i)))
+		code, _, stderr := runCLI(t, "", "process", "--in", in, "--out", outDir, "--key-partitions", "3")
+		if code != 0 {
+			t.Fatalf("run %d exited %d: %s", i, code, stderr)
+		}
+		if !strings.Contains(stderr, "100000 records") {
+			t.Fatalf("summary line does not count the records: %q", stderr)
+		}
+		outputs[i] = map[string][]byte{}
+		for _, name := range outputFiles {
+			b, err := os.ReadFile(filepath.Join(outDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) == 0 {
+				t.Fatalf("run %d: %s is empty; the sample should produce every stream", i, name)
+			}
+			outputs[i][name] = b
+		}
+	}
+	for _, name := range outputFiles {
+		if !bytes.Equal(outputs[0][name], outputs[1][name]) {
+			t.Errorf("%s differs between two runs on the same input", name)
+		}
+	}
+}
+
+// TestProcessSummaryAndStdout checks the default output (system events on stdout), the summary
+// line on stderr, and that dead letters do not fail the run.
+func TestProcessSummaryAndStdout(t *testing.T) {
+	input := `{"type":"page-view","profile":"p1","session":"s1","time":"2026-01-01T00:00:00Z","id":"a"}
+not json
+{"type":"page-view","profile":"p1","session":"s1","time":"2026-01-01T00:01:00Z","id":"b"}
+`
+	code, stdout, stderr := runCLI(t, input, "process", "--in", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{`"type":"profile-created"`, `"type":"visit-ended"`, `"reason":"shutdown-flush"`} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %s:\n%s", want, stdout)
+		}
+	}
+	if got := strings.Count(stdout, "\n"); got != 5 {
+		t.Errorf("%d system events on stdout, want 5 (created, opened, started, closed, ended)", got)
+	}
+	for _, want := range []string{"3 records", "2 events in", "profile-created=1", "visit-ended=1", "dead letters=1 (malformed-json=1)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("summary lacks %q: %s", want, stderr)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"process"}, "--in is required"},
+		{[]string{"process", "--in", "-", "--visit-gap", "-1m"}, "visit_gap must be"},
+		{[]string{"process", "--in", "-", "--disable", "visit-bogus"}, `unknown system-event type "visit-bogus"`},
+		{[]string{"process", "--in", "-", "--key-partitions", "0"}, "--key-partitions must be at least 1"},
+	} {
+		code, _, stderr := runCLI(t, "", tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, exitUsage, tc.want)
+		}
+	}
+	code, _, stderr := runCLI(t, "", "process", "--in", "/nonexistent/file.jsonl")
+	if code != exitFailure || !strings.Contains(stderr, "no such file") {
+		t.Errorf("missing input: exit %d, %q", code, stderr)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	t.Setenv("DWELL_VISIT_GAP", "bogus")
+	code, _, stderr := runCLI(t, "", "process", "--in", "-")
+	if code != exitUsage || !strings.Contains(stderr, "DWELL_VISIT_GAP") {
+		t.Fatalf("bad DWELL_VISIT_GAP: exit %d, %q", code, stderr)
+	}
+	t.Setenv("DWELL_VISIT_GAP", "1m")
+	t.Setenv("DWELL_SESSION_TIMEOUT", "1m")
+	input := `{"type":"a","profile":"p","time":0,"id":"x"}
+{"type":"a","profile":"p","time":120000,"id":"y"}
+`
+	code, stdout, stderr := runCLI(t, input, "process", "--in", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// With a 1m gap, two events 2m apart are two visits.
+	if got := strings.Count(stdout, `"type":"visit-started"`); got != 2 {
+		t.Fatalf("%d visits with DWELL_VISIT_GAP=1m, want 2:\n%s", got, stdout)
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/pipeline"
+)
+
+// Output file names under --out.
+var outputFiles = [4]string{"system-events.jsonl", "events.jsonl", "late.jsonl", "dlq.jsonl"}
+
+func cmdProcess(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("process", stderr)
+	var cfg pipeline.OfflineConfig
+	bindOperators(fs, &cfg.Operators)
+	in := fs.String("in", "", "JSON Lines input file, or - for standard input (required)")
+	outDir := fs.String("out", "", "write system-events, events, late and dlq .jsonl files into this directory (default: system events to stdout)")
+	fs.IntVar(&cfg.Partitions, "key-partitions", 1, "hash keys over this many partitions, as a keyed Kafka topic would")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *in == "" {
+		return usageError{errors.New("process: --in is required (a file, or - for standard input)")}
+	}
+	if cfg.Partitions < 1 {
+		return usageError{fmt.Errorf("process: --key-partitions must be at least 1, got %d", cfg.Partitions)}
+	}
+	if err := cfg.Operators.Validate(); err != nil {
+		return usageError{err}
+	}
+	_, err := processFile(ctx, cfg, *in, *outDir, stdin, stdout, stderr)
+	return err
+}
+
+// processFile runs the offline pipeline and prints the one-line summary to stderr.
+func processFile(ctx context.Context, cfg pipeline.OfflineConfig, in, outDir string, stdin io.Reader, stdout, stderr io.Writer) (pipeline.OfflineSummary, error) {
+	var r io.Reader = stdin
+	if in != "-" {
+		f, err := os.Open(in)
+		if err != nil {
+			return pipeline.OfflineSummary{}, fmt.Errorf("process: %w; pass an existing JSON Lines file or - for standard input", err)
+		}
+		defer f.Close()
+		r = f
+		cfg.Topic = filepath.Base(in)
+	} else {
+		cfg.Topic = "stdin"
+	}
+	outs := pipeline.OfflineOutputs{System: stdout}
+	var files []*os.File
+	if outDir != "" {
+		if err := os.MkdirAll(outDir, 0o755); err != nil {
+			return pipeline.OfflineSummary{}, fmt.Errorf("process: creating output directory: %w", err)
+		}
+		for _, name := range outputFiles {
+			f, err := os.Create(filepath.Join(outDir, name))
+			if err != nil {
+				closeAll(files)
+				return pipeline.OfflineSummary{}, fmt.Errorf("process: %w", err)
+			}
+			files = append(files, f)
+		}
+		outs = pipeline.OfflineOutputs{System: files[0], Events: files[1], Late: files[2], Dead: files[3]}
+	}
+	sum, err := pipeline.RunOffline(ctx, cfg, r, outs)
+	if cerr := closeAll(files); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return sum, err
+	}
+	fmt.Fprintln(stderr, summaryLine(sum))
+	return sum, nil
+}
+
+func closeAll(files []*os.File) error {
+	var errs []error
+	for _, f := range files {
+		errs = append(errs, f.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// summaryLine is the one-line account of a run: events in, system events by type, late and
+// dead letters by reason.
+func summaryLine(sum pipeline.OfflineSummary) string {
+	t := sum.Totals
+	var b strings.Builder
+	fmt.Fprintf(&b, "dwell: %d records, %d events in (%d pass-through, %d ephemeral); system events:", t.Records, t.Events, t.PassThrough, t.Ephemeral)
+	for _, ty := range operators.SystemTypes() {
+		fmt.Fprintf(&b, " %s=%d", ty, t.System[ty])
+	}
+	fmt.Fprintf(&b, "; late=%d; dead letters=%d", t.Late, t.Dead)
+	if t.Dead > 0 {
+		reasons := make([]string, 0, len(t.DeadByReason))
+		for r, n := range t.DeadByReason {
+			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
+		}
+		slices.Sort(reasons)
+		fmt.Fprintf(&b, " (%s)", strings.Join(reasons, " "))
+	}
+	return b.String()
+}

@@ -1,0 +1,71 @@
+package operators
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// This file is the persistence seam that state/ implements: the sessionizer reports which keys
+// changed in a processing cycle, with their pending timer deadlines, and timers are persisted
+// under keys whose byte order is deadline order, so that a restored partition reads its due
+// timers with one ordered scan.
+
+// TimerKind names one of a key's timers; each key has at most one pending deadline per kind.
+type TimerKind uint8
+
+const (
+	// TimerSession closes the key's earliest-due open session.
+	TimerSession TimerKind = timerSession
+	// TimerVisit ends the key's open visit.
+	TimerVisit TimerKind = timerVisit
+)
+
+// Change describes a key changed since the last drain.
+type Change struct {
+	// Key is the state key: 'p' then the profile id, or 's' then the session id.
+	Key string
+	// Deadlines are the key's pending timer deadlines by kind (0: none).
+	Deadlines [2]int64
+}
+
+// TrackChanges makes the sessionizer remember which keys change, for DrainChanges. A pipeline
+// that persists state turns it on; offline runs leave it off and keep no such list.
+func (s *Sessionizer) TrackChanges(on bool) { s.track = on }
+
+// DrainChanges calls fn for every key changed since the last drain, in the order they first
+// changed, and forgets them.
+func (s *Sessionizer) DrainChanges(fn func(c Change)) {
+	for i, k := range s.dirty {
+		fn(Change{Key: k.key, Deadlines: [2]int64{k.timers[timerSession].Deadline(), k.timers[timerVisit].Deadline()}})
+		k.dirty = false
+		s.dirty[i] = nil
+	}
+	s.dirty = s.dirty[:0]
+}
+
+// timerKeyLen is the fixed prefix of a timer key: partition, deadline, kind.
+const timerKeyLen = 4 + 8 + 1
+
+// AppendTimerKey appends the persistent key of a timer: partition and deadline big-endian, then
+// kind and state key, so that keys sort by (partition, deadline, kind, key), the order in which
+// timers fire.
+func AppendTimerKey(dst []byte, partition int32, deadline int64, kind TimerKind, key []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(partition))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(deadline))
+	dst = append(dst, byte(kind))
+	return append(dst, key...)
+}
+
+// ParseTimerKey splits a key made by AppendTimerKey; key aliases b.
+func ParseTimerKey(b []byte) (partition int32, deadline int64, kind TimerKind, key []byte, err error) {
+	if len(b) < timerKeyLen+1 {
+		return 0, 0, 0, nil, errors.New("operators: timer key too short")
+	}
+	partition = int32(binary.BigEndian.Uint32(b))
+	deadline = int64(binary.BigEndian.Uint64(b[4:]))
+	kind = TimerKind(b[12])
+	if kind > TimerVisit || deadline < 0 {
+		return 0, 0, 0, nil, errors.New("operators: malformed timer key")
+	}
+	return partition, deadline, kind, b[timerKeyLen:], nil
+}

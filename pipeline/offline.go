@@ -1,0 +1,179 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/dwellhq/dwell/operators"
+)
+
+// OfflineConfig configures a run over a file instead of Kafka.
+type OfflineConfig struct {
+	// Operators configures decoding and sessionization, exactly as for the live pipeline.
+	Operators operators.Config
+	// Partitions hashes keys (profile, else session) over this many partitions with Kafka's
+	// default partitioner, each with its own watermark, as a keyed topic would. Default 1.
+	Partitions int
+	// Topic names the input in derived event ids and dead letters. Default "file".
+	Topic string
+}
+
+// OfflineOutputs are where the output streams go, as JSON Lines; a nil writer discards its
+// stream (it is still counted).
+type OfflineOutputs struct {
+	System, Events, Late, Dead io.Writer
+}
+
+// OfflineSummary counts what a run read and wrote.
+type OfflineSummary struct {
+	Lines  int64 // non-empty input lines
+	Totals operators.Stats
+}
+
+// RunOffline reads JSON Lines from r, one event per line (the line number, from 0, stands in
+// for the offset; blank lines are skipped but keep their number), processes them with the
+// operators, and at the end of input flushes every open visit and session (reason
+// shutdown-flush). Bad lines become dead letters; only I/O errors and ctx stop a run.
+func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out OfflineOutputs) (OfflineSummary, error) {
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 1
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = "file"
+	}
+	var sum OfflineSummary
+	if cfg.Partitions < 1 {
+		return sum, fmt.Errorf("pipeline: partitions must be positive, got %d", cfg.Partitions)
+	}
+	opCfg := cfg.Operators
+	opCfg.EnsureDefaults()
+	w := &jsonlEmitter{}
+	for i, dst := range []io.Writer{out.System, out.Events, out.Late, out.Dead} {
+		if dst != nil {
+			w.w[i] = bufio.NewWriterSize(dst, 256<<10)
+		}
+	}
+	parts := make([]*operators.Sessionizer, cfg.Partitions)
+	for i := range parts {
+		s, err := operators.NewSessionizer(opCfg, int32(i), w)
+		if err != nil {
+			return sum, err
+		}
+		parts[i] = s
+	}
+	keyDec := operators.NewDecoder(&opCfg)
+	var ev operators.Event
+
+	br := bufio.NewReaderSize(r, 1<<20)
+	var line int64 = -1
+	for {
+		line++
+		if line&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return sum, err
+			}
+		}
+		value, err := readLine(br)
+		if len(bytes.TrimSpace(value)) > 0 {
+			sum.Lines++
+			rec := &operators.Record{Topic: cfg.Topic, Offset: line, Value: value, Timestamp: operators.NoTimestamp}
+			if cfg.Partitions > 1 {
+				// Route by key as a Kafka producer would; undecodable records go to partition
+				// 0, where they are dead-lettered.
+				if keyDec.Decode(rec, &ev) == nil {
+					key := ev.Profile
+					if len(key) == 0 {
+						key = ev.Session
+					}
+					if len(key) > 0 {
+						rec.Partition = KafkaPartition(key, int32(cfg.Partitions))
+					}
+				}
+			}
+			parts[rec.Partition].Process(rec)
+			if w.err != nil {
+				return sum, w.err
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return sum, fmt.Errorf("pipeline: reading line %d: %w", line+1, err)
+		}
+	}
+	for _, s := range parts {
+		s.Flush()
+	}
+	sum.Totals = addStats(parts)
+	var errs []error
+	for _, bw := range w.w {
+		if bw != nil {
+			errs = append(errs, bw.Flush())
+		}
+	}
+	return sum, errors.Join(append(errs, w.err)...)
+}
+
+// readLine returns the next line without its newline; each line gets its own memory, since
+// events wait in the reorder buffer while later lines are read.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadBytes('\n')
+	line = bytes.TrimSuffix(line, []byte{'\n'})
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	return line, err
+}
+
+func addStats(parts []*operators.Sessionizer) operators.Stats {
+	var t operators.Stats
+	t.DeadByReason = map[operators.Reason]uint64{}
+	for _, s := range parts {
+		st := s.Stats()
+		t.Records += st.Records
+		t.Events += st.Events
+		t.PassThrough += st.PassThrough
+		t.Ephemeral += st.Ephemeral
+		t.Late += st.Late
+		t.Dead += st.Dead
+		for k, v := range st.DeadByReason {
+			t.DeadByReason[k] += v
+		}
+		for i, v := range st.System {
+			t.System[i] += v
+		}
+		t.Keys += st.Keys
+	}
+	return t
+}
+
+// jsonlEmitter writes each output stream as JSON Lines.
+type jsonlEmitter struct {
+	w   [4]*bufio.Writer // system, events, late, dead
+	buf []byte
+	err error
+}
+
+func (e *jsonlEmitter) Emit(o *operators.Output) {
+	var w *bufio.Writer
+	switch o.Kind {
+	case operators.KindSystem:
+		w = e.w[0]
+	case operators.KindEvent, operators.KindPassThrough:
+		w = e.w[1]
+	case operators.KindLate:
+		w = e.w[2]
+	case operators.KindDead:
+		w = e.w[3]
+	}
+	if w == nil || e.err != nil {
+		return
+	}
+	e.buf = append(operators.AppendJSON(e.buf[:0], o), '\n')
+	if _, err := w.Write(e.buf); err != nil {
+		e.err = fmt.Errorf("pipeline: writing %s output: %w", o.Kind, err)
+	}
+}
