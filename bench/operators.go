@@ -31,6 +31,8 @@ type Operators struct {
 	// buffer point into the previous chunk, which must stay intact.
 	bufs  [2][]byte
 	flip  int
+	offs  []int
+	ts    []int64
 	S     *operators.Sessionizer
 	Dec   *operators.Decoder
 	Sink  *CountingSink
@@ -104,15 +106,14 @@ func (w *Operators) Fill(decoded bool) {
 	w.flip ^= 1
 	buf := w.bufs[w.flip][:0]
 	w.Recs = w.Recs[:0]
-	offs := make([]int, 0, w.cfg.Chunk)
-	ts := make([]int64, 0, w.cfg.Chunk)
+	offs, ts := w.offs[:0], w.ts[:0]
 	for range w.cfg.Chunk {
 		r := w.gen.Next(buf)
 		buf = append(buf, r.Value...) // a self-copy unless Next had to grow the buffer
 		offs = append(offs, len(buf))
 		ts = append(ts, r.Timestamp)
 	}
-	w.bufs[w.flip] = buf
+	w.bufs[w.flip], w.offs, w.ts = buf, offs, ts
 	// Slice after generating: buf may have moved while it grew.
 	prev := 0
 	w.Bytes = int64(len(buf))

@@ -36,7 +36,15 @@ func (s *Sessionizer) TrackChanges(on bool) { s.track = on }
 // changed, and forgets them.
 func (s *Sessionizer) DrainChanges(fn func(c Change)) {
 	for i, k := range s.dirty {
-		fn(Change{Key: k.key, Deadlines: [2]int64{k.timers[timerSession].Deadline(), k.timers[timerVisit].Deadline()}})
+		// The real deadlines: the wheel's may be earlier (timers are lazy).
+		c := Change{Key: k.key}
+		if k.sessions != nil {
+			c.Deadlines[timerSession] = s.firstSessionDeadline(k)
+		}
+		if k.visit != nil {
+			c.Deadlines[timerVisit] = s.visitDeadline(k.visit)
+		}
+		fn(c)
 		k.dirty = false
 		s.dirty[i] = nil
 	}

@@ -530,21 +530,33 @@ func (s *Sessionizer) sessionDeadline(ss *sessionState) int64 {
 	return min(ss.LastActivity+s.sessTO, ss.StartedAt+s.maxSess)
 }
 
+// Timers are lazy: activity only ever moves a deadline later, so a pending timer is moved only
+// when the real deadline is earlier than it; a timer that fires early re-arms itself at the real
+// deadline (fire). This keeps the wheel out of the per-event path, where rescheduling touched
+// neighbouring nodes on every event.
+
 func (s *Sessionizer) scheduleVisit(k *keyState) {
-	if k.visit != nil {
-		s.wheel.Schedule(&k.timers[timerVisit], s.visitDeadline(k.visit))
-	} else {
+	if k.visit == nil {
 		s.wheel.Cancel(&k.timers[timerVisit])
+		return
 	}
+	s.arm(&k.timers[timerVisit], s.visitDeadline(k.visit))
 }
 
-// scheduleSessions sets the key's session timer to its earliest session deadline.
+// scheduleSessions arms the key's session timer for its earliest session deadline.
 func (s *Sessionizer) scheduleSessions(k *keyState) {
 	if k.sessions == nil {
 		s.wheel.Cancel(&k.timers[timerSession])
 		return
 	}
-	s.wheel.Schedule(&k.timers[timerSession], s.firstSessionDeadline(k))
+	s.arm(&k.timers[timerSession], s.firstSessionDeadline(k))
+}
+
+// arm makes n fire no later than d.
+func (s *Sessionizer) arm(n *timerwheel.Node[*keyState], d int64) {
+	if !n.Scheduled() || d < n.Deadline() {
+		s.wheel.Schedule(n, d)
+	}
 }
 
 func (s *Sessionizer) firstSessionDeadline(k *keyState) int64 {
@@ -561,6 +573,10 @@ func (s *Sessionizer) fire(n *timerwheel.Node[*keyState]) {
 	s.markDirty(k)
 	if n == &k.timers[timerVisit] {
 		v := k.visit
+		if d := s.visitDeadline(v); d != n.At() {
+			s.wheel.Schedule(n, d) // early: activity moved the deadline
+			return
+		}
 		reason := ReasonInactivity
 		if v.StartedAt+s.maxVisit < v.LastActivity+s.gap {
 			reason = ReasonMaxDuration
@@ -571,6 +587,10 @@ func (s *Sessionizer) fire(n *timerwheel.Node[*keyState]) {
 	// Session timer: close the sessions due at the earliest deadline, in the order they
 	// opened, then re-arm for the rest.
 	d := s.firstSessionDeadline(k)
+	if d != n.At() {
+		s.wheel.Schedule(n, d)
+		return
+	}
 	for ss := k.sessions; ss != nil; {
 		next := ss.next
 		if s.sessionDeadline(ss) == d {

@@ -61,6 +61,10 @@ func (n *Node[T]) Deadline() int64 {
 	return n.deadline
 }
 
+// At is the deadline the node was last scheduled for, also after it fired: a fire callback
+// uses it to tell which deadline fired.
+func (n *Node[T]) At() int64 { return n.deadline }
+
 // Scheduled reports whether the node is pending.
 func (n *Node[T]) Scheduled() bool { return n.state != idle }
 

@@ -1,0 +1,37 @@
+// Package operators is the deterministic core of dwell: it decodes tracking events, keeps
+// per-key profile, visit and session state, fires event-time timers, and emits system events,
+// enriched events, late events and dead letters. It knows nothing of Kafka, Pebble or the wall
+// clock, and starts no goroutines; the pipeline feeds it records and persists what it reports.
+//
+// # Ownership
+//
+// A Sessionizer owns one partition: its keys, its timers and its watermark. It is driven by
+// exactly one goroutine and has no locks. Outputs go, in order, to an Emitter, synchronously;
+// an Output is valid only during Emit.
+//
+// # Time
+//
+// The watermark is the largest event time seen minus MaxOutOfOrderness (or, once the partition
+// has been idle for IdleTimeout of wall-clock time, the Tick time minus MaxOutOfOrderness). It
+// never moves backwards. Events at or ahead of the watermark wait in a reorder buffer and are
+// processed in (event time, id, arrival) order once the watermark reaches them, so any arrival
+// order within the tolerance gives the same output. Before an event at time t is processed,
+// every timer with a deadline before t fires, in (deadline, key, kind) order; a timer never
+// fires before the watermark has passed its deadline. Events behind the watermark are handled at
+// once: they join the key's open visit when they fall inside it, and are late otherwise (see
+// LateVisitEnded, LateBeforeVisit). Flush ends input as if the watermark reached +infinity.
+//
+// # Invariants
+//
+//   - Same records in, same bytes out: ids are derived from content (contentID), times from
+//     event time, and every ordering decision has a total, content-based tie-break.
+//   - A buffered event points into its record's value; the value must not change until the
+//     event has been processed.
+//   - Timers are lazy: a key's pending timer may be earlier than its real deadline (activity
+//     moves deadlines later without touching the wheel); when it fires early it re-arms. A
+//     timer is never later than the real deadline.
+//   - For one key at one instant, session-closed precedes visit-ended; for one input event,
+//     profile-created, session-opened and visit-started precede the event.
+//   - Steady-state processing allocates nothing: key states and key strings are carved from
+//     chunks, and visits and sessions are recycled with their buffers.
+package operators
