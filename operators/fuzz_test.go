@@ -1,0 +1,141 @@
+package operators
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzSeeds are added in code; testdata/fuzz/FuzzDecode holds more, one per field and reason.
+var fuzzSeeds = []string{
+	`{"id":"e1","type":"Page View","time":"2026-01-01T00:00:00.123+01:00","profile":"p1","session":{"id":"s1","n":[1]},` +
+		`"source":"web","properties":{"a":[1,2.5e-3,null]},"context":{"page":{"url":"https://e.com/"},"device":{"type":"mobile"}},` +
+		`"traits":{"plan":"pro"},"tags":["a"],"options":{"ephemeral":true}}`,
+	`{"type":"click","time":1767225600123.9,"id":"a\nb\u00e9\ud83d\ude00\ud800"}`,
+	`{"type":"a","type":"b","context":{"device":"d"},"context":null,"time":5,"time":null}`,
+	`{"type":42,}`,
+	`{"type":"page-view","profile":"p1","time":`,
+	"{\"type\":\"a\",\"profile\":\"p\xff1\"}",
+	`[1,2,3]`,
+	``,
+}
+
+// fuzzDecoders are a decoder with the default limits and one with small ones, so that too-large
+// and too-deep are in easy reach.
+func fuzzDecoders() [2]*Decoder {
+	return [2]*Decoder{
+		testDecoder(),
+		NewDecoder((&Config{MaxEventBytes: 256, MaxDepth: 4, MaxIDBytes: 8}).EnsureDefaults()),
+	}
+}
+
+// FuzzDecode: Decode never panics; it rejects whatever json.Valid rejects, and for a syntax
+// reason; an accepted event has valid UTF-8 byte fields and valid JSON raw fields, re-encodes as
+// valid JSON, and says what encoding/json says (checkDecode has the details).
+func FuzzDecode(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	decs := fuzzDecoders()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for i, d := range decs {
+			for _, ts := range []int64{ts0, NoTimestamp} {
+				var ev Event
+				err := d.Decode(&Record{Topic: "in", Value: b, Timestamp: ts}, &ev)
+				if !json.Valid(b) && (err == nil || !isSyntaxReason(err.Reason)) {
+					t.Fatalf("decoder %d: Decode(%q) = %v, but json.Valid is false", i, b, err)
+				}
+				if err == nil {
+					checkEventInvariants(t, string(b), &ev) // UTF-8, raw JSON, AppendJSON output valid
+				}
+				// The full comparison with encoding/json.
+				checkDecode(t, d, b, ts)
+			}
+		}
+	})
+}
+
+// strictRFC3339 matches the timestamps that both time.Parse(time.RFC3339Nano) and ParseTime are
+// meant to read; its groups are the zone's hours and minutes.
+var strictRFC3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-](\d{2}):(\d{2}))$`)
+
+// FuzzParseTime: an accepted timestamp is in range and round-trips through AppendTime; ParseTime
+// agrees with its specification refParseTime and, wherever time.Parse(time.RFC3339Nano) reads
+// the input, with time.Parse.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"2026-01-01T00:00:00Z", "2024-02-29 23:59:59,5-0530", "2100-02-29T00:00:00Z", "2026-01-01T1:00:00Z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ms, ok := ParseTime([]byte(s))
+		if ref, refOK := refParseTime(s); ok != refOK || ok && ms != ref {
+			t.Fatalf("ParseTime(%q) = %d, %v; refParseTime says %d, %v", s, ms, ok, ref, refOK)
+		}
+		if ok {
+			if ms < 0 || ms > maxTime {
+				t.Fatalf("ParseTime(%q) = %d: out of range", s, ms)
+			}
+			back := AppendTime(nil, ms)
+			if ms2, ok2 := ParseTime(back); !ok2 || ms2 != ms {
+				t.Fatalf("ParseTime(%q) = %d, AppendTime = %q, which parses as %d, %v", s, ms, back, ms2, ok2)
+			}
+			if want := time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z"); string(back) != want {
+				t.Fatalf("AppendTime(%d) = %q, want %q", ms, back, want)
+			}
+		}
+		tp, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return
+		}
+		um := tp.UnixMilli()
+		if ok && um != ms {
+			t.Fatalf("ParseTime(%q) = %d, time.Parse says %d", s, ms, um)
+		}
+		// time.Parse also reads a one-digit hour and zone offsets of +24:00 or minute 60,
+		// which RFC 3339 does not allow; apart from those, and times out of range, ParseTime
+		// must read what time.Parse reads.
+		if m := strictRFC3339.FindStringSubmatch(s); !ok && m != nil && m[1] <= "23" && m[2] <= "59" &&
+			um >= 0 && um <= maxTime {
+			t.Fatalf("ParseTime(%q) rejects, time.Parse says %d", s, um)
+		}
+	})
+}
+
+// TestFuzzDecodeCorpus checks that the seed corpus in testdata/fuzz/FuzzDecode reaches every
+// dead-letter reason and acceptance, so that fuzzing starts from every path.
+func TestFuzzDecodeCorpus(t *testing.T) {
+	files, err := filepath.Glob("testdata/fuzz/FuzzDecode/*")
+	if err != nil || len(files) < 15 {
+		t.Fatalf("%d seed files, %v", len(files), err)
+	}
+	seen := map[Reason]bool{}
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) != 2 || lines[0] != "go test fuzz v1" || !strings.HasPrefix(lines[1], "[]byte(") || !strings.HasSuffix(lines[1], ")") {
+			t.Fatalf("%s: not a corpus file for FuzzDecode", name)
+		}
+		v, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, d := range fuzzDecoders() {
+			for _, ts := range []int64{ts0, NoTimestamp} {
+				seen[checkDecode(t, d, []byte(v), ts)] = true
+			}
+		}
+	}
+	for _, r := range append(DeadReasons(), "") {
+		if !seen[r] {
+			t.Errorf("no seed gives %q", r)
+		}
+	}
+}
