@@ -127,7 +127,8 @@ type Web struct {
 	nextSess uint64
 	n        uint64
 	key      []byte
-	pad      string
+	// lastSession is the session of the last event written (a visit may have two tabs).
+	lastSession uint64
 }
 
 type visit struct {
@@ -211,10 +212,11 @@ func (g *Web) Next(dst []byte) Record {
 		dst = g.corrupt(dst, start)
 	}
 	rec.Value = dst[start:]
+	// Records are keyed by profile, or by the event's own session when there is none.
 	if v.profile >= 0 {
 		g.key = appendProfileID(g.key[:0], v.profile)
 	} else {
-		g.key = appendSessionID(g.key[:0], v.session)
+		g.key = appendSessionID(g.key[:0], g.lastSession)
 	}
 	rec.Key = g.key
 	v.left--
@@ -337,6 +339,7 @@ func (g *Web) appendEvent(dst []byte, v *visit, t int64) []byte {
 	if v.session2 != 0 && g.rng.IntN(2) == 0 {
 		session = v.session2
 	}
+	g.lastSession = session
 	dst = append(dst, `{"id":"evt-`...)
 	dst = appendHex(dst, g.n*0x94D049BB133111EB+uint64(cfg.Seed), 16)
 	dst = append(dst, `","type":"`...)

@@ -230,6 +230,10 @@ func (p *parser) wrongType(want string) {
 }
 
 func (p *parser) ws() {
+	// Fast path: compact JSON has no whitespace between tokens.
+	if p.i < len(p.b) && p.b[p.i] > ' ' {
+		return
+	}
 	for p.i < len(p.b) {
 		switch p.b[p.i] {
 		case ' ', '\t', '\n', '\r':
@@ -242,6 +246,11 @@ func (p *parser) ws() {
 
 // peek returns the next non-space byte, or 0 at the end.
 func (p *parser) peek() byte {
+	if p.i < len(p.b) {
+		if c := p.b[p.i]; c > ' ' {
+			return c
+		}
+	}
 	p.ws()
 	if p.i >= len(p.b) {
 		return 0
@@ -318,9 +327,7 @@ func (p *parser) str() (s []byte, ok bool) {
 	i := start
 	esc, high := false, false
 	for {
-		for i < len(b) && !strSpecial[b[i]] {
-			i++
-		}
+		i = skipPlain(b, i)
 		if i >= len(b) {
 			p.i = i
 			p.malformed()

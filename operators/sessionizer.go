@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"math"
 	"slices"
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/dwellhq/dwell/operators/internal/timerwheel"
 )
@@ -94,6 +96,7 @@ type keyState struct {
 	dirty    bool
 	visit    *visitState   // nil: no open visit
 	sessions *sessionState // open sessions, a list through sessionState.next
+	lastSess *sessionState // the session of the key's last event, checked first
 	nsess    int
 	timers   [2]timerwheel.Node[*keyState]
 }
@@ -384,14 +387,17 @@ func (s *Sessionizer) processEvent(ev *Event) {
 	}
 
 	var sess *sessionState
+	newSess, newVisit := false, false
 	if len(ev.Session) > 0 {
 		sess = k.findSession(ev.Session)
 		if sess == nil {
-			sess = s.openSession(k, ev)
+			sess, newSess = s.openSession(k, ev), true
 		}
+		k.lastSess = sess
 	}
 	v := k.visit
 	if v == nil {
+		newVisit = true
 		v = s.newVisit()
 		k.visit = v
 		s.startActivity(&v.activity, k, ev, 'v', nil)
@@ -413,11 +419,16 @@ func (s *Sessionizer) processEvent(ev *Event) {
 		s.out.Emit(&s.o)
 	}
 
+	// Activity only moves deadlines later, and timers are lazy: only what just opened needs
+	// arming (see arm).
+	if newVisit {
+		s.arm(&k.timers[timerVisit], s.visitDeadline(v))
+	}
 	if sess != nil && s.endTypes[ev.Type] {
 		s.closeSession(k, sess, ReasonEndEvent, t)
+	} else if newSess {
+		s.arm(&k.timers[timerSession], s.sessionDeadline(sess))
 	}
-	s.scheduleVisit(k)
-	s.scheduleSessions(k)
 }
 
 // openSession opens a session for ev's session id, closing the least recently active one when
@@ -463,6 +474,9 @@ func (s *Sessionizer) newVisit() *visitState {
 }
 
 func (k *keyState) findSession(id []byte) *sessionState {
+	if ss := k.lastSess; ss != nil && bytes.Equal(ss.id, id) {
+		return ss
+	}
 	for ss := k.sessions; ss != nil; ss = ss.next {
 		if bytes.Equal(ss.id, id) {
 			return ss
@@ -497,26 +511,33 @@ func (s *Sessionizer) record(a *activity, ev *Event) {
 			a.ExitURL = append(a.ExitURL[:0], ev.URL...)
 		}
 	}
-	a.LastActivity = max(a.LastActivity, ev.Time)
-	a.cause = EventRef{Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset}
-	if ev.ID != nil {
-		a.causeBuf = append(a.causeBuf[:0], ev.ID...)
-		a.cause.ID = a.causeBuf
-	}
-	i, found := slices.BinarySearchFunc(a.Types, ev.Type, func(tc TypeCount, t string) int {
-		switch {
-		case tc.Type < t:
-			return -1
-		case tc.Type > t:
-			return 1
+	// The cause of a close is the latest event; a late event that joins is not it.
+	if ev.Time >= a.LastActivity {
+		a.LastActivity = ev.Time
+		a.cause = EventRef{Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset}
+		if ev.ID != nil {
+			a.causeBuf = append(a.causeBuf[:0], ev.ID...)
+			a.cause.ID = a.causeBuf
 		}
-		return 0
-	})
+	}
+	s.countType(&a.Summary, ev.Type)
+}
+
+// countType counts one event of type t. Types are interned by the decoder, so comparing string
+// pointers finds the entry without comparing bytes; the slice stays sorted by type.
+func (s *Sessionizer) countType(a *Summary, t string) {
+	for i := range a.Types {
+		if tc := &a.Types[i]; unsafe.StringData(tc.Type) == unsafe.StringData(t) && len(tc.Type) == len(t) {
+			tc.Count++
+			return
+		}
+	}
+	i, found := slices.BinarySearchFunc(a.Types, t, func(tc TypeCount, t string) int { return strings.Compare(tc.Type, t) })
 	switch {
 	case found:
 		a.Types[i].Count++
 	case len(a.Types) < s.cfg.MaxTypeCounts:
-		a.Types = slices.Insert(a.Types, i, TypeCount{Type: ev.Type, Count: 1})
+		a.Types = slices.Insert(a.Types, i, TypeCount{Type: t, Count: 1})
 	default:
 		a.OtherTypes++
 	}
@@ -534,14 +555,6 @@ func (s *Sessionizer) sessionDeadline(ss *sessionState) int64 {
 // when the real deadline is earlier than it; a timer that fires early re-arms itself at the real
 // deadline (fire). This keeps the wheel out of the per-event path, where rescheduling touched
 // neighbouring nodes on every event.
-
-func (s *Sessionizer) scheduleVisit(k *keyState) {
-	if k.visit == nil {
-		s.wheel.Cancel(&k.timers[timerVisit])
-		return
-	}
-	s.arm(&k.timers[timerVisit], s.visitDeadline(k.visit))
-}
 
 // scheduleSessions arms the key's session timer for its earliest session deadline.
 func (s *Sessionizer) scheduleSessions(k *keyState) {
@@ -632,6 +645,9 @@ func (s *Sessionizer) closeSession(k *keyState, ss *sessionState, reason CloseRe
 	*p = ss.next
 	ss.next = nil
 	k.nsess--
+	if k.lastSess == ss {
+		k.lastSess = nil
+	}
 	s.freeSess = append(s.freeSess, ss)
 	if k.sessions == nil {
 		s.wheel.Cancel(&k.timers[timerSession])
