@@ -35,9 +35,15 @@ func report(b *testing.B, events int, bytes int64) {
 //	go test ./bench -run '^$' -bench 'BenchmarkDecode$' -cpu 1 -count 6 | tee new.txt; benchstat new.txt
 func BenchmarkDecode(b *testing.B) {
 	w := newOperatorsBench(b, false, false)
-	dec := w.Dec
 	var ev operators.Event
-	i, n, bytes := 0, 0, int64(0)
+	n, bytes := eachRecord(b, w, func(rec *operators.Record) { w.Dec.Decode(rec, &ev) })
+	report(b, n, bytes)
+}
+
+// eachRecord calls fn for one generated record per benchmark iteration, generating the next
+// chunk with the timer stopped, and returns the records and bytes processed.
+func eachRecord(b *testing.B, w *Operators, fn func(rec *operators.Record)) (n int, bytes int64) {
+	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
 		if i == len(w.Recs) {
@@ -47,12 +53,12 @@ func BenchmarkDecode(b *testing.B) {
 			b.StartTimer()
 		}
 		rec := &w.Recs[i]
-		dec.Decode(rec, &ev)
+		fn(rec)
 		bytes += int64(len(rec.Value))
 		i++
 		n++
 	}
-	report(b, n, bytes)
+	return n, bytes
 }
 
 // BenchmarkDecodeStdlib decodes the same events with encoding/json into a struct of the same
@@ -133,21 +139,7 @@ func BenchmarkProcess(b *testing.B) {
 
 func benchProcess(b *testing.B, encode bool) {
 	w := newOperatorsBench(b, false, encode)
-	i, n, bytes := 0, 0, int64(0)
-	b.ReportAllocs()
-	for b.Loop() {
-		if i == len(w.Recs) {
-			b.StopTimer()
-			w.Fill(false)
-			i = 0
-			b.StartTimer()
-		}
-		rec := &w.Recs[i]
-		w.S.Process(rec)
-		bytes += int64(len(rec.Value))
-		i++
-		n++
-	}
+	n, bytes := eachRecord(b, w, w.S.Process)
 	report(b, n, bytes)
 	b.ReportMetric(float64(w.Sink.Counts[operators.KindSystem])/float64(n), "system/event")
 }

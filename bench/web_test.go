@@ -98,3 +98,29 @@ func TestOperatorsWorkload(t *testing.T) {
 		t.Fatalf("outputs by kind %v: want system events, most events through, none late", c)
 	}
 }
+
+// TestSteadyStateAllocs pins the allocation count of decode + sessionize in steady state (warm
+// profiles, visits opening and closing at their natural rate): nothing per event, apart from
+// the rare chunk of key states or key bytes.
+func TestSteadyStateAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	// Three hours of event time: open sessions (about 34m each, with long tails) have long
+	// reached their steady number, so free lists are in balance.
+	w, err := NewOperators(OperatorsConfig{Web: WebConfig{Profiles: 3000, Rate: 50}, Chunk: 30_000, Warmup: 3 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Fill(false)
+	i := 0
+	perBatch := testing.AllocsPerRun(20, func() {
+		for range 1000 {
+			w.S.Process(&w.Recs[i])
+			i++
+		}
+	})
+	if perEvent := perBatch / 1000; perEvent > 0.01 {
+		t.Fatalf("%.4f allocations per event in steady state, want none", perEvent)
+	}
+}

@@ -753,46 +753,14 @@ func (p *parser) contextValue(ev *Event) []byte {
 				p.value()
 				continue
 			}
-			p.objStart()
-			for first := true; ; first = false {
-				k, more := p.objNext(first)
-				if !more {
-					break
-				}
-				if string(k) != "url" {
-					p.value()
-					continue
-				}
-				ev.URL = nil
-				if p.peek() == '"' {
-					ev.URL, _ = p.str()
-				} else {
-					p.value()
-				}
-			}
+			ev.URL = p.stringMember("url")
 		case "device":
 			ev.Device = nil
 			switch p.peek() {
 			case '"':
 				ev.Device, _ = p.str()
 			case '{':
-				p.objStart()
-				for first := true; ; first = false {
-					k, more := p.objNext(first)
-					if !more {
-						break
-					}
-					if string(k) != "type" {
-						p.value()
-						continue
-					}
-					ev.Device = nil
-					if p.peek() == '"' {
-						ev.Device, _ = p.str()
-					} else {
-						p.value()
-					}
-				}
+				ev.Device = p.stringMember("type")
 			default:
 				p.value()
 			}
@@ -804,6 +772,28 @@ func (p *parser) contextValue(ev *Event) []byte {
 		return nil
 	}
 	return p.b[start:p.i]
+}
+
+// stringMember reads the object at p.i and returns the value of its last member called name
+// when that is a string (nil otherwise); every other member is validated and skipped.
+func (p *parser) stringMember(name string) (v []byte) {
+	p.objStart()
+	for first := true; ; first = false {
+		k, more := p.objNext(first)
+		if !more {
+			return v
+		}
+		if string(k) != name {
+			p.value()
+			continue
+		}
+		v = nil
+		if p.peek() == '"' {
+			v, _ = p.str()
+		} else {
+			p.value()
+		}
+	}
 }
 
 // optionsValue reads options; only ephemeral (a boolean; null reads as false) is interpreted.

@@ -449,6 +449,8 @@ func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
 		s.freeSess = s.freeSess[:n-1]
 	} else {
 		ss = new(sessionState)
+		ss.activity.initBuffers()
+		ss.id = make([]byte, 0, 48)
 	}
 	ss.id = append(ss.id[:0], ev.Session...)
 	s.startActivity(&ss.activity, k, ev, 's', ss.id)
@@ -470,7 +472,22 @@ func (s *Sessionizer) newVisit() *visitState {
 		s.freeVisit = s.freeVisit[:n-1]
 		return v
 	}
-	return new(visitState)
+	v := new(visitState)
+	v.activity.initBuffers()
+	v.session = make([]byte, 0, 48)
+	return v
+}
+
+// initBuffers gives a new activity buffers sized for typical events, carved from one block
+// with capped capacities (a longer value reallocates its own buffer, never its neighbour's), so
+// that recycled visits and sessions stop allocating at once instead of each growing its own.
+func (a *activity) initBuffers() {
+	block := make([]byte, 512)
+	carve := func(from, to int) []byte { return block[from:from:to] }
+	a.EntryURL, a.ExitURL = carve(0, 160), carve(160, 320)
+	a.causeBuf = carve(320, 384)
+	a.Source, a.Device = carve(384, 448), carve(448, 512)
+	a.Types = make([]TypeCount, 0, 8)
 }
 
 func (k *keyState) findSession(id []byte) *sessionState {
