@@ -169,10 +169,15 @@ func (d *Decoder) normType(t []byte) string {
 		n = append(n, c)
 	}
 	d.norm = n
-	if s, ok := d.types[string(n)]; ok {
+	return d.intern(n)
+}
+
+// intern returns b as a string, shared with earlier equal strings while the table has room.
+func (d *Decoder) intern(b []byte) string {
+	if s, ok := d.types[string(b)]; ok {
 		return s
 	}
-	s := string(n)
+	s := string(b)
 	if len(d.types) < maxInternedTypes {
 		d.types[s] = s
 	}

@@ -1,6 +1,10 @@
 package operators
 
-import "bytes"
+import (
+	"bytes"
+	"cmp"
+	"slices"
+)
 
 // reorderBuffer holds events that are ahead of the watermark, so that they are processed in
 // event-time order once the watermark passes them. Ties are broken by event id, then arrival,
@@ -34,6 +38,20 @@ func (r *reorderBuffer) less(a, b *reorderEntry) bool {
 
 // push copies ev into the buffer.
 func (r *reorderBuffer) push(ev *Event) {
+	r.seq++
+	r.pushSeq(ev, r.seq)
+}
+
+// inArrivalOrder returns the buffered entries sorted by arrival (a new slice).
+func (r *reorderBuffer) inArrivalOrder() []reorderEntry {
+	out := slices.Clone(r.heap)
+	slices.SortFunc(out, func(a, b reorderEntry) int { return cmp.Compare(a.seq, b.seq) })
+	return out
+}
+
+// pushSeq copies ev into the buffer with the given arrival number (restores keep the numbers
+// the events had, so ties break as they would have).
+func (r *reorderBuffer) pushSeq(ev *Event, seq uint64) {
 	var slot int32
 	if n := len(r.free); n > 0 {
 		slot = r.free[n-1]
@@ -43,8 +61,7 @@ func (r *reorderBuffer) push(ev *Event) {
 		r.evs = append(r.evs, Event{})
 	}
 	r.evs[slot] = *ev
-	r.seq++
-	r.heap = append(r.heap, reorderEntry{time: ev.Time, seq: r.seq, slot: slot})
+	r.heap = append(r.heap, reorderEntry{time: ev.Time, seq: seq, slot: slot})
 	// sift up
 	h := r.heap
 	i := len(h) - 1

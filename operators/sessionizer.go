@@ -443,15 +443,7 @@ func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
 		}
 		s.closeSession(k, oldest, ReasonMaxOpenSessions, ev.Time)
 	}
-	var ss *sessionState
-	if n := len(s.freeSess); n > 0 {
-		ss = s.freeSess[n-1]
-		s.freeSess = s.freeSess[:n-1]
-	} else {
-		ss = new(sessionState)
-		ss.activity.initBuffers()
-		ss.id = make([]byte, 0, 48)
-	}
+	ss := s.newSession()
 	ss.id = append(ss.id[:0], ev.Session...)
 	s.startActivity(&ss.activity, k, ev, 's', ss.id)
 	// Append, so that sessions stay in the order they opened.
@@ -463,6 +455,18 @@ func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
 	*p = ss
 	k.nsess++
 	s.emitOpen(SessionOpened, k, ev, nil)
+	return ss
+}
+
+func (s *Sessionizer) newSession() *sessionState {
+	if n := len(s.freeSess); n > 0 {
+		ss := s.freeSess[n-1]
+		s.freeSess = s.freeSess[:n-1]
+		return ss
+	}
+	ss := new(sessionState)
+	ss.activity.initBuffers()
+	ss.id = make([]byte, 0, 48)
 	return ss
 }
 
