@@ -1,8 +1,32 @@
-// Package state will hold dwell's durable per-partition state in Pebble: key states, the timer
-// index and the changelog offset, with a bounded hot cache in front (the live-processor issue).
+// Package state keeps dwell's durable per-partition state in Pebble: a local, rebuildable copy
+// of what the changelog topic holds.
 //
-// Nothing is implemented here yet. The seam it implements is in package operators:
-// Sessionizer.TrackChanges and DrainChanges report the keys a processing cycle changed with
-// their real timer deadlines, and AppendTimerKey lays out timer keys as (partition, deadline,
-// kind, key), big-endian, so that one ordered scan reads due timers in firing order.
+// # What is stored
+//
+// For each partition: one snapshot per key (operators.AppendKeySnapshot), a time-ordered timer
+// index (partition, deadline, kind, key) so that due timers of keys not in memory are found with
+// one ordered scan, the partition snapshot (watermark and reorder buffer), and the changelog
+// offset the stored state reflects. Every key starts with a table tag and the partition, so a
+// partition is read with one prefix scan and reset with one range deletion per table (for
+// reprocessing from a rewound offset).
+//
+// # Atomicity and durability
+//
+// A processing cycle's writes for one partition are one Batch, committed after the cycle's
+// Kafka transaction commits and discarded when it aborts. Batches are not fsynced: Kafka is the
+// source of truth, and because the changelog offset is written in the same batch as the state it
+// describes, a partition restored after a crash replays the changelog from exactly where its
+// local state ends.
+//
+// # Invariants
+//
+//   - The timer index holds exactly each key's current real deadlines: PutKey deletes the
+//     entries named by Change.Persisted and writes Change.Deadlines.
+//   - Only the partition's owning worker writes its keys; Load runs before that worker
+//     processes anything.
+//   - The layout has a format version; a store of another version is refused (ErrFormat) rather
+//     than misread.
+//
+// Still to come with the live-processor issue: the hot-key cache in front of Get, and the
+// pipeline that drives batches, the changelog and restore on partition assignment.
 package state

@@ -1,0 +1,383 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/dwellhq/dwell/operators"
+)
+
+// Key layout. Every key of a partition starts with a one-byte table tag and the partition
+// (big-endian), so that one range deletion per table resets a partition and one prefix scan
+// reads it:
+//
+//	'f'                                  format version (uvarint)
+//	'k' partition key                     key snapshot (operators.AppendKeySnapshot)
+//	't' partition deadline kind key       empty: the timer index, in firing order
+//	'p' partition                         partition snapshot (operators.AppendPartitionSnapshot)
+//	'o' partition                         changelog offset the stored state reflects (uvarint+1)
+const (
+	tagFormat    = 'f'
+	tagKey       = 'k'
+	tagTimer     = 't'
+	tagPartition = 'p'
+	tagOffset    = 'o'
+)
+
+// formatVersion is the layout above. A store written with another version is refused; the
+// partition is then rebuilt from the changelog.
+const formatVersion = 1
+
+// ErrFormat says the data dir holds state in a layout this build does not read.
+var ErrFormat = errors.New("state: the data dir holds state of another format version; remove it (state is rebuilt from the changelog) or run a matching dwell")
+
+// Options configures a Store. Zero fields take the defaults given.
+type Options struct {
+	// Dir is the directory of the Pebble database. Required.
+	Dir string
+	// FS is the file system; nil means the operating system's. Tests use vfs.NewMem().
+	FS vfs.FS
+	// CacheBytes is the block cache size. Default 128 MiB.
+	CacheBytes int64
+	// MemTableBytes is the size of each memtable. Default 64 MiB: state is written in large
+	// per-cycle batches, and larger memtables mean fewer, larger flushes into L0.
+	MemTableBytes uint64
+	// Logger receives Pebble's events. Default: discard.
+	Logger *slog.Logger
+}
+
+// EnsureDefaults fills zero fields and returns o.
+func (o *Options) EnsureDefaults() *Options {
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 128 << 20
+	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = 64 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Validate reports settings out of range.
+func (o *Options) Validate() error {
+	switch {
+	case o.Dir == "":
+		return errors.New("state: a data dir is required; pass --data-dir")
+	case o.CacheBytes < 1<<20:
+		return fmt.Errorf("state: cache must be at least 1 MiB, got %d bytes", o.CacheBytes)
+	case o.MemTableBytes < 1<<20:
+		return fmt.Errorf("state: memtable must be at least 1 MiB, got %d bytes", o.MemTableBytes)
+	}
+	return nil
+}
+
+// Store is dwell's local, rebuildable copy of partition state in Pebble. Kafka (the changelog)
+// is the source of truth: batches are written without fsync, and the changelog offset stored in
+// the same batch says how much of the changelog the local state reflects, so after a crash the
+// partition replays the changelog from there. A Store is safe for concurrent use; each partition
+// is written by its one owning worker.
+type Store struct {
+	db    *pebble.DB
+}
+
+// Open opens (or creates) the store in o.Dir.
+func Open(o Options) (*Store, error) {
+	o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		FS:           o.FS,
+		Cache:        cache,
+		MemTableSize: o.MemTableBytes,
+		// Write-heavy tuning: let L0 take more files before compacting or stalling, since each
+		// cycle's batch lands there, and keep two memtables queued before writes stop.
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		MemTableStopWritesThreshold: 4,
+		LBaseMaxBytes:               256 << 20,
+		Logger:                      slogLogger{o.Logger},
+		FormatMajorVersion:          pebble.FormatNewest,
+	}
+	for i := range opts.Levels {
+		// Cold keys are point reads: a bloom filter skips tables without the key.
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	opts.EnsureDefaults()
+	db, err := pebble.Open(o.Dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("state: opening %s: %w", o.Dir, err)
+	}
+	s := &Store{db: db}
+	if err := s.checkFormat(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return s, nil
+}
+
+func (s *Store) checkFormat() error {
+	v, closer, err := s.db.Get([]byte{tagFormat})
+	if errors.Is(err, pebble.ErrNotFound) {
+		return s.db.Set([]byte{tagFormat}, binary.AppendUvarint(nil, formatVersion), pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("state: reading format version: %w", err)
+	}
+	defer closer.Close()
+	got, n := binary.Uvarint(v)
+	if n <= 0 || got != formatVersion {
+		return fmt.Errorf("%w (found %d, want %d)", ErrFormat, got, formatVersion)
+	}
+	return nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error {
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("state: closing: %w", err)
+	}
+	return nil
+}
+
+func prefix(tag byte, partition int32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{tag}, uint32(partition))
+}
+
+func keyKey(partition int32, key string) []byte {
+	return append(prefix(tagKey, partition), key...)
+}
+
+func timerKey(partition int32, deadline int64, kind operators.TimerKind, key string) []byte {
+	return operators.AppendTimerKey([]byte{tagTimer}, partition, deadline, kind, []byte(key))
+}
+
+// Batch collects one processing cycle's writes for one partition; Commit applies them
+// atomically. It is used by one goroutine.
+type Batch struct {
+	b         *pebble.Batch
+	partition int32
+}
+
+// NewBatch starts a batch of writes to partition.
+func (s *Store) NewBatch(partition int32) *Batch {
+	return &Batch{b: s.db.NewBatch(), partition: partition}
+}
+
+// PutKey stores a changed key's snapshot and moves its timer index entries from c.Persisted
+// to c.Deadlines.
+func (b *Batch) PutKey(c operators.Change, snapshot []byte) error {
+	if err := b.b.Set(keyKey(b.partition, c.Key), snapshot, nil); err != nil {
+		return err
+	}
+	for kind := range c.Deadlines {
+		old, cur := c.Persisted[kind], c.Deadlines[kind]
+		if old == cur {
+			continue
+		}
+		k := operators.TimerKind(kind)
+		if old != 0 {
+			if err := b.b.Delete(timerKey(b.partition, old, k, c.Key), nil); err != nil {
+				return err
+			}
+		}
+		if cur != 0 {
+			if err := b.b.Set(timerKey(b.partition, cur, k, c.Key), nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// PutPartition stores the partition snapshot and the changelog offset (the offset of the next
+// changelog record, i.e. one past the last one this state includes).
+func (b *Batch) PutPartition(snapshot []byte, changelogOffset int64) error {
+	if changelogOffset < 0 {
+		return fmt.Errorf("state: negative changelog offset %d", changelogOffset)
+	}
+	if err := b.b.Set(prefix(tagPartition, b.partition), snapshot, nil); err != nil {
+		return err
+	}
+	return b.b.Set(prefix(tagOffset, b.partition), binary.AppendUvarint(nil, uint64(changelogOffset)+1), nil)
+}
+
+// Len is the size of the batch in bytes.
+func (b *Batch) Len() int { return b.b.Len() }
+
+// Commit applies the batch. Without fsync: the changelog is the durable copy.
+func (b *Batch) Commit() error {
+	defer b.b.Close()
+	if err := b.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state: committing partition %d: %w", b.partition, err)
+	}
+	return nil
+}
+
+// Discard drops the batch (the cycle's transaction aborted).
+func (b *Batch) Discard() { b.b.Close() }
+
+// Partition is a partition's stored state, as Load returns it.
+type Partition struct {
+	// Snapshot is the partition snapshot, nil if none was stored.
+	Snapshot []byte
+	// ChangelogOffset is where replaying the changelog must start; -1 if nothing is stored.
+	ChangelogOffset int64
+	// Keys is the number of key snapshots passed to Load's callback.
+	Keys int
+}
+
+// Load reads a partition: fn gets every key snapshot (valid only during the call), and the
+// result holds the partition snapshot and the changelog offset to replay from.
+func (s *Store) Load(partition int32, fn func(snapshot []byte) error) (Partition, error) {
+	p := Partition{ChangelogOffset: -1}
+	if v, closer, err := s.db.Get(prefix(tagOffset, partition)); err == nil {
+		off, n := binary.Uvarint(v)
+		closer.Close()
+		if n <= 0 || off == 0 {
+			return p, fmt.Errorf("state: partition %d: corrupt changelog offset", partition)
+		}
+		p.ChangelogOffset = int64(off - 1)
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return p, fmt.Errorf("state: partition %d: %w", partition, err)
+	}
+	if v, closer, err := s.db.Get(prefix(tagPartition, partition)); err == nil {
+		p.Snapshot = bytes.Clone(v)
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return p, fmt.Errorf("state: partition %d: %w", partition, err)
+	}
+	err := s.scan(prefix(tagKey, partition), func(_, v []byte) error {
+		p.Keys++
+		return fn(v)
+	})
+	return p, err
+}
+
+// Get reads one key's snapshot (a cold key). It returns nil, false when the key is not stored.
+func (s *Store) Get(partition int32, key string) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(keyKey(partition, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: partition %d: %w", partition, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
+}
+
+// DueTimers calls fn, in firing order (deadline, kind, key), for every indexed timer of
+// partition with a deadline before before; key is valid only during the call. The pipeline
+// uses it to load cold keys whose timers are due.
+func (s *Store) DueTimers(partition int32, before int64, fn func(deadline int64, kind operators.TimerKind, key []byte) error) error {
+	lower := prefix(tagTimer, partition)
+	upper := timerKey(partition, max(before, 0), 0, "")
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		_, d, kind, key, err := operators.ParseTimerKey(it.Key()[1:])
+		if err != nil {
+			return fmt.Errorf("state: partition %d: %w", partition, err)
+		}
+		if err := fn(d, kind, key); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Reset deletes everything stored for partition (before reprocessing it from a rewound offset,
+// or when its state must be rebuilt from the changelog).
+func (s *Store) Reset(partition int32) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, tag := range []byte{tagKey, tagTimer, tagPartition, tagOffset} {
+		start := prefix(tag, partition)
+		if err := b.DeleteRange(start, prefixEnd(start), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("state: resetting partition %d: %w", partition, err)
+	}
+	return nil
+}
+
+// prefixEnd is the first key after every key that starts with p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i]++; end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func (s *Store) scan(p []byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Health is what an operator watches: compaction debt, L0 pressure and cache effectiveness.
+type Health struct {
+	CompactionDebtBytes uint64
+	L0Files             int64
+	L0Sublevels         int32
+	CacheHits           int64
+	CacheMisses         int64
+}
+
+// Health reads Pebble's metrics.
+func (s *Store) Health() Health {
+	m := s.db.Metrics()
+	return Health{
+		CompactionDebtBytes: m.Compact.EstimatedDebt,
+		L0Files:             m.Levels[0].TablesCount,
+		L0Sublevels:         m.Levels[0].Sublevels,
+		CacheHits:           m.BlockCache.Hits,
+		CacheMisses:         m.BlockCache.Misses,
+	}
+}
+
+// slogLogger adapts slog to Pebble's Logger.
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Infof(format string, args ...any)  { l.l.Info(fmt.Sprintf(format, args...)) }
+func (l slogLogger) Errorf(format string, args ...any) { l.l.Error(fmt.Sprintf(format, args...)) }
+func (l slogLogger) Fatalf(format string, args ...any) {
+	l.l.Error(fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
