@@ -18,6 +18,9 @@ const (
 	TimerSession TimerKind = timerSession
 	// TimerVisit ends the key's open visit.
 	TimerVisit TimerKind = timerVisit
+	// TimerForget forgets a key unseen for profile_ttl (in memory and, through the index, in
+	// the store).
+	TimerForget TimerKind = timerForget
 )
 
 // Change describes a key changed since the last drain.
@@ -25,7 +28,12 @@ type Change struct {
 	// Key is the state key: 'p' then the profile id, or 's' then the session id.
 	Key string
 	// Deadlines are the key's pending timer deadlines by kind (0: none).
-	Deadlines [2]int64
+	Deadlines [numTimers]int64
+	// Persisted are the deadlines reported at the previous drain (or restored), which a timer
+	// index must delete when they differ.
+	Persisted [numTimers]int64
+	// Deleted says the key was forgotten: delete its state and its Persisted timers.
+	Deleted bool
 }
 
 // TrackChanges makes the sessionizer remember which keys change, for DrainChanges. A pipeline
@@ -36,19 +44,33 @@ func (s *Sessionizer) TrackChanges(on bool) { s.track = on }
 // changed, and forgets them.
 func (s *Sessionizer) DrainChanges(fn func(c Change)) {
 	for i, k := range s.dirty {
-		// The real deadlines: the wheel's may be earlier (timers are lazy).
-		c := Change{Key: k.key}
-		if k.sessions != nil {
-			c.Deadlines[timerSession] = s.firstSessionDeadline(k)
+		s.dirty[i] = nil
+		if k.deleted {
+			fn(Change{Key: k.key, Persisted: k.persisted, Deleted: true})
+			s.release(k)
+			continue
 		}
-		if k.visit != nil {
-			c.Deadlines[timerVisit] = s.visitDeadline(k.visit)
-		}
+		c := Change{Key: k.key, Deadlines: s.deadlines(k)}
+		c.Persisted, k.persisted = k.persisted, c.Deadlines
 		fn(c)
 		k.dirty = false
-		s.dirty[i] = nil
 	}
 	s.dirty = s.dirty[:0]
+}
+
+// deadlines are k's real timer deadlines by kind (the wheel's may be earlier: timers are
+// lazy).
+func (s *Sessionizer) deadlines(k *keyState) (d [numTimers]int64) {
+	if k.sessions != nil {
+		d[timerSession] = s.firstSessionDeadline(k)
+	}
+	if k.visit != nil {
+		d[timerVisit] = s.visitDeadline(k.visit)
+	}
+	if k.seen {
+		d[timerForget] = k.lastSeen + s.ttl
+	}
+	return d
 }
 
 // timerKeyLen is the fixed prefix of a timer key: partition, deadline, kind.
@@ -72,7 +94,7 @@ func ParseTimerKey(b []byte) (partition int32, deadline int64, kind TimerKind, k
 	partition = int32(binary.BigEndian.Uint32(b))
 	deadline = int64(binary.BigEndian.Uint64(b[4:]))
 	kind = TimerKind(b[12])
-	if kind > TimerVisit || deadline < 0 {
+	if kind > TimerForget || deadline < 0 {
 		return 0, 0, 0, nil, errors.New("operators: malformed timer key")
 	}
 	return partition, deadline, kind, b[timerKeyLen:], nil

@@ -149,6 +149,11 @@ func (c *Config) Validate() error {
 	if c.MaxIDBytes < 1 || c.MaxTypeCounts < 1 || c.MaxOpenSessions < 1 {
 		errs = append(errs, errors.New("operators: max_id_bytes, max_type_counts and max_open_sessions must be positive"))
 	}
+	for _, t := range c.Disabled {
+		if t >= numSystemTypes {
+			errs = append(errs, fmt.Errorf("operators: disabled system-event type %d does not exist", t))
+		}
+	}
 	for _, t := range c.SessionEndTypes {
 		if NormalizeType(t) == "" {
 			errs = append(errs, fmt.Errorf("operators: session end type %q is empty after normalisation", t))

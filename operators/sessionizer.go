@@ -44,6 +44,7 @@ type Sessionizer struct {
 	// Allocation pools: key states and key strings are carved from chunks; visits and
 	// sessions, with their buffers, are recycled through free lists.
 	slab      []keyState
+	freeKeys  []*keyState
 	arena     []byte
 	freeVisit []*visitState
 	freeSess  []*sessionState
@@ -80,6 +81,8 @@ type Stats struct {
 const (
 	timerSession = 0
 	timerVisit   = 1
+	timerForget  = 2
+	numTimers    = 3
 )
 
 // keyState is what dwell keeps for one key (a profile, or the session of a profile-less
@@ -87,8 +90,15 @@ const (
 // and sessions, with their buffers, are recycled objects it points to while they exist.
 type keyState struct {
 	key string // 'p'+profile or 's'+session
-	// lastSeen is the profile's last event time; 0 before the first.
+	// lastSeen is the key's last event time (seen says there is one): profile_ttl counts from
+	// it, both for profile-created and for forgetting the key.
 	lastSeen int64
+	seen     bool
+	// visitSeq numbers the key's visits and sessSeq its sessions, so that a session reopened
+	// in the same millisecond gets new ids, and a session is counted once per visit.
+	visitSeq uint64
+	sessSeq  uint64
+	deleted  bool // forgotten; reported by DrainChanges, then recycled
 	// visitEnd is the last activity of the key's most recent ended visit (late detection);
 	// ended says there is one.
 	visitEnd int64
@@ -98,7 +108,9 @@ type keyState struct {
 	sessions *sessionState // open sessions, a list through sessionState.next
 	lastSess *sessionState // the session of the key's last event, checked first
 	nsess    int
-	timers   [2]timerwheel.Node[*keyState]
+	timers   [numTimers]timerwheel.Node[*keyState]
+	// persisted are the deadlines last reported by DrainChanges (or restored).
+	persisted [numTimers]int64
 }
 
 // activity is an open visit or session.
@@ -111,13 +123,16 @@ type activity struct {
 
 type visitState struct {
 	activity
-	session []byte // the session of the last event
+	session   []byte // the session of the latest event
+	entryTime int64  // the time of the event EntryURL came from
 }
 
 type sessionState struct {
 	activity
-	id   []byte
-	next *sessionState
+	id        []byte
+	seq       uint64 // keyState.sessSeq when it opened
+	countedIn uint64 // the visitSeq of the last visit that counted it in SessionCount
+	next      *sessionState
 }
 
 // NewSessionizer returns a sessionizer for partition that emits to out. cfg is copied; its
@@ -158,13 +173,23 @@ func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, err
 	return s, nil
 }
 
-// timerLess orders timers that share a deadline: by key, then session before visit, so that a
-// key's session-closed precedes its visit-ended.
+// timerLess orders timers that share a deadline: by kind (session, visit, forget), then key, the
+// order of the persisted timer index (AppendTimerKey), so that a key's session-closed precedes
+// its visit-ended and timers restored from the index fire in the same order.
 func timerLess(a, b *timerwheel.Node[*keyState]) bool {
-	if a.Value != b.Value {
-		return a.Value.key < b.Value.key
+	if ka, kb := a.Value.timerKind(a), b.Value.timerKind(b); ka != kb {
+		return ka < kb
 	}
-	return a == &a.Value.timers[timerSession]
+	return a.Value.key < b.Value.key
+}
+
+func (k *keyState) timerKind(n *timerwheel.Node[*keyState]) int {
+	for i := range k.timers {
+		if n == &k.timers[i] {
+			return i
+		}
+	}
+	panic("operators: timer of another key")
 }
 
 // Stats returns the counters and gauges.
@@ -294,32 +319,64 @@ func (s *Sessionizer) lookup(key []byte) *keyState {
 	return s.keys[string(key)]
 }
 
+// create makes the state of a new key. Key states come from a free list or a chunk, key bytes
+// from an arena (internKey).
 func (s *Sessionizer) create(key []byte) *keyState {
-	if len(s.slab) == 0 {
-		s.slab = make([]keyState, 256)
+	var k *keyState
+	if n := len(s.freeKeys); n > 0 {
+		k = s.freeKeys[n-1]
+		s.freeKeys = s.freeKeys[:n-1]
+	} else {
+		if len(s.slab) == 0 {
+			s.slab = make([]keyState, 256)
+		}
+		k = &s.slab[0]
+		s.slab = s.slab[1:]
+		for i := range k.timers {
+			k.timers[i].Value = k
+		}
 	}
-	k := &s.slab[0]
-	s.slab = s.slab[1:]
-	k.key = s.intern(key)
-	k.timers[timerSession].Value = k
-	k.timers[timerVisit].Value = k
+	k.key = s.internKey(key)
 	s.keys[k.key] = k
 	return k
 }
 
-// intern copies key into the arena and returns it as a string; arena chunks are never written
-// again once a string points into them.
-func (s *Sessionizer) intern(key []byte) string {
+// internKey copies key into an arena chunk and returns it as a string, so that new keys cost no
+// allocation. A chunk is never written again once strings point into it, and the collector
+// frees it when every key in it has been forgotten; keys forgotten by profile_ttl were created
+// at similar times, so old chunks do empty.
+func (s *Sessionizer) internKey(key []byte) string {
 	if len(key) > 256 {
 		return string(key)
 	}
 	if cap(s.arena)-len(s.arena) < len(key) {
-		s.arena = make([]byte, 0, 64<<10)
+		s.arena = make([]byte, 0, 32<<10)
 	}
 	start := len(s.arena)
 	s.arena = append(s.arena, key...)
-	b := s.arena[start:len(s.arena):len(s.arena)]
-	return unsafeString(b)
+	return unsafeString(s.arena[start:len(s.arena):len(s.arena)])
+}
+
+// forget removes a key unseen for profile_ttl with nothing open. With change tracking on, the
+// state stays on the dirty list, marked deleted, until DrainChanges reports it.
+func (s *Sessionizer) forget(k *keyState) {
+	delete(s.keys, k.key)
+	for i := range k.timers {
+		s.wheel.Cancel(&k.timers[i])
+	}
+	if s.track {
+		k.deleted = true
+		s.markDirty(k)
+		return
+	}
+	s.release(k)
+}
+
+// release recycles a forgotten key state.
+func (s *Sessionizer) release(k *keyState) {
+	timers := k.timers
+	*k = keyState{timers: timers}
+	s.freeKeys = append(s.freeKeys, k)
 }
 
 func (s *Sessionizer) markDirty(k *keyState) {
@@ -379,12 +436,14 @@ func (s *Sessionizer) processEvent(ev *Event) {
 	t := ev.Time
 	profile := k.key[0] == 'p'
 
-	if profile && (k.lastSeen == 0 || t-k.lastSeen > s.ttl) {
-		s.emitOpen(ProfileCreated, k, ev, nil)
+	if profile && (!k.seen || t-k.lastSeen > s.ttl) {
+		s.emitOpen(ProfileCreated, k, ev, nil, nil)
 	}
-	if profile {
-		k.lastSeen = max(k.lastSeen, t)
+	if !k.seen {
+		k.seen, k.lastSeen = true, t
+		s.arm(&k.timers[timerForget], t+s.ttl)
 	}
+	k.lastSeen = max(k.lastSeen, t)
 
 	var sess *sessionState
 	newSess, newVisit := false, false
@@ -400,16 +459,22 @@ func (s *Sessionizer) processEvent(ev *Event) {
 		newVisit = true
 		v = s.newVisit()
 		k.visit = v
-		s.startActivity(&v.activity, k, ev, 'v', nil)
-		if sess != nil {
-			v.SessionCount = 1
-		}
-		s.emitOpen(VisitStarted, k, ev, v.id[:])
-	} else if sess != nil && sess.EventCount == 0 {
+		k.visitSeq++
+		s.startActivity(&v.activity, k, ev, 'v', nil, 0)
+		v.entryTime = ev.Time
+		s.emitOpen(VisitStarted, k, ev, v.id[:], nil)
+	}
+	if sess != nil && sess.countedIn != k.visitSeq {
+		sess.countedIn = k.visitSeq
 		v.SessionCount++
 	}
+	if len(ev.URL) > 0 && (len(v.EntryURL) == 0 || ev.Time < v.entryTime) {
+		v.EntryURL, v.entryTime = append(v.EntryURL[:0], ev.URL...), ev.Time
+	}
+	if ev.Time >= v.LastActivity {
+		v.session = append(v.session[:0], ev.Session...)
+	}
 	s.record(&v.activity, ev)
-	v.session = append(v.session[:0], ev.Session...)
 	if sess != nil {
 		s.record(&sess.activity, ev)
 	}
@@ -445,7 +510,9 @@ func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
 	}
 	ss := s.newSession()
 	ss.id = append(ss.id[:0], ev.Session...)
-	s.startActivity(&ss.activity, k, ev, 's', ss.id)
+	k.sessSeq++
+	ss.seq, ss.countedIn = k.sessSeq, 0
+	s.startActivity(&ss.activity, k, ev, 's', ss.id, ss.seq)
 	// Append, so that sessions stay in the order they opened.
 	ss.next = nil
 	p := &k.sessions
@@ -454,7 +521,7 @@ func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
 	}
 	*p = ss
 	k.nsess++
-	s.emitOpen(SessionOpened, k, ev, nil)
+	s.emitOpen(SessionOpened, k, ev, nil, ss)
 	return ss
 }
 
@@ -507,14 +574,14 @@ func (k *keyState) findSession(id []byte) *sessionState {
 }
 
 // startActivity resets a to a new visit or session that starts with ev.
-func (s *Sessionizer) startActivity(a *activity, k *keyState, ev *Event, kind byte, sessionID []byte) {
+func (s *Sessionizer) startActivity(a *activity, k *keyState, ev *Event, kind byte, sessionID []byte, seq uint64) {
 	a.Summary = Summary{
 		StartedAt: ev.Time, LastActivity: ev.Time,
 		EntryURL: a.EntryURL[:0], ExitURL: a.ExitURL[:0],
 		Source: append(a.Source[:0], ev.Source...), Device: append(a.Device[:0], ev.Device...),
 		Types: a.Types[:0],
 	}
-	id := s.contentID(kind, k.key, ev.Time, sessionID)
+	id := s.contentID(kind, k.key, ev.Time, sessionID, seq)
 	hex.Encode(a.id[:], id[:])
 }
 
@@ -605,6 +672,29 @@ func (s *Sessionizer) firstSessionDeadline(k *keyState) int64 {
 func (s *Sessionizer) fire(n *timerwheel.Node[*keyState]) {
 	k := n.Value
 	s.markDirty(k)
+	if n == &k.timers[timerForget] {
+		// Unseen for profile_ttl: forget the key, once nothing of it is open (a ttl shorter
+		// than the gaps only delays this).
+		d := k.lastSeen + s.ttl
+		if k.visit != nil {
+			d = max(d, s.visitDeadline(k.visit))
+		}
+		if k.sessions != nil {
+			for ss := k.sessions; ss != nil; ss = ss.next {
+				d = max(d, s.sessionDeadline(ss))
+			}
+		}
+		if d != n.At() {
+			s.wheel.Schedule(n, d)
+			return
+		}
+		if k.visit == nil && k.sessions == nil {
+			s.forget(k)
+			return
+		}
+		s.wheel.Schedule(n, d+1) // what is open closes at d, after this timer (kind order)
+		return
+	}
 	if n == &k.timers[timerVisit] {
 		v := k.visit
 		if d := s.visitDeadline(v); d != n.At() {
@@ -645,7 +735,7 @@ func (s *Sessionizer) endVisit(k *keyState, reason CloseReason, at int64) {
 		reason = ReasonShutdownFlush
 	}
 	v.Reason = reason
-	s.emitClose(VisitEnded, k, &v.activity, v.session, at)
+	s.emitClose(VisitEnded, k, &v.activity, v.session, 0, at)
 	k.visit = nil
 	s.freeVisit = append(s.freeVisit, v)
 	k.visitEnd, k.ended = v.LastActivity, true
@@ -658,7 +748,7 @@ func (s *Sessionizer) closeSession(k *keyState, ss *sessionState, reason CloseRe
 		reason = ReasonShutdownFlush
 	}
 	ss.Reason = reason
-	s.emitClose(SessionClosed, k, &ss.activity, ss.id, at)
+	s.emitClose(SessionClosed, k, &ss.activity, ss.id, ss.seq, at)
 	p := &k.sessions
 	for *p != ss {
 		p = &(*p).next
@@ -676,7 +766,7 @@ func (s *Sessionizer) closeSession(k *keyState, ss *sessionState, reason CloseRe
 }
 
 // emitOpen emits profile-created, session-opened or visit-started, triggered by ev.
-func (s *Sessionizer) emitOpen(t SystemType, k *keyState, ev *Event, visitID []byte) {
+func (s *Sessionizer) emitOpen(t SystemType, k *keyState, ev *Event, visitID []byte, ss *sessionState) {
 	s.stats.System[t]++
 	switch t {
 	case VisitStarted:
@@ -695,16 +785,16 @@ func (s *Sessionizer) emitOpen(t SystemType, k *keyState, ev *Event, visitID []b
 	if k.key[0] == 'p' {
 		s.se.Profile = unsafeBytes(k.key[1:])
 	}
-	extra := ev.Session
-	if t == ProfileCreated {
-		extra = nil
+	if ss != nil {
+		s.se.ID = s.contentID(byte(t), k.key, ev.Time, ss.id, ss.seq)
+	} else {
+		s.se.ID = s.contentID(byte(t), k.key, ev.Time, nil, 0)
 	}
-	s.se.ID = s.contentID(byte(t), k.key, ev.Time, extra)
 	s.emitSystem(k, ev)
 }
 
 // emitClose emits visit-ended or session-closed for a at time at.
-func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session []byte, at int64) {
+func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session []byte, seq uint64, at int64) {
 	s.stats.System[t]++
 	if t == VisitEnded {
 		s.stats.OpenVisits--
@@ -726,11 +816,11 @@ func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session 
 	if k.key[0] == 'p' {
 		s.se.Profile = unsafeBytes(k.key[1:])
 	}
-	extra := session
 	if t == VisitEnded {
-		extra = nil
+		s.se.ID = s.contentID(byte(t), k.key, a.StartedAt, nil, 0)
+	} else {
+		s.se.ID = s.contentID(byte(t), k.key, a.StartedAt, session, seq)
 	}
-	s.se.ID = s.contentID(byte(t), k.key, a.StartedAt, extra)
 	s.emitSystem(k, nil)
 }
 
@@ -741,14 +831,17 @@ func (s *Sessionizer) emitSystem(k *keyState, ev *Event) {
 }
 
 // contentID derives an id from what an id names: a kind (a system-event type, or 'v' and 's'
-// for visits and sessions), the state key, the start time of what it is about and, for sessions,
-// the session id. The same input always gives the same ids.
-func (s *Sessionizer) contentID(kind byte, key string, start int64, session []byte) (id [16]byte) {
+// for visits and sessions), the state key, the start time of what it is about and, for
+// sessions, the session id and the key's session number. Fields are length-prefixed, so no two
+// different inputs hash the same bytes. The same input always gives the same ids.
+func (s *Sessionizer) contentID(kind byte, key string, start int64, session []byte, seq uint64) (id [16]byte) {
 	b := append(s.hashBuf[:0], kind)
 	b = binary.BigEndian.AppendUint64(b, uint64(start))
+	b = binary.AppendUvarint(b, uint64(len(key)))
 	b = append(b, key...)
-	b = append(b, 0)
+	b = binary.AppendUvarint(b, uint64(len(session)))
 	b = append(b, session...)
+	b = binary.AppendUvarint(b, seq)
 	s.hashBuf = b
 	sum := sha256.Sum256(b)
 	copy(id[:], sum[:16])

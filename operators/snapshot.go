@@ -43,15 +43,23 @@ func (s *Sessionizer) AppendKeySnapshot(dst []byte, key string) (_ []byte, ok bo
 	if k.visit != nil {
 		flags |= 2
 	}
+	if k.seen {
+		flags |= 4
+	}
 	dst = append(dst, flags)
 	dst = binary.AppendVarint(dst, k.visitEnd)
+	dst = binary.AppendUvarint(dst, k.visitSeq)
+	dst = binary.AppendUvarint(dst, k.sessSeq)
 	if v := k.visit; v != nil {
 		dst = appendBytes(dst, v.session)
+		dst = binary.AppendVarint(dst, v.entryTime)
 		dst = appendActivity(dst, &v.activity)
 	}
 	dst = binary.AppendUvarint(dst, uint64(k.nsess))
 	for ss := k.sessions; ss != nil; ss = ss.next {
 		dst = appendBytes(dst, ss.id)
+		dst = binary.AppendUvarint(dst, ss.seq)
+		dst = binary.AppendUvarint(dst, ss.countedIn)
 		dst = appendActivity(dst, &ss.activity)
 	}
 	return dst, true
@@ -168,7 +176,8 @@ func (s *Sessionizer) RestoreKey(b []byte) error {
 	lastSeen := r.time()
 	flags := r.byte()
 	visitEnd := r.varint()
-	if r.err != nil || len(key) < 2 || key[0] != 'p' && key[0] != 's' || flags > 3 {
+	visitSeq, sessSeq := r.uvarint(math.MaxUint64), r.uvarint(math.MaxUint64)
+	if r.err != nil || len(key) < 2 || key[0] != 'p' && key[0] != 's' || flags > 7 {
 		return errSnapshot
 	}
 	k := s.keys[string(key)]
@@ -177,11 +186,13 @@ func (s *Sessionizer) RestoreKey(b []byte) error {
 	} else {
 		s.dropKeyState(k)
 	}
-	k.lastSeen, k.visitEnd, k.ended = lastSeen, visitEnd, flags&1 != 0
+	k.lastSeen, k.visitEnd, k.ended, k.seen = lastSeen, visitEnd, flags&1 != 0, flags&4 != 0
+	k.visitSeq, k.sessSeq = visitSeq, sessSeq
 	if flags&2 != 0 {
 		v := s.newVisit()
 		v.session = append(v.session[:0], r.bytes()...)
-		s.readActivity(r, &v.activity, k, 'v', nil)
+		v.entryTime = r.varint()
+		s.readActivity(r, &v.activity, k, 'v', nil, 0)
 		k.visit = v
 		s.stats.OpenVisits++
 	}
@@ -194,7 +205,8 @@ func (s *Sessionizer) RestoreKey(b []byte) error {
 		}
 		ss := s.newSession()
 		ss.id = append(ss.id[:0], id...)
-		s.readActivity(r, &ss.activity, k, 's', ss.id)
+		ss.seq, ss.countedIn = r.uvarint(math.MaxUint64), r.uvarint(math.MaxUint64)
+		s.readActivity(r, &ss.activity, k, 's', ss.id, ss.seq)
 		p := &k.sessions
 		for *p != nil {
 			p = &(*p).next
@@ -210,11 +222,11 @@ func (s *Sessionizer) RestoreKey(b []byte) error {
 		s.dropKeyState(k)
 		return r.err
 	}
-	if k.visit != nil {
-		s.arm(&k.timers[timerVisit], s.visitDeadline(k.visit))
-	}
-	if k.sessions != nil {
-		s.arm(&k.timers[timerSession], s.firstSessionDeadline(k))
+	k.persisted = s.deadlines(k)
+	for i, d := range k.persisted {
+		if d != 0 {
+			s.arm(&k.timers[i], d)
+		}
 	}
 	return nil
 }
@@ -234,11 +246,12 @@ func (s *Sessionizer) dropKeyState(k *keyState) {
 		ss = next
 	}
 	k.sessions, k.lastSess, k.nsess = nil, nil, 0
-	s.wheel.Cancel(&k.timers[timerVisit])
-	s.wheel.Cancel(&k.timers[timerSession])
+	for i := range k.timers {
+		s.wheel.Cancel(&k.timers[i])
+	}
 }
 
-func (s *Sessionizer) readActivity(r *snapReader, a *activity, k *keyState, kind byte, sessionID []byte) {
+func (s *Sessionizer) readActivity(r *snapReader, a *activity, k *keyState, kind byte, sessionID []byte, seq uint64) {
 	a.cause = EventRef{}
 	if r.byte() == 1 {
 		a.causeBuf = append(a.causeBuf[:0], r.bytes()...)
@@ -275,7 +288,7 @@ func (s *Sessionizer) readActivity(r *snapReader, a *activity, k *keyState, kind
 		sm.Types = append(sm.Types, TypeCount{Type: s.dec.intern(t), Count: uint32(r.uvarint(math.MaxUint32))})
 	}
 	sm.OtherTypes = uint32(r.uvarint(math.MaxUint32))
-	id := s.contentID(kind, k.key, sm.StartedAt, sessionID)
+	id := s.contentID(kind, k.key, sm.StartedAt, sessionID, seq)
 	hex.Encode(a.id[:], id[:])
 }
 

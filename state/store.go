@@ -86,7 +86,7 @@ func (o *Options) Validate() error {
 // partition replays the changelog from there. A Store is safe for concurrent use; each partition
 // is written by its one owning worker.
 type Store struct {
-	db    *pebble.DB
+	db *pebble.DB
 }
 
 // Open opens (or creates) the store in o.Dir.
@@ -180,9 +180,15 @@ func (s *Store) NewBatch(partition int32) *Batch {
 }
 
 // PutKey stores a changed key's snapshot and moves its timer index entries from c.Persisted
-// to c.Deadlines.
+// to c.Deadlines. A deleted key (c.Deleted) is removed with its index entries; snapshot is
+// then ignored.
 func (b *Batch) PutKey(c operators.Change, snapshot []byte) error {
-	if err := b.b.Set(keyKey(b.partition, c.Key), snapshot, nil); err != nil {
+	if c.Deleted {
+		if err := b.b.Delete(keyKey(b.partition, c.Key), nil); err != nil {
+			return err
+		}
+		c.Deadlines = [len(c.Deadlines)]int64{}
+	} else if err := b.b.Set(keyKey(b.partition, c.Key), snapshot, nil); err != nil {
 		return err
 	}
 	for kind := range c.Deadlines {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/goleak"
@@ -18,7 +19,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type collect struct{ lines []string }
 
-func (c *collect) Emit(o *operators.Output) { c.lines = append(c.lines, string(operators.AppendJSON(nil, o))) }
+func (c *collect) Emit(o *operators.Output) {
+	c.lines = append(c.lines, string(operators.AppendJSON(nil, o)))
+}
 
 func openMem(t *testing.T, fs vfs.FS) *Store {
 	t.Helper()
@@ -141,9 +144,11 @@ func TestTimerIndexFollowsDeadlines(t *testing.T) {
 	st := openMem(t, vfs.NewMem())
 	defer st.Close()
 	var out collect
-	s, _ := operators.NewSessionizer(operators.Config{}, 0, &out)
+	// A short profile_ttl, so keys are forgotten along the way and their entries must go.
+	s, _ := operators.NewSessionizer(operators.Config{ProfileTTL: 40 * time.Minute}, 0, &out)
 	s.TrackChanges(true)
-	model := map[string][2]int64{}
+	deleted := 0
+	model := map[string][3]int64{}
 	for cycle := range 20 {
 		for i := cycle * 100; i < (cycle+1)*100; i++ {
 			s.Process(&recs[i])
@@ -154,7 +159,12 @@ func TestTimerIndexFollowsDeadlines(t *testing.T) {
 			if prev := model[c.Key]; prev != c.Persisted {
 				t.Fatalf("key %q: persisted %v, model %v", c.Key, c.Persisted, prev)
 			}
-			model[c.Key] = c.Deadlines
+			if c.Deleted {
+				delete(model, c.Key)
+				deleted++
+			} else {
+				model[c.Key] = c.Deadlines
+			}
 			buf, _ = s.AppendKeySnapshot(buf[:0], c.Key)
 			if err := b.PutKey(c, buf); err != nil {
 				t.Fatal(err)
@@ -186,8 +196,8 @@ func TestTimerIndexFollowsDeadlines(t *testing.T) {
 		}
 		return strings.Compare(a.key, b.key)
 	})
-	if len(want) == 0 {
-		t.Fatal("no pending timers: the stream should leave some")
+	if len(want) == 0 || deleted == 0 {
+		t.Fatalf("%d pending timers, %d keys forgotten: the stream should give both", len(want), deleted)
 	}
 	var got []timer
 	if err := st.DueTimers(0, want[len(want)-1].d+1, func(d int64, kind operators.TimerKind, key []byte) error {
@@ -220,7 +230,7 @@ func TestResetIsPerPartition(t *testing.T) {
 	for p := range int32(3) {
 		b := st.NewBatch(p)
 		for i := range 10 {
-			c := operators.Change{Key: fmt.Sprintf("pkey-%d", i), Deadlines: [2]int64{0, int64(1000 + i)}}
+			c := operators.Change{Key: fmt.Sprintf("pkey-%d", i), Deadlines: [3]int64{0, int64(1000 + i)}}
 			if err := b.PutKey(c, []byte{1}); err != nil {
 				t.Fatal(err)
 			}
