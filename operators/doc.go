@@ -16,7 +16,7 @@
 // never moves backwards. Events at or ahead of the watermark wait in a reorder buffer and are
 // processed in (event time, id, arrival) order once the watermark reaches them, so any arrival
 // order within the tolerance gives the same output. Before an event at time t is processed,
-// every timer with a deadline before t fires, in (deadline, key, kind) order; a timer never
+// every timer with a deadline before t fires, in (deadline, kind, key) order; a timer never
 // fires before the watermark has passed its deadline. Events behind the watermark are handled at
 // once: they join the key's open visit when they fall inside it, and are late otherwise (see
 // LateVisitEnded, LateBeforeVisit). Flush ends input as if the watermark reached +infinity.
@@ -32,6 +32,8 @@
 //     timer is never later than the real deadline.
 //   - For one key at one instant, session-closed precedes visit-ended; for one input event,
 //     profile-created, session-opened and visit-started precede the event.
+//   - A key unseen for ProfileTTL is forgotten once nothing of it is open; with change
+//     tracking on it is reported Deleted before its state is recycled.
 //   - Steady-state processing allocates nothing: key states and key strings are carved from
 //     chunks, and visits and sessions are recycled with their buffers.
 package operators
