@@ -44,6 +44,7 @@ type Sessionizer struct {
 	// Allocation pools: key states and key strings are carved from chunks; visits and
 	// sessions, with their buffers, are recycled through free lists.
 	slab      []keyState
+	slabs     [][]keyState // every chunk, for Evict's clock hand
 	freeKeys  []*keyState
 	arena     []byte
 	freeVisit []*visitState
@@ -53,6 +54,12 @@ type Sessionizer struct {
 	o         Output
 	se        SystemEvent
 	ev        Event
+
+	// Bounded memory (cold.go).
+	cold       ColdStore
+	coldTimers coldHeap
+	hand       struct{ slab, i int }
+	err        error
 
 	track bool // record changed keys for DrainChanges
 	dirty []*keyState
@@ -75,6 +82,9 @@ type Stats struct {
 	Buffered     int
 	Timers       int
 	Watermark    int64 // math.MinInt64 before the first event
+	// Evicted and Loaded count keys moved out of and back into memory (bounded memory).
+	Evicted, Loaded uint64
+	ColdTimers      int // evicted keys waiting on a deadline
 }
 
 // Timer kinds: each key has at most one pending deadline of each.
@@ -99,6 +109,7 @@ type keyState struct {
 	visitSeq uint64
 	sessSeq  uint64
 	deleted  bool // forgotten; reported by DrainChanges, then recycled
+	ref      bool // used since Evict's clock hand last passed
 	// visitEnd is the last activity of the key's most recent ended visit (late detection);
 	// ended says there is one.
 	visitEnd int64
@@ -203,6 +214,7 @@ func (s *Sessionizer) Stats() Stats {
 	st.Buffered = s.buf.len()
 	st.Timers = s.wheel.Len()
 	st.Watermark = s.watermark
+	st.ColdTimers = len(s.coldTimers)
 	return st
 }
 
@@ -295,6 +307,9 @@ func (s *Sessionizer) advanceTimers(t int64) {
 	if t == math.MaxInt64 {
 		target = t
 	}
+	if len(s.coldTimers) > 0 {
+		s.wakeCold(target)
+	}
 	if s.wheel.Len() == 0 {
 		return
 	}
@@ -315,8 +330,12 @@ func (s *Sessionizer) stateKey(ev *Event) (key []byte, ok bool) {
 	return s.keyBuf, true
 }
 
+// lookup finds the key in memory or, when evicted, in the cold store.
 func (s *Sessionizer) lookup(key []byte) *keyState {
-	return s.keys[string(key)]
+	if k := s.keys[string(key)]; k != nil {
+		return k
+	}
+	return s.loadCold(key)
 }
 
 // create makes the state of a new key. Key states come from a free list or a chunk, key bytes
@@ -329,6 +348,7 @@ func (s *Sessionizer) create(key []byte) *keyState {
 	} else {
 		if len(s.slab) == 0 {
 			s.slab = make([]keyState, 256)
+			s.slabs = append(s.slabs, s.slab)
 		}
 		k = &s.slab[0]
 		s.slab = s.slab[1:]
@@ -428,9 +448,13 @@ func (s *Sessionizer) processEvent(ev *Event) {
 		return
 	}
 	k := s.lookup(key)
+	if s.err != nil {
+		return
+	}
 	if k == nil {
 		k = s.create(key)
 	}
+	k.ref = true
 	s.markDirty(k)
 	outKey := k.key[1:]
 	t := ev.Time

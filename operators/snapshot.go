@@ -164,7 +164,11 @@ func (r *snapReader) time() int64 {
 // RestoreKey installs a key snapshot made by AppendKeySnapshot, replacing what the sessionizer
 // holds for that key, and arms its timers. Call it before processing records that follow the
 // snapshot. b is not retained.
-func (s *Sessionizer) RestoreKey(b []byte) error {
+func (s *Sessionizer) RestoreKey(b []byte) error { return s.restoreKey(b, true) }
+
+// restoreKey installs a key snapshot; count says whether its open visit and sessions are new
+// to the gauges (a partition restore) or were counted while the key was evicted.
+func (s *Sessionizer) restoreKey(b []byte, count bool) error {
 	r := &snapReader{b: b}
 	if v := r.byte(); v != keySnapshotVersion {
 		if r.err != nil {
@@ -194,7 +198,9 @@ func (s *Sessionizer) RestoreKey(b []byte) error {
 		v.entryTime = r.varint()
 		s.readActivity(r, &v.activity, k, 'v', nil, 0)
 		k.visit = v
-		s.stats.OpenVisits++
+		if count {
+			s.stats.OpenVisits++
+		}
 	}
 	n := int(r.uvarint(uint64(s.cfg.MaxOpenSessions)))
 	for range n {
@@ -213,13 +219,19 @@ func (s *Sessionizer) RestoreKey(b []byte) error {
 		}
 		*p = ss
 		k.nsess++
-		s.stats.OpenSessions++
+		if count {
+			s.stats.OpenSessions++
+		}
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
 	}
 	if r.err != nil {
+		visits, sessions := s.stats.OpenVisits, s.stats.OpenSessions
 		s.dropKeyState(k)
+		if !count {
+			s.stats.OpenVisits, s.stats.OpenSessions = visits, sessions
+		}
 		return r.err
 	}
 	k.persisted = s.deadlines(k)

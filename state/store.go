@@ -288,6 +288,19 @@ func (s *Store) Get(partition int32, key string) ([]byte, bool, error) {
 	return bytes.Clone(v), true, nil
 }
 
+// Cold returns partition's keys as an operators.ColdStore, for a sessionizer that keeps only
+// some keys in memory.
+func (s *Store) Cold(partition int32) operators.ColdStore { return coldStore{s, partition} }
+
+type coldStore struct {
+	s         *Store
+	partition int32
+}
+
+func (c coldStore) LoadKey(key string) ([]byte, bool, error) { return c.s.Get(c.partition, key) }
+
+var _ operators.ColdStore = coldStore{}
+
 // DueTimers calls fn, in firing order (deadline, kind, key), for every indexed timer of
 // partition with a deadline before before; key is valid only during the call. The pipeline
 // uses it to load cold keys whose timers are due.

@@ -54,7 +54,7 @@ func persist(t *testing.T, st *Store, s *operators.Sessionizer, next int64) {
 	var buf []byte
 	s.DrainChanges(func(c operators.Change) {
 		var ok bool
-		if buf, ok = s.AppendKeySnapshot(buf[:0], c.Key); !ok {
+		if buf, ok = s.AppendKeySnapshot(buf[:0], c.Key); !ok && !c.Deleted {
 			t.Fatalf("no snapshot for changed key %q", c.Key)
 		}
 		if err := b.PutKey(c, buf); err != nil {
@@ -302,5 +302,81 @@ func TestHealth(t *testing.T) {
 	h := st.Health()
 	if h.CacheHits+h.CacheMisses < 0 || h.L0Files < 0 {
 		t.Fatalf("implausible health %+v", h)
+	}
+}
+
+// TestBoundedMemory processes a stream in cycles with at most maxKeys keys in memory: after
+// each cycle's batch is stored, clean keys are evicted, and evicted keys come back from Pebble
+// when an event or a timer needs them. The output must equal an all-in-memory run's.
+func TestBoundedMemory(t *testing.T) {
+	recs := genRecords(t, 4000)
+	cfg := operators.Config{ProfileTTL: 3 * time.Hour}
+	var want collect
+	ref, _ := operators.NewSessionizer(cfg, 0, &want)
+	for i := range recs {
+		ref.Process(&recs[i])
+	}
+	ref.Flush()
+
+	for _, maxKeys := range []int{0, 5, 50} {
+		st := openMem(t, vfs.NewMem())
+		var got collect
+		s, _ := operators.NewSessionizer(cfg, 0, &got)
+		s.SetColdStore(st.Cold(0))
+		peak := 0
+		for cycle := range 40 {
+			for i := cycle * 100; i < (cycle+1)*100; i++ {
+				s.Process(&recs[i])
+			}
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+			persist(t, st, s, int64((cycle+1)*100))
+			s.Evict(maxKeys)
+			peak = max(peak, s.Stats().Keys)
+			if s.Stats().Keys > maxKeys {
+				t.Fatalf("max %d: %d keys in memory after Evict (all are clean)", maxKeys, s.Stats().Keys)
+			}
+		}
+		s.Flush()
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		stats := s.Stats()
+		if stats.Evicted == 0 || stats.Loaded == 0 {
+			t.Fatalf("max %d: evicted %d, loaded %d: the test must exercise both", maxKeys, stats.Evicted, stats.Loaded)
+		}
+		if !slices.Equal(got.lines, want.lines) {
+			for i := range min(len(got.lines), len(want.lines)) {
+				if got.lines[i] != want.lines[i] {
+					t.Fatalf("max %d keys: output %d differs\n got: %s\nwant: %s", maxKeys, i, got.lines[i], want.lines[i])
+				}
+			}
+			t.Fatalf("max %d keys: %d outputs, want %d", maxKeys, len(got.lines), len(want.lines))
+		}
+		t.Logf("max %d keys: evicted %d, loaded %d, %d outputs", maxKeys, stats.Evicted, stats.Loaded, len(got.lines))
+	}
+}
+
+type failingCold struct{}
+
+func (failingCold) LoadKey(string) ([]byte, bool, error) { return nil, false, errors.New("disk gone") }
+
+// TestColdLoadErrorStops: a failed cold read stops the sessionizer with an error (the pipeline
+// then aborts the cycle) instead of treating the key as new.
+func TestColdLoadErrorStops(t *testing.T) {
+	var out collect
+	s, _ := operators.NewSessionizer(operators.Config{}, 0, &out)
+	s.SetColdStore(failingCold{})
+	s.Process(&operators.Record{Topic: "in", Value: []byte(`{"type":"a","profile":"p","time":1000}`), Timestamp: operators.NoTimestamp})
+	s.Process(&operators.Record{Topic: "in", Offset: 1, Value: []byte(`{"type":"a","profile":"p","time":9000}`), Timestamp: operators.NoTimestamp})
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "disk gone") {
+		t.Fatalf("Err() = %v, want the load error", err)
+	}
+	for _, l := range out.lines {
+		if strings.Contains(l, "profile-created") {
+			t.Fatalf("a key that could not be loaded was treated as new: %s", l)
+		}
 	}
 }
