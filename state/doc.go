@@ -27,6 +27,15 @@
 //   - The layout has a format version; a store of another version is refused (ErrFormat) rather
 //     than misread.
 //
-// Still to come with the live-processor issue: the hot-key cache in front of Get, and the
-// pipeline that drives batches, the changelog and restore on partition assignment.
+// # Changelog and restore
+//
+// The changelog topic has the input's partition count and is keyed by state key, so compaction
+// keeps each key's latest record (ChangeRecord; tombstones for forgotten keys) plus the
+// partition snapshot under PartitionRecordKey. A partition restores by Load (which gives the
+// changelog offset its local state reflects), Replay of the changelog from there to the end,
+// and Load again into a new sessionizer; an empty or lost data dir replays from offset 0, and a
+// compacted changelog restores the same state.
+//
+// Still to come with the live-processor issue: the pipeline that produces changelog records in
+// each cycle's transaction, commits batches after it, and runs restore on partition assignment.
 package state

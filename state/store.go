@@ -19,7 +19,7 @@ import (
 // reads it:
 //
 //	'f'                                  format version (uvarint)
-//	'k' partition key                     key snapshot (operators.AppendKeySnapshot)
+//	'k' partition key                     key record: deadlines + snapshot (AppendKeyRecord)
 //	't' partition deadline kind key       empty: the timer index, in firing order
 //	'p' partition                         partition snapshot (operators.AppendPartitionSnapshot)
 //	'o' partition                         changelog offset the stored state reflects (uvarint+1)
@@ -172,6 +172,7 @@ func timerKey(partition int32, deadline int64, kind operators.TimerKind, key str
 type Batch struct {
 	b         *pebble.Batch
 	partition int32
+	rec       []byte
 }
 
 // NewBatch starts a batch of writes to partition.
@@ -188,22 +189,29 @@ func (b *Batch) PutKey(c operators.Change, snapshot []byte) error {
 			return err
 		}
 		c.Deadlines = [len(c.Deadlines)]int64{}
-	} else if err := b.b.Set(keyKey(b.partition, c.Key), snapshot, nil); err != nil {
-		return err
+	} else {
+		b.rec = AppendKeyRecord(b.rec[:0], c.Deadlines, snapshot)
+		if err := b.b.Set(keyKey(b.partition, c.Key), b.rec, nil); err != nil {
+			return err
+		}
 	}
-	for kind := range c.Deadlines {
-		old, cur := c.Persisted[kind], c.Deadlines[kind]
-		if old == cur {
+	return moveTimers(b.b, b.partition, c.Key, c.Persisted, c.Deadlines)
+}
+
+// moveTimers replaces a key's timer index entries old with cur.
+func moveTimers(b *pebble.Batch, partition int32, key string, old, cur [numTimers]int64) error {
+	for kind := range cur {
+		if old[kind] == cur[kind] {
 			continue
 		}
 		k := operators.TimerKind(kind)
-		if old != 0 {
-			if err := b.b.Delete(timerKey(b.partition, old, k, c.Key), nil); err != nil {
+		if old[kind] != 0 {
+			if err := b.Delete(timerKey(partition, old[kind], k, key), nil); err != nil {
 				return err
 			}
 		}
-		if cur != 0 {
-			if err := b.b.Set(timerKey(b.partition, cur, k, c.Key), nil, nil); err != nil {
+		if cur[kind] != 0 {
+			if err := b.Set(timerKey(partition, cur[kind], k, key), nil, nil); err != nil {
 				return err
 			}
 		}
@@ -268,9 +276,13 @@ func (s *Store) Load(partition int32, fn func(snapshot []byte) error) (Partition
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return p, fmt.Errorf("state: partition %d: %w", partition, err)
 	}
-	err := s.scan(prefix(tagKey, partition), func(_, v []byte) error {
+	err := s.scan(prefix(tagKey, partition), func(k, v []byte) error {
+		_, snap, err := ParseKeyRecord(v)
+		if err != nil {
+			return fmt.Errorf("state: partition %d key %q: %w", partition, k[5:], err)
+		}
 		p.Keys++
-		return fn(v)
+		return fn(snap)
 	})
 	return p, err
 }
@@ -285,7 +297,11 @@ func (s *Store) Get(partition int32, key string) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("state: partition %d: %w", partition, err)
 	}
 	defer closer.Close()
-	return bytes.Clone(v), true, nil
+	_, snap, err := ParseKeyRecord(v)
+	if err != nil {
+		return nil, false, fmt.Errorf("state: partition %d key %q: %w", partition, key, err)
+	}
+	return bytes.Clone(snap), true, nil
 }
 
 // Cold returns partition's keys as an operators.ColdStore, for a sessionizer that keeps only
