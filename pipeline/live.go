@@ -1,0 +1,588 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/state"
+)
+
+// Topics names the output topics.
+type Topics struct {
+	System, Events, Late, Dead, Changelog string
+}
+
+// DefaultTopics are the topic names of DESIGN.md §4.
+func DefaultTopics() Topics {
+	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq", Changelog: "dwell.changelog"}
+}
+
+// LiveConfig configures the live processor. Zero fields take the defaults given.
+type LiveConfig struct {
+	Brokers []string
+	// Group is the consumer group. Default "dwell".
+	Group string
+	// Inputs are the input topics; they must be co-partitioned (same partition count, keyed
+	// alike): partition p of every input feeds the same state.
+	Inputs []string
+	// Topics are the output topics. Default DefaultTopics.
+	Topics Topics
+	// DataDir holds the Pebble state. Required; FS overrides the file system (tests).
+	DataDir string
+	FS      vfs.FS
+	// Operators configures decoding and sessionization.
+	Operators operators.Config
+	// MaxPollRecords bounds the records of one cycle (one transaction). Default 10,000.
+	MaxPollRecords int
+	// PollTimeout bounds how long a cycle waits for records before it runs anyway (idle
+	// advancement, timers). Default 250ms.
+	PollTimeout time.Duration
+	// MaxCachedKeys bounds the keys each partition keeps in memory; colder ones live in
+	// Pebble. Default 1,000,000.
+	MaxCachedKeys int
+	// Logger, default discard. Now is the wall clock, default time.Now.
+	Logger *slog.Logger
+	Now    func() time.Time
+	// ClientOpts are added to every Kafka client (TLS, SASL, tests' settings).
+	ClientOpts []kgo.Opt
+}
+
+func (c *LiveConfig) ensureDefaults() {
+	if c.Group == "" {
+		c.Group = "dwell"
+	}
+	def := DefaultTopics()
+	for _, f := range []struct {
+		p *string
+		d string
+	}{{&c.Topics.System, def.System}, {&c.Topics.Events, def.Events},
+		{&c.Topics.Late, def.Late}, {&c.Topics.Dead, def.Dead}, {&c.Topics.Changelog, def.Changelog}} {
+		if *f.p == "" {
+			*f.p = f.d
+		}
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 10_000
+	}
+	if c.PollTimeout == 0 {
+		c.PollTimeout = 250 * time.Millisecond
+	}
+	if c.MaxCachedKeys == 0 {
+		c.MaxCachedKeys = 1_000_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Operators.EnsureDefaults()
+}
+
+func (c *LiveConfig) validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("pipeline: no brokers; pass --brokers host:port"))
+	}
+	if len(c.Inputs) == 0 {
+		errs = append(errs, errors.New("pipeline: no input topics; pass --inputs"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("pipeline: no data dir; pass --data-dir"))
+	}
+	if c.MaxPollRecords < 1 || c.MaxCachedKeys < 0 || c.PollTimeout <= 0 {
+		errs = append(errs, errors.New("pipeline: max poll records and poll timeout must be positive"))
+	}
+	errs = append(errs, c.Operators.Validate())
+	return errors.Join(errs...)
+}
+
+// Live is the exactly-once live processor: a consumer group whose every processing cycle is
+// one Kafka transaction holding the outputs, the changelog records of every key the cycle
+// changed, and the consumed offsets. Each assigned partition has one worker goroutine that owns
+// its sessionizer; the partition's Pebble batch is committed after the transaction commits, and
+// when a transaction does not commit, the partitions it touched are rebuilt from Pebble plus
+// the changelog, so memory never runs ahead of what Kafka holds.
+type Live struct {
+	cfg   LiveConfig
+	log   *slog.Logger
+	store *state.Store
+	sess  *kgo.GroupTransactSession
+	adm   *kadm.Client
+	parts map[int32]*worker
+
+	mu       sync.Mutex
+	revoked  map[int32]bool // partitions lost since the last cycle
+	assigned map[int32]bool // partitions assigned and not yet started
+}
+
+// NewLive connects and opens the state store. Run starts processing; Close releases both.
+func NewLive(cfg LiveConfig) (*Live, error) {
+	cfg.ensureDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	st, err := state.Open(state.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}, revoked: map[int32]bool{}, assigned: map[int32]bool{}}
+	txnID := make([]byte, 8)
+	_, _ = rand.Read(txnID)
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Inputs...),
+		// Each process has its own transactional id; the group generation fences zombies
+		// (KIP-447), so ids need not be stable across restarts.
+		kgo.TransactionalID(cfg.Group + "-" + hex.EncodeToString(txnID)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(l.partitionFor)),
+		kgo.ProducerBatchCompression(kgo.ZstdCompression()),
+		kgo.OnPartitionsAssigned(l.onAssigned),
+		kgo.OnPartitionsRevoked(l.onLost),
+		kgo.OnPartitionsLost(l.onLost),
+	}, cfg.ClientOpts...)
+	if l.sess, err = kgo.NewGroupTransactSession(opts...); err != nil {
+		return nil, errors.Join(fmt.Errorf("pipeline: %w", err), st.Close())
+	}
+	l.adm = kadm.NewClient(l.sess.Client())
+	return l, nil
+}
+
+// partitionFor places output records: the changelog by the partition it belongs to, everything
+// else by key with Kafka's murmur2, as a Java producer would.
+func (l *Live) partitionFor(topic string) func(r *kgo.Record, n int) int {
+	if topic == l.cfg.Topics.Changelog {
+		return func(r *kgo.Record, n int) int { return int(r.Partition) % n }
+	}
+	return func(r *kgo.Record, n int) int {
+		if len(r.Key) == 0 {
+			return int(r.Partition) % n
+		}
+		return int(KafkaPartition(r.Key, int32(n)))
+	}
+}
+
+func (l *Live) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ps := range lost {
+		for _, p := range ps {
+			l.revoked[p] = true
+			delete(l.assigned, p)
+		}
+	}
+}
+
+func (l *Live) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ps := range assigned {
+		for _, p := range ps {
+			l.assigned[p] = true
+			delete(l.revoked, p)
+		}
+	}
+}
+
+// Run processes until ctx is cancelled, then finishes the cycle in flight and returns nil; it
+// returns an error when processing cannot go on.
+func (l *Live) Run(ctx context.Context) error {
+	defer l.stopWorkers()
+	for ctx.Err() == nil {
+		if err := l.cycle(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cycle runs one transaction.
+func (l *Live) cycle(ctx context.Context) error {
+	pollCtx, cancel := context.WithTimeout(ctx, l.cfg.PollTimeout)
+	fetches := l.sess.PollRecords(pollCtx, l.cfg.MaxPollRecords)
+	cancel()
+	l.dropRevoked()
+	for _, fe := range fetches.Errors() {
+		if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
+			continue
+		}
+		l.log.Warn("fetch error", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+	}
+	byPart := map[int32][]*kgo.Record{}
+	fetches.EachRecord(func(r *kgo.Record) { byPart[r.Partition] = append(byPart[r.Partition], r) })
+	if err := l.sess.Begin(); err != nil {
+		return fmt.Errorf("pipeline: beginning a transaction: %w", err)
+	}
+	var produceErr atomic.Pointer[error]
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			produceErr.CompareAndSwap(nil, &err)
+		}
+	}
+	now := l.cfg.Now()
+	// Every assigned partition runs a cycle (timers and idle advancement need no records);
+	// partitions new to this instance are restored first.
+	l.mu.Lock()
+	start := make([]int32, 0, len(l.assigned))
+	for p := range l.assigned {
+		start = append(start, p)
+	}
+	l.mu.Unlock()
+	for p := range byPart {
+		start = append(start, p)
+	}
+	for _, p := range start {
+		if _, ok := l.parts[p]; !ok {
+			w, err := l.startWorker(ctx, p)
+			if err != nil {
+				return err
+			}
+			l.parts[p] = w
+		}
+	}
+	var wg sync.WaitGroup
+	for p, w := range l.parts {
+		wg.Add(1)
+		w.jobs <- job{recs: byPart[p], now: now, promise: promise, done: &wg}
+	}
+	wg.Wait()
+	var workErr error
+	for _, w := range l.parts {
+		workErr = errors.Join(workErr, w.err)
+	}
+	// End flushes: every promise has run before it commits or aborts.
+	endCtx := context.WithoutCancel(ctx) // finish the cycle in flight even when stopping
+	if err := l.sess.Client().Flush(endCtx); err != nil {
+		return fmt.Errorf("pipeline: flushing: %w", err)
+	}
+	commit := produceErr.Load() == nil && workErr == nil
+	committed, err := l.sess.End(endCtx, kgo.TransactionEndTry(commit))
+	for p, w := range l.parts {
+		if cerr := w.finish(committed); cerr != nil || !committed {
+			if cerr != nil {
+				l.log.Error("partition state", "partition", p, "err", cerr)
+			}
+			// Memory ran ahead of Kafka (or Pebble failed): rebuild from what Kafka holds.
+			w.stop()
+			delete(l.parts, p)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pipeline: ending a transaction: %w", err)
+	}
+	if workErr != nil {
+		return workErr
+	}
+	if !committed {
+		l.log.Info("transaction aborted; partitions will restore", "produce_failed", produceErr.Load() != nil)
+	}
+	return nil
+}
+
+func (l *Live) dropRevoked() {
+	l.mu.Lock()
+	revoked := l.revoked
+	l.revoked = map[int32]bool{}
+	l.mu.Unlock()
+	for p := range revoked {
+		if w, ok := l.parts[p]; ok {
+			w.stop()
+			delete(l.parts, p)
+		}
+	}
+}
+
+func (l *Live) stopWorkers() {
+	for p, w := range l.parts {
+		w.stop()
+		delete(l.parts, p)
+	}
+}
+
+// Close stops consuming and closes the state store.
+func (l *Live) Close() error {
+	l.stopWorkers()
+	l.sess.Close()
+	return l.store.Close()
+}
+
+// job is one cycle of work for a partition's worker.
+type job struct {
+	recs    []*kgo.Record
+	now     time.Time
+	promise func(*kgo.Record, error)
+	done    *sync.WaitGroup
+}
+
+// worker owns one partition: its sessionizer, and its Pebble batch between the transaction's
+// produce and its end.
+type worker struct {
+	l         *Live
+	partition int32
+	s         *operators.Sessionizer
+	jobs      chan job
+	quit      chan struct{}
+	exited    chan struct{}
+	batch     *state.Batch
+	partSnap  []byte
+	lastCL    atomic.Int64 // offset of the last changelog record produced this cycle
+	err       error
+	out       emitter
+}
+
+func (l *Live) startWorker(ctx context.Context, p int32) (*worker, error) {
+	w := &worker{l: l, partition: p, jobs: make(chan job), quit: make(chan struct{}), exited: make(chan struct{})}
+	w.out = emitter{l: l, w: w}
+	if err := w.restore(ctx); err != nil {
+		return nil, err
+	}
+	go w.run()
+	return w, nil
+}
+
+// restore rebuilds the partition: replay the changelog from the offset Pebble's state reflects
+// to the last stable offset, then load Pebble into a new sessionizer.
+func (w *worker) restore(ctx context.Context) error {
+	l := w.l
+	p, err := l.store.Load(w.partition, func([]byte) error { return nil })
+	if err != nil {
+		return err
+	}
+	from := max(p.ChangelogOffset, 0)
+	ends, err := l.adm.ListCommittedOffsets(ctx, l.cfg.Topics.Changelog)
+	if err != nil {
+		return fmt.Errorf("pipeline: listing changelog offsets: %w", err)
+	}
+	end, ok := ends.Lookup(l.cfg.Topics.Changelog, w.partition)
+	if !ok || end.Err != nil {
+		return fmt.Errorf("pipeline: topic %q has no partition %d; create it with as many partitions as the inputs, compacted (or pass --create-topics)", l.cfg.Topics.Changelog, w.partition)
+	}
+	if from < end.Offset {
+		recs, err := l.readChangelog(ctx, w.partition, from, end.Offset)
+		if err != nil {
+			return err
+		}
+		if err := l.store.Replay(w.partition, recs); err != nil {
+			return err
+		}
+	}
+	s, err := operators.NewSessionizer(l.cfg.Operators, w.partition, &w.out)
+	if err != nil {
+		return err
+	}
+	loaded, err := l.store.Load(w.partition, func(b []byte) error { return s.RestoreKey(b) })
+	if err != nil {
+		return err
+	}
+	if loaded.Snapshot != nil {
+		if err := s.RestorePartition(loaded.Snapshot); err != nil {
+			return err
+		}
+	}
+	s.SetColdStore(l.store.Cold(w.partition))
+	s.Evict(l.cfg.MaxCachedKeys)
+	w.s = s
+	l.log.Info("partition restored", "partition", w.partition, "keys", loaded.Keys, "changelog_from", from, "changelog_end", end.Offset)
+	return nil
+}
+
+// readChangelog reads partition's changelog records in [from, end) with read_committed
+// isolation; transaction markers are kept so that reaching end needs no timeout.
+func (l *Live) readChangelog(ctx context.Context, partition int32, from, end int64) ([]state.ChangelogRecord, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(l.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.cfg.Topics.Changelog: {partition: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	}, l.cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	defer cl.Close()
+	var recs []state.ChangelogRecord
+	for next := from; next < end; {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if errs := fetches.Errors(); len(errs) > 0 {
+			return nil, fmt.Errorf("pipeline: reading changelog partition %d: %w", partition, errs[0].Err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if !r.Attrs.IsControl() && r.Offset < end {
+				recs = append(recs, state.ChangelogRecord{Offset: r.Offset, Key: r.Key, Value: r.Value})
+			}
+		})
+	}
+	return recs, nil
+}
+
+func (w *worker) run() {
+	defer close(w.exited)
+	for {
+		select {
+		case j := <-w.jobs:
+			w.work(j)
+			j.done.Done()
+		case <-w.quit:
+			return
+		}
+	}
+}
+
+// work processes one cycle's records, produces outputs and changelog records, and prepares the
+// Pebble batch that finish commits.
+func (w *worker) work(j job) {
+	l := w.l
+	w.err = nil
+	w.lastCL.Store(-1)
+	w.out.promise = j.promise
+	before := w.s.Watermark()
+	for _, r := range j.recs {
+		w.s.Process(&operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()})
+	}
+	w.s.Tick(j.now)
+	if err := w.s.Err(); err != nil {
+		w.err = err
+		return
+	}
+	w.batch = l.store.NewBatch(w.partition)
+	var snap []byte
+	changed := len(j.recs) > 0 || w.s.Watermark() != before
+	w.s.DrainChanges(func(c operators.Change) {
+		changed = true
+		var ok bool
+		snap, ok = w.s.AppendKeySnapshot(snap[:0], c.Key)
+		if !ok && !c.Deleted {
+			w.err = fmt.Errorf("pipeline: partition %d: changed key %q has no state", w.partition, c.Key)
+			return
+		}
+		if err := w.batch.PutKey(c, snap); err != nil {
+			w.err = err
+		}
+		k, v := state.ChangeRecord(c, snap)
+		w.produceChangelog(k, v, j.promise)
+	})
+	if !changed {
+		w.batch.Discard()
+		w.batch = nil
+		return
+	}
+	w.partSnap = w.s.AppendPartitionSnapshot(w.partSnap[:0])
+	w.produceChangelog(state.PartitionRecordKey, append([]byte(nil), w.partSnap...), j.promise)
+}
+
+func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, error)) {
+	r := &kgo.Record{Topic: w.l.cfg.Topics.Changelog, Partition: w.partition, Key: key, Value: value}
+	w.l.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+		if err == nil {
+			for {
+				cur := w.lastCL.Load()
+				if r.Offset <= cur || w.lastCL.CompareAndSwap(cur, r.Offset) {
+					break
+				}
+			}
+		}
+		promise(r, err)
+	})
+}
+
+// finish commits the cycle's Pebble batch when the transaction committed, with the changelog
+// offset after the cycle's last changelog record; otherwise it discards it.
+func (w *worker) finish(committed bool) error {
+	b := w.batch
+	w.batch = nil
+	if b == nil {
+		return nil
+	}
+	if !committed {
+		b.Discard()
+		return nil
+	}
+	if w.lastCL.Load() < 0 {
+		b.Discard()
+		return errors.New("pipeline: committed a cycle whose changelog records have no offsets")
+	}
+	if err := b.PutPartition(w.partSnap, w.lastCL.Load()+1); err != nil {
+		b.Discard()
+		return err
+	}
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	w.s.Evict(w.l.cfg.MaxCachedKeys)
+	return nil
+}
+
+// stop ends the worker goroutine and waits for it.
+func (w *worker) stop() {
+	select {
+	case <-w.quit:
+	default:
+		close(w.quit)
+	}
+	<-w.exited
+	if w.batch != nil {
+		w.batch.Discard()
+		w.batch = nil
+	}
+}
+
+// emitter produces a worker's outputs into the cycle's transaction.
+type emitter struct {
+	l       *Live
+	w       *worker
+	promise func(*kgo.Record, error)
+}
+
+func (e *emitter) Emit(o *operators.Output) {
+	t := e.l.cfg.Topics
+	r := &kgo.Record{Partition: e.w.partition}
+	switch o.Kind {
+	case operators.KindSystem:
+		r.Topic = t.System
+	case operators.KindEvent, operators.KindPassThrough:
+		r.Topic = t.Events
+	case operators.KindLate:
+		r.Topic = t.Late
+	case operators.KindDead:
+		r.Topic = t.Dead
+		rec := o.Record
+		r.Key, r.Value = rec.Key, rec.Value // original bytes; still owned by the fetched record
+		r.Headers = []kgo.RecordHeader{
+			{Key: "dwell-reason", Value: []byte(o.Reason)},
+			{Key: "dwell-detail", Value: []byte(o.Detail)},
+			{Key: "dwell-topic", Value: []byte(rec.Topic)},
+			{Key: "dwell-partition", Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
+			{Key: "dwell-offset", Value: strconv.AppendInt(nil, rec.Offset, 10)},
+		}
+		e.l.sess.Produce(context.Background(), r, e.promise)
+		return
+	}
+	// Keyed like the input: by profile, or session for profile-less events. Pass-through events
+	// have no key (and may be released while another record is processed).
+	if o.Key != nil {
+		r.Key = append([]byte(nil), o.Key...)
+	}
+	r.Value = operators.AppendJSON(nil, o)
+	e.l.sess.Produce(context.Background(), r, e.promise)
+}
