@@ -124,6 +124,10 @@ type Live struct {
 	adm   *kadm.Client
 	parts map[int32]*worker
 
+	// crashAt, set by tests, abandons the processor at a named point of a cycle: "before-end"
+	// (transaction open) or "after-end" (transaction committed, Pebble not).
+	crashAt func(point string) bool
+
 	mu       sync.Mutex
 	revoked  map[int32]bool // partitions lost since the last cycle
 	assigned map[int32]bool // partitions assigned and not yet started
@@ -273,7 +277,13 @@ func (l *Live) cycle(ctx context.Context) error {
 		return fmt.Errorf("pipeline: flushing: %w", err)
 	}
 	commit := produceErr.Load() == nil && workErr == nil
+	if l.crashAt != nil && l.crashAt("before-end") {
+		return errCrashed
+	}
 	committed, err := l.sess.End(endCtx, kgo.TransactionEndTry(commit))
+	if l.crashAt != nil && l.crashAt("after-end") {
+		return errCrashed
+	}
 	for p, w := range l.parts {
 		if cerr := w.finish(committed); cerr != nil || !committed {
 			if cerr != nil {
@@ -322,6 +332,9 @@ func (l *Live) Close() error {
 	l.sess.Close()
 	return l.store.Close()
 }
+
+// errCrashed ends Run where a test abandons the processor.
+var errCrashed = errors.New("pipeline: crashed (test)")
 
 // job is one cycle of work for a partition's worker.
 type job struct {
