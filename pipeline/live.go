@@ -128,6 +128,8 @@ type Live struct {
 	// (transaction open) or "after-end" (transaction committed, Pebble not).
 	crashAt func(point string) bool
 
+	restores atomic.Int64 // partitions restored, for tests and (later) metrics
+
 	mu       sync.Mutex
 	revoked  map[int32]bool // partitions lost since the last cycle
 	assigned map[int32]bool // partitions assigned and not yet started
@@ -412,6 +414,7 @@ func (w *worker) restore(ctx context.Context) error {
 	s.SetColdStore(l.store.Cold(w.partition))
 	s.Evict(l.cfg.MaxCachedKeys)
 	w.s = s
+	l.restores.Add(1)
 	l.log.Info("partition restored", "partition", w.partition, "keys", loaded.Keys, "changelog_from", from, "changelog_end", end.Offset)
 	return nil
 }
