@@ -20,6 +20,12 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal finishes the work in flight; once it has been seen, default handling is
+	// restored, so a second signal kills the process at once.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -31,6 +37,7 @@ type usageError struct{ error }
 const usage = `dwell turns customer-journey events into system events.
 
 Usage:
+  dwell run --brokers HOST:PORT [flags]            the live processor (exactly-once)
   dwell process --in FILE|- [--out DIR] [flags]   process JSON Lines offline
   dwell demo [--events N]                          generate a sample and process it
   dwell gen [--events N] [--out FILE] [flags]      write a generated web-tracking stream
@@ -46,6 +53,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var err error
 	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stderr)
 	case "process":
 		err = cmdProcess(ctx, args[1:], stdin, stdout, stderr)
 	case "demo":

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/dwellhq/dwell/pipeline"
+)
+
+// cmdRun runs the live processor until ctx is cancelled (SIGINT/SIGTERM): the cycle in flight
+// finishes and commits, then it exits 0.
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	var cfg pipeline.LiveConfig
+	bindOperators(fs, &cfg.Operators)
+	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	inputs := fs.String("inputs", "events", "comma-separated input topics (co-partitioned, keyed by profile id)")
+	fs.StringVar(&cfg.Group, "group", "dwell", "consumer group")
+	fs.StringVar(&cfg.DataDir, "data-dir", "data", "directory of the local state (Pebble); rebuildable from the changelog")
+	def := pipeline.DefaultTopics()
+	fs.StringVar(&cfg.Topics.System, "system-topic", def.System, "system events output topic")
+	fs.StringVar(&cfg.Topics.Events, "events-topic", def.Events, "processed events output topic")
+	fs.StringVar(&cfg.Topics.Late, "late-topic", def.Late, "late events output topic")
+	fs.StringVar(&cfg.Topics.Dead, "dlq-topic", def.Dead, "dead-letter output topic")
+	fs.StringVar(&cfg.Topics.Changelog, "changelog-topic", def.Changelog, "state changelog topic (compacted)")
+	createTopics := fs.Bool("create-topics", false, "create missing output topics (the changelog compacted)")
+	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 10_000, "records per processing cycle (one transaction)")
+	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", 1_000_000, "keys kept in memory per partition; the rest are read from Pebble")
+	verbose := fs.Bool("v", false, "log at debug level")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg.Brokers = splitList(*brokers)
+	cfg.Inputs = splitList(*inputs)
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := cfg.Operators.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := pipeline.EnsureTopics(ctx, cfg.Brokers, cfg.Inputs, cfg.Topics, *createTopics); err != nil {
+		return err
+	}
+	live, err := pipeline.NewLive(cfg)
+	if err != nil {
+		if strings.Contains(err.Error(), "pass --") {
+			return usageError{err}
+		}
+		return err
+	}
+	cfg.Logger.Info("dwell running", "brokers", cfg.Brokers, "inputs", cfg.Inputs, "group", cfg.Group, "data_dir", cfg.DataDir)
+	runErr := live.Run(ctx)
+	if err := errors.Join(runErr, live.Close()); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	cfg.Logger.Info("dwell stopped cleanly")
+	return nil
+}

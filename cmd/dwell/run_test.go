@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/bench"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger's writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunAgainstKafka(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := strings.Join(c.ListenAddrs(), ",")
+	dir := t.TempDir()
+
+	// Without --create-topics, missing outputs are an error that says what to do.
+	code, _, stderr := runCLI(t, "", "run", "--brokers", brokers, "--inputs", "events", "--data-dir", filepath.Join(dir, "x"))
+	if code != exitFailure || !strings.Contains(stderr, "--create-topics") || !strings.Contains(stderr, "dwell.changelog") {
+		t.Fatalf("missing topics: exit %d, %q", code, stderr)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	g, _ := bench.NewWeb(bench.WebConfig{Profiles: 50, Rate: 5})
+	for range 500 {
+		r := g.Next(nil)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: bytes.Clone(r.Key), Value: r.Value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"run", "--brokers", brokers, "--inputs", "events", "--create-topics",
+			"--data-dir", filepath.Join(dir, "data")}, strings.NewReader(""), &bytes.Buffer{}, &errb)
+	}()
+	out, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("dwell.system-events"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	pollCtx, pollCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pollCancel()
+	var first *kgo.Record
+	for first == nil && pollCtx.Err() == nil {
+		out.PollFetches(pollCtx).EachRecord(func(r *kgo.Record) {
+			if first == nil {
+				first = r
+			}
+		})
+	}
+	if first == nil {
+		t.Fatalf("no system event within 30s; stderr:\n%s", errb.String())
+	}
+	if !bytes.Contains(first.Value, []byte(`"type":"profile-created"`)) {
+		t.Fatalf("first system event is not profile-created: %s", first.Value)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK || !strings.Contains(errb.String(), "stopped cleanly") {
+			t.Fatalf("after cancel: exit %d, stderr:\n%s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop within 30s of cancellation")
+	}
+}

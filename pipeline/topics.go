@@ -1,0 +1,74 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// EnsureTopics checks that the inputs exist and are co-partitioned, and that every output
+// topic exists with the inputs' partition count (the changelog must have it: its partition p
+// holds input partition p's state). With create set, missing outputs are created (the
+// changelog compacted); otherwise an error names them and says what to do.
+func EnsureTopics(ctx context.Context, brokers []string, inputs []string, out Topics, create bool, opts ...kgo.Opt) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	outputs := []string{out.System, out.Events, out.Late, out.Dead, out.Changelog}
+	details, err := adm.ListTopics(ctx, append(slices.Clone(inputs), outputs...)...)
+	if err != nil {
+		return fmt.Errorf("pipeline: listing topics on %v: %w; check --brokers and that the brokers are up", brokers, err)
+	}
+	partitions := int32(-1)
+	for _, in := range inputs {
+		d, ok := details[in]
+		if !ok || d.Err != nil {
+			return fmt.Errorf("pipeline: input topic %q not found; create it (keyed by profile id) and produce to it", in)
+		}
+		n := int32(len(d.Partitions))
+		if partitions >= 0 && n != partitions {
+			return fmt.Errorf("pipeline: input topics must have the same partition count (co-partitioned); %q has %d, another has %d", in, n, partitions)
+		}
+		partitions = n
+	}
+	var missing []string
+	for _, o := range outputs {
+		d, ok := details[o]
+		if !ok || d.Err != nil {
+			missing = append(missing, o)
+			continue
+		}
+		if o == out.Changelog && int32(len(d.Partitions)) != partitions {
+			return fmt.Errorf("pipeline: changelog topic %q has %d partitions, the inputs %d; they must match", o, len(d.Partitions), partitions)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if !create {
+		return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (the changelog compacted) or pass --create-topics", missing, partitions)
+	}
+	var errs []error
+	for _, o := range missing {
+		var cfg map[string]*string
+		if o == out.Changelog {
+			compact := "compact"
+			cfg = map[string]*string{"cleanup.policy": &compact}
+		}
+		resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, o)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pipeline: creating topic %q: %w", o, err))
+		}
+	}
+	return errors.Join(errs...)
+}
