@@ -128,7 +128,12 @@ type Live struct {
 	// (transaction open) or "after-end" (transaction committed, Pebble not).
 	crashAt func(point string) bool
 
-	restores atomic.Int64 // partitions restored, for tests and (later) metrics
+	restores  atomic.Int64 // partitions restored
+	committed atomic.Int64 // transactions committed
+	aborted   atomic.Int64 // transactions aborted
+
+	statsMu   sync.Mutex
+	partStats map[int32]operators.Stats // each worker's stats after its last cycle
 
 	mu       sync.Mutex
 	revoked  map[int32]bool // partitions lost since the last cycle
@@ -145,7 +150,8 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}, revoked: map[int32]bool{}, assigned: map[int32]bool{}}
+	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}, revoked: map[int32]bool{},
+		assigned: map[int32]bool{}, partStats: map[int32]operators.Stats{}}
 	txnID := make([]byte, 8)
 	_, _ = rand.Read(txnID)
 	opts := append([]kgo.Opt{
@@ -302,10 +308,50 @@ func (l *Live) cycle(ctx context.Context) error {
 	if workErr != nil {
 		return workErr
 	}
-	if !committed {
+	if committed {
+		l.committed.Add(1)
+	} else {
+		l.aborted.Add(1)
 		l.log.Info("transaction aborted; partitions will restore", "produce_failed", produceErr.Load() != nil)
 	}
 	return nil
+}
+
+// LiveStats is a consistent view of the processor for summaries and metrics.
+type LiveStats struct {
+	operators.Stats    // summed over the partitions this instance owns
+	Partitions         int
+	Committed, Aborted int64 // transactions
+	Restores           int64 // partitions restored
+}
+
+// Stats sums the partitions' counters as of their last cycle. Safe to call while Run runs.
+func (l *Live) Stats() LiveStats {
+	st := LiveStats{Committed: l.committed.Load(), Aborted: l.aborted.Load(), Restores: l.restores.Load()}
+	st.DeadByReason = map[operators.Reason]uint64{}
+	l.statsMu.Lock()
+	defer l.statsMu.Unlock()
+	st.Partitions = len(l.partStats)
+	for _, p := range l.partStats {
+		st.Records += p.Records
+		st.Events += p.Events
+		st.PassThrough += p.PassThrough
+		st.Ephemeral += p.Ephemeral
+		st.Late += p.Late
+		st.Dead += p.Dead
+		for r, n := range p.DeadByReason {
+			st.DeadByReason[r] += n
+		}
+		for i, n := range p.System {
+			st.System[i] += n
+		}
+		st.OpenVisits += p.OpenVisits
+		st.OpenSessions += p.OpenSessions
+		st.Keys += p.Keys
+		st.Buffered += p.Buffered
+		st.Timers += p.Timers
+	}
+	return st
 }
 
 func (l *Live) dropRevoked() {
@@ -477,6 +523,10 @@ func (w *worker) work(j job) {
 		w.s.Process(&operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()})
 	}
 	w.s.Tick(j.now)
+	stats := w.s.Stats()
+	l.statsMu.Lock()
+	l.partStats[w.partition] = stats
+	l.statsMu.Unlock()
 	if err := w.s.Err(); err != nil {
 		w.err = err
 		return
@@ -551,6 +601,9 @@ func (w *worker) finish(committed bool) error {
 
 // stop ends the worker goroutine and waits for it.
 func (w *worker) stop() {
+	w.l.statsMu.Lock()
+	delete(w.l.partStats, w.partition)
+	w.l.statsMu.Unlock()
 	select {
 	case <-w.quit:
 	default:

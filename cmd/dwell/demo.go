@@ -14,10 +14,10 @@ import (
 	"github.com/dwellhq/dwell/pipeline"
 )
 
-// cmdDemo generates a realistic sample and runs the offline pipeline on it, then shows one
+// cmdDemoOffline generates a realistic sample and runs the offline pipeline on it, then shows one
 // output of every kind. It needs no broker and no flags.
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr)
+func cmdDemoOffline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo --offline", stderr)
 	web := bench.WebConfig{Profiles: 20_000, Rate: 20, IdleEvery: 50_000, MalformedShare: 0.002, LateShare: 0.001}
 	bindWeb(fs, &web)
 	events := fs.Int("events", 200_000, "number of records to generate")

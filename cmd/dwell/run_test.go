@@ -100,3 +100,20 @@ func TestRunAgainstKafka(t *testing.T) {
 		t.Fatal("run did not stop within 30s of cancellation")
 	}
 }
+
+// TestDemoLive runs the no-flag demo briefly: the banner says the broker is an embedded test
+// broker, records flow through the live pipeline, and it stops cleanly.
+func TestDemoLive(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "", "demo", "--duration", "4s")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"EMBEDDED TEST BROKER", "profile-created: {", "stopped cleanly"} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "processed 0 ") {
+		t.Fatalf("the demo processed nothing:\n%s", stdout)
+	}
+}
