@@ -36,6 +36,6 @@
 // and Load again into a new sessionizer; an empty or lost data dir replays from offset 0, and a
 // compacted changelog restores the same state.
 //
-// Still to come with the live-processor issue: the pipeline that produces changelog records in
-// each cycle's transaction, commits batches after it, and runs restore on partition assignment.
+// pipeline.Live drives it: it produces the changelog records in each cycle's transaction,
+// commits the batch after it, and restores a partition this way on assignment.
 package state
