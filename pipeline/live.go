@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,8 @@ type LiveConfig struct {
 	Now    func() time.Time
 	// ClientOpts are added to every Kafka client (TLS, SASL, tests' settings).
 	ClientOpts []kgo.Opt
+	// Metrics, if set, receives the processor's series (NewMetrics).
+	Metrics *Metrics
 }
 
 func (c *LiveConfig) ensureDefaults() {
@@ -128,6 +131,7 @@ type Live struct {
 	// (transaction open) or "after-end" (transaction committed, Pebble not).
 	crashAt func(point string) bool
 
+	ready     atomic.Bool  // every assigned partition is restored
 	restores  atomic.Int64 // partitions restored
 	committed atomic.Int64 // transactions committed
 	aborted   atomic.Int64 // transactions aborted
@@ -170,12 +174,22 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		kgo.OnPartitionsRevoked(l.onLost),
 		kgo.OnPartitionsLost(l.onLost),
 	}, cfg.ClientOpts...)
+	if cfg.Metrics != nil {
+		opts = append(opts, kgo.WithHooks(cfg.Metrics.kprom))
+	}
 	if l.sess, err = kgo.NewGroupTransactSession(opts...); err != nil {
 		return nil, errors.Join(fmt.Errorf("pipeline: %w", err), st.Close())
 	}
 	l.adm = kadm.NewClient(l.sess.Client())
+	if cfg.Metrics != nil {
+		cfg.Metrics.attach(l)
+	}
 	return l, nil
 }
+
+// Ready reports whether every partition assigned to this instance has been restored and is
+// processing (for /readyz).
+func (l *Live) Ready() bool { return l.ready.Load() }
 
 // partitionFor places output records: the changelog by the partition it belongs to, everything
 // else by key with Kafka's murmur2, as a Java producer would.
@@ -192,6 +206,9 @@ func (l *Live) partitionFor(topic string) func(r *kgo.Record, n int) int {
 }
 
 func (l *Live) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if m := l.cfg.Metrics; m != nil {
+		m.rebalances.Inc()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, ps := range lost {
@@ -203,6 +220,10 @@ func (l *Live) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 }
 
 func (l *Live) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	if m := l.cfg.Metrics; m != nil {
+		m.rebalances.Inc()
+	}
+	l.ready.Store(false)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, ps := range assigned {
@@ -227,6 +248,7 @@ func (l *Live) Run(ctx context.Context) error {
 
 // cycle runs one transaction.
 func (l *Live) cycle(ctx context.Context) error {
+	began := time.Now()
 	pollCtx, cancel := context.WithTimeout(ctx, l.cfg.PollTimeout)
 	fetches := l.sess.PollRecords(pollCtx, l.cfg.MaxPollRecords)
 	cancel()
@@ -239,6 +261,13 @@ func (l *Live) cycle(ctx context.Context) error {
 	}
 	byPart := map[int32][]*kgo.Record{}
 	fetches.EachRecord(func(r *kgo.Record) { byPart[r.Partition] = append(byPart[r.Partition], r) })
+	if m := l.cfg.Metrics; m != nil {
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if n := len(p.Records); n > 0 {
+				m.consumerLag.WithLabelValues(partitionLabel(p.Partition)).Set(float64(p.HighWatermark - p.Records[n-1].Offset - 1))
+			}
+		})
+	}
 	if err := l.sess.Begin(); err != nil {
 		return fmt.Errorf("pipeline: beginning a transaction: %w", err)
 	}
@@ -308,6 +337,15 @@ func (l *Live) cycle(ctx context.Context) error {
 	if workErr != nil {
 		return workErr
 	}
+	if m := l.cfg.Metrics; m != nil {
+		m.cycle.Observe(time.Since(began).Seconds())
+		if committed {
+			m.txns.WithLabelValues("committed").Inc()
+		} else {
+			m.txns.WithLabelValues("aborted").Inc()
+		}
+	}
+	l.updateReady()
 	if committed {
 		l.committed.Add(1)
 	} else {
@@ -352,6 +390,19 @@ func (l *Live) Stats() LiveStats {
 		st.Timers += p.Timers
 	}
 	return st
+}
+
+// updateReady records whether every assigned partition has a running worker.
+func (l *Live) updateReady() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p := range l.assigned {
+		if _, ok := l.parts[p]; !ok {
+			l.ready.Store(false)
+			return
+		}
+	}
+	l.ready.Store(len(l.assigned) > 0)
 }
 
 func (l *Live) dropRevoked() {
@@ -406,6 +457,8 @@ type worker struct {
 	lastCL    atomic.Int64 // offset of the last changelog record produced this cycle
 	err       error
 	out       emitter
+	counts    cycleCounts     // this cycle's metrics, applied when it commits
+	prev      operators.Stats // the sessionizer's counters when last applied
 }
 
 func (l *Live) startWorker(ctx context.Context, p int32) (*worker, error) {
@@ -461,6 +514,9 @@ func (w *worker) restore(ctx context.Context) error {
 	s.Evict(l.cfg.MaxCachedKeys)
 	w.s = s
 	l.restores.Add(1)
+	if m := l.cfg.Metrics; m != nil {
+		m.restores.Inc()
+	}
 	l.log.Info("partition restored", "partition", w.partition, "keys", loaded.Keys, "changelog_from", from, "changelog_end", end.Offset)
 	return nil
 }
@@ -519,11 +575,20 @@ func (w *worker) work(j job) {
 	w.lastCL.Store(-1)
 	w.out.promise = j.promise
 	before := w.s.Watermark()
+	metered := l.cfg.Metrics != nil
+	if metered {
+		w.counts = cycleCounts{in: map[string]int{}, out: map[string]int{}, times: w.counts.times[:0]}
+	}
 	for _, r := range j.recs {
+		if metered {
+			w.counts.in[r.Topic]++
+			w.counts.times = append(w.counts.times, r.Timestamp.UnixMilli())
+		}
 		w.s.Process(&operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()})
 	}
 	w.s.Tick(j.now)
 	stats := w.s.Stats()
+	w.counts.stats = stats
 	l.statsMu.Lock()
 	l.partStats[w.partition] = stats
 	l.statsMu.Unlock()
@@ -558,6 +623,7 @@ func (w *worker) work(j job) {
 }
 
 func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, error)) {
+	w.count(w.l.cfg.Topics.Changelog)
 	r := &kgo.Record{Topic: w.l.cfg.Topics.Changelog, Partition: w.partition, Key: key, Value: value}
 	w.l.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 		if err == nil {
@@ -575,6 +641,9 @@ func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, e
 // finish commits the cycle's Pebble batch when the transaction committed, with the changelog
 // offset after the cycle's last changelog record; otherwise it discards it.
 func (w *worker) finish(committed bool) error {
+	if committed {
+		w.applyMetrics()
+	}
 	b := w.batch
 	w.batch = nil
 	if b == nil {
@@ -599,8 +668,51 @@ func (w *worker) finish(committed bool) error {
 	return nil
 }
 
+// count notes an output record to topic for this cycle's metrics.
+func (w *worker) count(topic string) {
+	if w.counts.out != nil {
+		w.counts.out[topic]++
+	}
+}
+
+// applyMetrics adds a committed cycle to the counters: the sessionizer's counters since the
+// last commit, the records in and out, and each input record's latency to this commit.
+func (w *worker) applyMetrics() {
+	m := w.l.cfg.Metrics
+	if m == nil || w.counts.in == nil {
+		return
+	}
+	c, prev := &w.counts, &w.prev
+	for t, n := range c.in {
+		m.recordsIn.WithLabelValues(t).Add(float64(n))
+	}
+	for t, n := range c.out {
+		m.recordsOut.WithLabelValues(t).Add(float64(n))
+	}
+	for _, t := range operators.SystemTypes() {
+		m.system.WithLabelValues(t.String()).Add(float64(c.stats.System[t] - prev.System[t]))
+	}
+	for r, n := range c.stats.DeadByReason {
+		m.dead.WithLabelValues(string(r)).Add(float64(n - prev.DeadByReason[r]))
+	}
+	m.late.Add(float64(c.stats.Late - prev.Late))
+	now := time.Now().UnixMilli()
+	for _, t := range c.times {
+		m.latency.Observe(float64(now-t) / 1000)
+	}
+	if wm := c.stats.Watermark; wm != math.MinInt64 && wm != math.MaxInt64 {
+		m.watermarkLag.WithLabelValues(partitionLabel(w.partition)).Set(float64(w.l.cfg.Now().UnixMilli()-wm) / 1000)
+	}
+	w.prev = c.stats
+	w.counts.in, w.counts.out = nil, nil
+}
+
 // stop ends the worker goroutine and waits for it.
 func (w *worker) stop() {
+	if m := w.l.cfg.Metrics; m != nil {
+		m.watermarkLag.DeleteLabelValues(partitionLabel(w.partition))
+		m.consumerLag.DeleteLabelValues(partitionLabel(w.partition))
+	}
 	w.l.statsMu.Lock()
 	delete(w.l.partStats, w.partition)
 	w.l.statsMu.Unlock()
@@ -626,6 +738,7 @@ type emitter struct {
 func (e *emitter) Emit(o *operators.Output) {
 	t := e.l.cfg.Topics
 	r := &kgo.Record{Partition: e.w.partition}
+	defer func() { e.w.count(r.Topic) }()
 	switch o.Kind {
 	case operators.KindSystem:
 		r.Topic = t.System

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -442,4 +443,104 @@ func TestLiveRebalance(t *testing.T) {
 		t.Fatalf("%d partition restores: partitions never moved between instances", restores)
 	}
 	t.Logf("%d system events across two joins and a leave (%d partition restores) match the offline run", len(lines), restores)
+}
+
+// TestLiveMetrics checks that the documented series exist and move: records in equal the
+// records produced, every input record's latency is observed once, system events and
+// transactions count, gauges read the state, and per-partition series go when partitions stop.
+func TestLiveMetrics(t *testing.T) {
+	topics := DefaultTopics()
+	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
+	brokers := c.ListenAddrs()
+	const n = 2000
+	produceWeb(t, brokers, "events", bench.WebConfig{Profiles: 200, Rate: 20, MalformedShare: 0.01}, n)
+	reg := prometheus.NewRegistry()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC).UnixMilli())
+	live, err := NewLive(LiveConfig{Brokers: brokers, Inputs: []string{"events"}, DataDir: "d", FS: vfs.NewMem(),
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond, Metrics: NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- live.Run(ctx) }()
+	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, brokers, "dwell", "events") })
+	waitFor(t, "readiness", 10*time.Second, live.Ready)
+	value := func(name string, labels map[string]string) (float64, int) {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, series := 0.0, 0
+		for _, f := range fams {
+			if f.GetName() != name {
+				continue
+			}
+		metric:
+			for _, m := range f.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+						continue metric
+					}
+				}
+				series++
+				switch {
+				case m.Counter != nil:
+					sum += m.Counter.GetValue()
+				case m.Gauge != nil:
+					sum += m.Gauge.GetValue()
+				case m.Histogram != nil:
+					sum += float64(m.Histogram.GetSampleCount())
+				}
+			}
+		}
+		return sum, series
+	}
+	if v, _ := value("dwell_records_in_total", map[string]string{"topic": "events"}); v != n {
+		t.Fatalf("records in = %v, want %d", v, n)
+	}
+	if v, _ := value("dwell_event_to_output_latency_seconds", nil); v != n {
+		t.Fatalf("latency observations = %v, want one per record (%d)", v, n)
+	}
+	for _, name := range []string{"dwell_cycle_duration_seconds", "dwell_transactions_total", "dwell_dead_letters_total",
+		"dwell_records_out_total", "dwell_open_sessions", "dwell_keys_in_memory", "dwell_partition_restores_total", "dwell_rebalances_total"} {
+		if v, series := value(name, nil); v <= 0 || series == 0 {
+			t.Errorf("%s = %v over %d series, want it to have moved", name, v, series)
+		}
+	}
+	if v, _ := value("dwell_system_events_total", map[string]string{"type": "profile-created"}); v <= 0 {
+		t.Errorf("no profile-created counted")
+	}
+	if v, _ := value("dwell_assigned_partitions", nil); v != livePartitions {
+		t.Errorf("assigned partitions = %v, want %d", v, livePartitions)
+	}
+	if _, series := value("dwell_watermark_lag_seconds", nil); series != livePartitions {
+		t.Errorf("%d watermark lag series, want one per partition", series)
+	}
+	for _, name := range []string{"dwell_pebble_l0_files", "dwell_pebble_compaction_debt_bytes", "dwell_pebble_cache_hit_ratio"} {
+		if _, series := value(name, nil); series != 1 {
+			t.Errorf("%s missing", name)
+		}
+	}
+	fams, _ := reg.Gather()
+	kafka := 0
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "dwell_kafka_") {
+			kafka++
+		}
+	}
+	if kafka == 0 {
+		t.Error("no franz-go client series (kprom)")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, series := value("dwell_watermark_lag_seconds", nil); series != 0 {
+		t.Errorf("%d watermark lag series left after the partitions stopped", series)
+	}
+	if err := live.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -35,6 +35,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	speed := fs.Float64("speed", 120, "event time runs this many times faster than the wall clock, so visits end within seconds")
 	duration := fs.Duration("duration", 0, "stop after this long (default: until Ctrl-C)")
 	profiles := fs.Int("profiles", 20_000, "distinct profiles")
+	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
 	var opCfg operators.Config
 	bindOperators(fs, &opCfg)
 	if err := parse(fs, args); err != nil {
@@ -88,13 +89,25 @@ than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once 
 		prodErr <- produce(prodCtx, brokers, web, *rate, &eventNow, &produced)
 	}()
 
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := newRegistry()
 	live, err := pipeline.NewLive(pipeline.LiveConfig{
 		Brokers: brokers, Inputs: []string{"events"}, DataDir: dir, Operators: opCfg,
-		Now:    func() time.Time { return time.UnixMilli(eventNow.Load()) },
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Now:     func() time.Time { return time.UnixMilli(eventNow.Load()) },
+		Logger:  logger,
+		Metrics: pipeline.NewMetrics(reg),
 	})
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		// The demo runs without flags: a busy port is a warning, not a failure.
+		if addr, stop, err := serveHTTP(*metricsAddr, reg, live.Ready, logger); err != nil {
+			fmt.Fprintf(stdout, "(metrics not served: %v)\n\n", err)
+		} else {
+			defer stop()
+			fmt.Fprintf(stdout, "Prometheus metrics: http://%s/metrics (also /healthz, /readyz)\n\n", addr)
+		}
 	}
 	runCtx, stopRunning := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)

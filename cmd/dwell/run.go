@@ -30,6 +30,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	createTopics := fs.Bool("create-topics", false, "create missing output topics (the changelog compacted)")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 10_000, "records per processing cycle (one transaction)")
 	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", 1_000_000, "keys kept in memory per partition; the rest are read from Pebble")
+	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
 	verbose := fs.Bool("v", false, "log at debug level")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -47,12 +48,21 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := pipeline.EnsureTopics(ctx, cfg.Brokers, cfg.Inputs, cfg.Topics, *createTopics); err != nil {
 		return err
 	}
+	reg := newRegistry()
+	cfg.Metrics = pipeline.NewMetrics(reg)
 	live, err := pipeline.NewLive(cfg)
 	if err != nil {
 		if strings.Contains(err.Error(), "pass --") {
 			return usageError{err}
 		}
 		return err
+	}
+	if *metricsAddr != "" {
+		_, stop, err := serveHTTP(*metricsAddr, reg, live.Ready, cfg.Logger)
+		if err != nil {
+			return errors.Join(err, live.Close())
+		}
+		defer stop()
 	}
 	cfg.Logger.Info("dwell running", "brokers", cfg.Brokers, "inputs", cfg.Inputs, "group", cfg.Group, "data_dir", cfg.DataDir)
 	runErr := live.Run(ctx)

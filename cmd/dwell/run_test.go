@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -66,7 +69,7 @@ func TestRunAgainstKafka(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"run", "--brokers", brokers, "--inputs", "events", "--create-topics",
-			"--data-dir", filepath.Join(dir, "data")}, strings.NewReader(""), &bytes.Buffer{}, &errb)
+			"--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "127.0.0.1:0"}, strings.NewReader(""), &bytes.Buffer{}, &errb)
 	}()
 	out, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("dwell.system-events"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -90,6 +93,38 @@ func TestRunAgainstKafka(t *testing.T) {
 	if !bytes.Contains(first.Value, []byte(`"type":"profile-created"`)) {
 		t.Fatalf("first system event is not profile-created: %s", first.Value)
 	}
+	// Scrape the real endpoint.
+	m := regexp.MustCompile(`serving metrics" addr=(\S+)`).FindStringSubmatch(errb.String())
+	if m == nil {
+		t.Fatalf("no metrics address logged:\n%s", errb.String())
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz: %d", code)
+	}
+	waitReady := time.Now().Add(20 * time.Second)
+	for code, _ := get("/readyz"); code != http.StatusOK; code, _ = get("/readyz") {
+		if time.Now().After(waitReady) {
+			t.Fatalf("/readyz stayed %d", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, body := get("/metrics")
+	for _, series := range []string{`dwell_records_in_total{topic="events"}`, `dwell_system_events_total{type="profile-created"}`,
+		`dwell_transactions_total{result="committed"}`, "dwell_cycle_duration_seconds_bucket", "dwell_open_visits",
+		"dwell_pebble_l0_files", "dwell_kafka_", "go_goroutines"} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -104,11 +139,11 @@ func TestRunAgainstKafka(t *testing.T) {
 // TestDemoLive runs the no-flag demo briefly: the banner says the broker is an embedded test
 // broker, records flow through the live pipeline, and it stops cleanly.
 func TestDemoLive(t *testing.T) {
-	code, stdout, stderr := runCLI(t, "", "demo", "--duration", "4s")
+	code, stdout, stderr := runCLI(t, "", "demo", "--duration", "4s", "--metrics-addr", "127.0.0.1:0")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"EMBEDDED TEST BROKER", "profile-created: {", "stopped cleanly"} {
+	for _, want := range []string{"EMBEDDED TEST BROKER", "Prometheus metrics: http://127.0.0.1:", "profile-created: {", "stopped cleanly"} {
 		if !strings.Contains(stdout, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, stdout)
 		}

@@ -1,0 +1,116 @@
+package pipeline
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/dwellhq/dwell/operators"
+)
+
+// Metrics are the live processor's Prometheus series, on a registry the caller owns. Counters
+// move when a cycle's transaction commits, so a cycle that aborts and is processed again is
+// counted once.
+type Metrics struct {
+	reg          prometheus.Registerer
+	recordsIn    *prometheus.CounterVec // topic
+	recordsOut   *prometheus.CounterVec // topic
+	system       *prometheus.CounterVec // type
+	dead         *prometheus.CounterVec // reason
+	late         prometheus.Counter
+	cycle        prometheus.Histogram
+	latency      prometheus.Histogram
+	txns         *prometheus.CounterVec // result
+	rebalances   prometheus.Counter
+	restores     prometheus.Counter
+	watermarkLag *prometheus.GaugeVec // partition
+	consumerLag  *prometheus.GaugeVec // partition
+	kprom        *kprom.Metrics
+}
+
+func histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "dwell", Name: name, Help: help, Buckets: buckets,
+		// Native buckets as well as classic ones: exact quantiles where the server supports them.
+		NativeHistogramBucketFactor: 1.1, NativeHistogramMaxBucketNumber: 160,
+	})
+}
+
+// NewMetrics creates the series and registers them, with franz-go's client metrics, on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reg: reg,
+		recordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "records_in_total",
+			Help: "Input records processed, by topic."}, []string{"topic"}),
+		recordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "records_out_total",
+			Help: "Output records committed, by topic (the changelog included)."}, []string{"topic"}),
+		system: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "system_events_total",
+			Help: "System events emitted, by type."}, []string{"type"}),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "dead_letters_total",
+			Help: "Records dead-lettered, by reason."}, []string{"reason"}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "late_events_total",
+			Help: "Events behind the watermark that could not join a visit."}),
+		cycle: histogram("cycle_duration_seconds", "Wall time of a processing cycle, poll to transaction end.",
+			prometheus.ExponentialBuckets(0.001, 2, 14)),
+		latency: histogram("event_to_output_latency_seconds", "Wall time from an input record's timestamp to the commit of its cycle.",
+			prometheus.ExponentialBuckets(0.005, 2, 16)),
+		txns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "transactions_total",
+			Help: "Transactions ended, by result (committed, aborted)."}, []string{"result"}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "rebalances_total",
+			Help: "Partition assignments and revocations seen."}),
+		restores: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "partition_restores_total",
+			Help: "Partitions restored from Pebble and the changelog."}),
+		watermarkLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dwell", Name: "watermark_lag_seconds",
+			Help: "Wall clock minus the partition's watermark."}, []string{"partition"}),
+		consumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dwell", Name: "consumer_lag_records",
+			Help: "Records between the partition's last fetched offset and its high watermark."}, []string{"partition"}),
+	}
+	reg.MustRegister(m.recordsIn, m.recordsOut, m.system, m.dead, m.late, m.cycle, m.latency, m.txns,
+		m.rebalances, m.restores, m.watermarkLag, m.consumerLag)
+	for _, t := range operators.SystemTypes() {
+		m.system.WithLabelValues(t.String())
+	}
+	for _, r := range operators.DeadReasons() {
+		m.dead.WithLabelValues(string(r))
+	}
+	for _, r := range []string{"committed", "aborted"} {
+		m.txns.WithLabelValues(r)
+	}
+	m.kprom = kprom.NewMetrics("dwell_kafka", kprom.Registerer(reg))
+	return m
+}
+
+// attach registers the gauges that read l's state.
+func (m *Metrics) attach(l *Live) {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dwell", Name: name, Help: help}, f)
+	}
+	stats := func(f func(LiveStats) float64) func() float64 { return func() float64 { return f(l.Stats()) } }
+	m.reg.MustRegister(
+		gauge("assigned_partitions", "Partitions this instance processes.", stats(func(s LiveStats) float64 { return float64(s.Partitions) })),
+		gauge("open_visits", "Visits open on this instance's partitions.", stats(func(s LiveStats) float64 { return float64(s.OpenVisits) })),
+		gauge("open_sessions", "Sessions open on this instance's partitions.", stats(func(s LiveStats) float64 { return float64(s.OpenSessions) })),
+		gauge("pending_timers", "Timers pending in memory.", stats(func(s LiveStats) float64 { return float64(s.Timers) })),
+		gauge("keys_in_memory", "Keys held in memory (the rest are in Pebble).", stats(func(s LiveStats) float64 { return float64(s.Keys) })),
+		gauge("pebble_compaction_debt_bytes", "Pebble's estimate of bytes to compact.", func() float64 { return float64(l.store.Health().CompactionDebtBytes) }),
+		gauge("pebble_l0_files", "Pebble L0 sstables.", func() float64 { return float64(l.store.Health().L0Files) }),
+		gauge("pebble_cache_hit_ratio", "Pebble block cache hits over lookups.", func() float64 {
+			h := l.store.Health()
+			if h.CacheHits+h.CacheMisses == 0 {
+				return 0
+			}
+			return float64(h.CacheHits) / float64(h.CacheHits+h.CacheMisses)
+		}),
+	)
+}
+
+// cycleCounts is what one worker's cycle adds to the counters once its transaction commits.
+type cycleCounts struct {
+	in    map[string]int
+	out   map[string]int
+	stats operators.Stats // the sessionizer's counters at the end of the cycle
+	times []int64         // input record timestamps (Unix ms), for latency
+}
+
+func partitionLabel(p int32) string { return strconv.Itoa(int(p)) }
