@@ -39,7 +39,9 @@ const usage = `dwell turns customer-journey events into system events.
 Usage:
   dwell run --brokers HOST:PORT [flags]            the live processor (exactly-once)
   dwell process --in FILE|- [--out DIR] [flags]   process JSON Lines offline
-  dwell demo [--events N]                          generate a sample and process it
+  dwell demo [--offline] [--duration D]            the live pipeline on an embedded test broker
+  dwell produce --brokers H:P --topic T [--rps N]  generated web tracking into any Kafka
+  dwell tail TOPIC --brokers H:P [--from-start]    print committed records as JSON lines
   dwell gen [--events N] [--out FILE] [flags]      write a generated web-tracking stream
   dwell version
 
@@ -59,6 +61,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdProcess(ctx, args[1:], stdin, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "produce":
+		err = cmdProduce(ctx, args[1:], stdout, stderr)
+	case "tail":
+		err = cmdTail(ctx, args[1:], stdout, stderr)
 	case "gen":
 		err = cmdGen(ctx, args[1:], stdout, stderr)
 	case "version":

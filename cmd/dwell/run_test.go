@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -150,5 +151,42 @@ func TestDemoLive(t *testing.T) {
 	}
 	if strings.Contains(stdout, "processed 0 ") {
 		t.Fatalf("the demo processed nothing:\n%s", stdout)
+	}
+}
+
+// TestProduceAndTail: dwell produce writes generated records to a broker, and dwell tail reads
+// them back as JSON lines with the values inline.
+func TestProduceAndTail(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := strings.Join(c.ListenAddrs(), ",")
+	code, _, stderr := runCLI(t, "", "produce", "--brokers", brokers, "--topic", "events", "--count", "300", "--rps", "0")
+	if code != exitOK || !strings.Contains(stderr, "produced 300 records") {
+		t.Fatalf("produce: exit %d, %s", code, stderr)
+	}
+	code, stdout, stderr := runCLI(t, "", "tail", "events", "--brokers", brokers, "--from-start", "--count", "300")
+	if code != exitOK {
+		t.Fatalf("tail: exit %d, %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 300 {
+		t.Fatalf("tail printed %d lines, want 300", len(lines))
+	}
+	var rec struct {
+		Topic string
+		Key   string
+		Value map[string]any
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatalf("tail line is not JSON: %v: %s", err, lines[0])
+	}
+	if rec.Topic != "events" || rec.Key == "" || rec.Value["type"] == nil {
+		t.Fatalf("unexpected record %s", lines[0])
+	}
+	if code, _, stderr := runCLI(t, "", "tail"); code != exitUsage || !strings.Contains(stderr, "name a topic") {
+		t.Fatalf("tail without a topic: exit %d, %s", code, stderr)
 	}
 }
