@@ -7,7 +7,10 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/dwellhq/dwell/operators"
 )
@@ -22,7 +25,8 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 }
 
 // parse parses args, then fills every flag not given on the command line from its DWELL_*
-// variable (--visit-gap from DWELL_VISIT_GAP).
+// variable (--visit-gap from DWELL_VISIT_GAP), and then, for commands with --config, from the
+// YAML file: flag > environment > file > default.
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -50,7 +54,72 @@ func parse(fs *flag.FlagSet, args []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return usageError{err}
 	}
+	if cf := fs.Lookup("config"); cf != nil && cf.Value.String() != "" {
+		fromEnv := map[string]bool{}
+		fs.VisitAll(func(f *flag.Flag) {
+			if _, ok := os.LookupEnv("DWELL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))); ok {
+				fromEnv[f.Name] = true
+			}
+		})
+		if err := applyConfigFile(fs, cf.Value.String(), func(name string) bool { return set[name] || fromEnv[name] }); err != nil {
+			return usageError{err}
+		}
+	}
 	return nil
+}
+
+// applyConfigFile sets flags from a YAML file whose keys are flag names (underscores may stand
+// for dashes); lists become comma-separated values. Flags for which given is true keep their
+// value. An unknown key is an error, so a typo is not silently ignored.
+func applyConfigFile(fs *flag.FlagSet, path string, given func(string) bool) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var errs []error
+	for _, k := range keys {
+		name := strings.ReplaceAll(k, "_", "-")
+		f := fs.Lookup(name)
+		if f == nil || name == "config" {
+			var known []string
+			fs.VisitAll(func(f *flag.Flag) {
+				if f.Name != "config" {
+					known = append(known, f.Name)
+				}
+			})
+			errs = append(errs, fmt.Errorf("config %s: unknown key %q (known: %s)", path, k, strings.Join(known, ", ")))
+			continue
+		}
+		if given(name) {
+			continue
+		}
+		var v string
+		switch x := doc[k].(type) {
+		case []any:
+			parts := make([]string, len(x))
+			for i, p := range x {
+				parts[i] = fmt.Sprint(p)
+			}
+			v = strings.Join(parts, ",")
+		case nil:
+			continue
+		default:
+			v = fmt.Sprint(x)
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("config %s: %s: %q: %w", path, k, v, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // bindOperators binds the sessionizer settings to flags on fs.

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runCLI runs the command in-process and returns its exit code, stdout and stderr.
@@ -123,5 +125,42 @@ func TestEnvironmentOverrides(t *testing.T) {
 	// With a 1m gap, two events 2m apart are two visits.
 	if got := strings.Count(stdout, `"type":"visit-started"`); got != 2 {
 		t.Fatalf("%d visits with DWELL_VISIT_GAP=1m, want 2:\n%s", got, stdout)
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "dwell.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fs := newFlags("run", io.Discard)
+	gap := fs.Duration("visit-gap", 30*time.Minute, "")
+	ends := fs.String("session-end-types", "logout", "")
+	group := fs.String("group", "dwell", "")
+	timeout := fs.Duration("session-timeout", 30*time.Minute, "")
+	fs.String("config", "", "")
+	t.Setenv("DWELL_SESSION_TIMEOUT", "7m")
+	path := write("visit_gap: 10m\nsession-end-types: [logout, sign-out]\ngroup: from-file\nsession_timeout: 1h\n")
+	if err := parse(fs, []string{"--config", path, "--group", "from-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if *gap != 10*time.Minute || *ends != "logout,sign-out" || *group != "from-flag" || *timeout != 7*time.Minute {
+		t.Fatalf("gap %s ends %q group %q timeout %s: want the file's gap and ends, the flag's group, the variable's timeout", *gap, *ends, *group, *timeout)
+	}
+	fs2 := newFlags("run", io.Discard)
+	fs2.Duration("visit-gap", 0, "")
+	fs2.String("config", "", "")
+	err := parse(fs2, []string{"--config", write("visit_gapp: 10m\n")})
+	if err == nil || !strings.Contains(err.Error(), `unknown key "visit_gapp"`) || !strings.Contains(err.Error(), "visit-gap") {
+		t.Fatalf("typo in the file: %v", err)
+	}
+	// The example file in deploy/ is valid for dwell run.
+	code, _, stderr := runCLI(t, "", "run", "--config", "../../deploy/dwell.example.yaml", "--brokers", "127.0.0.1:1", "--metrics-addr", "")
+	if strings.Contains(stderr, "unknown key") || strings.Contains(stderr, "config ") {
+		t.Fatalf("deploy/dwell.example.yaml is not a valid config: exit %d, %s", code, stderr)
 	}
 }
