@@ -24,6 +24,7 @@ func cmdProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	topic := fs.String("topic", "events", "topic to produce to")
 	rate := fs.Int("rps", 1000, "records per second of wall-clock time (0: as fast as possible); event time keeps pace")
 	count := fs.Int("count", 0, "stop after this many records (0: until Ctrl-C)")
+	kafka := bindKafka(fs)
 	var web bench.WebConfig
 	bindWeb(fs, &web)
 	if err := parse(fs, args); err != nil {
@@ -42,8 +43,12 @@ func cmdProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return usageError{err}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(splitList(*brokers)...), kgo.DefaultProduceTopic(*topic),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	kopts, err := kafka.opts()
+	if err != nil {
+		return usageError{err}
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.DefaultProduceTopic(*topic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerBatchCompression(kgo.ZstdCompression())}, kopts...)...)
 	if err != nil {
 		return fmt.Errorf("produce: %w", err)
 	}
@@ -88,6 +93,7 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
 	fromStart := fs.Bool("from-start", false, "start at the oldest record instead of the newest")
 	count := fs.Int("count", 0, "stop after this many records (0: until Ctrl-C)")
+	kafka := bindKafka(fs)
 	var topicArgs []string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		topicArgs, args = args[:1], args[1:]
@@ -102,8 +108,12 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(splitList(*brokers)...), kgo.ConsumeTopics(topicArgs[0]),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(start))
+	kopts, err := kafka.opts()
+	if err != nil {
+		return usageError{err}
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...), kgo.ConsumeTopics(topicArgs[0]),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(start)}, kopts...)...)
 	if err != nil {
 		return fmt.Errorf("tail: %w", err)
 	}

@@ -33,6 +33,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
 	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
 	verbose := fs.Bool("v", false, "log at debug level")
+	kafka := bindKafka(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -46,7 +47,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.Operators.Validate(); err != nil {
 		return usageError{err}
 	}
-	if err := pipeline.EnsureTopics(ctx, cfg.Brokers, cfg.Inputs, cfg.Topics, *createTopics); err != nil {
+	kopts, err := kafka.opts()
+	if err != nil {
+		return usageError{err}
+	}
+	cfg.ClientOpts = kopts
+	if err := pipeline.EnsureTopics(ctx, cfg.Brokers, cfg.Inputs, cfg.Topics, *createTopics, kopts...); err != nil {
 		return err
 	}
 	reg := newRegistry()

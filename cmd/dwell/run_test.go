@@ -190,3 +190,43 @@ func TestProduceAndTail(t *testing.T) {
 		t.Fatalf("tail without a topic: exit %d, %s", code, stderr)
 	}
 }
+
+func TestSASL(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "events"), kfake.EnableSASL(),
+		kfake.Superuser("SCRAM-SHA-256", "admin", "secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := strings.Join(c.ListenAddrs(), ",")
+	t.Setenv("DWELL_SASL_PASSWORD", "secret")
+	code, _, stderr := runCLI(t, "", "produce", "--brokers", brokers, "--count", "20", "--rps", "0",
+		"--sasl-mechanism", "scram-sha-256", "--sasl-user", "admin")
+	if code != exitOK {
+		t.Fatalf("produce with SCRAM: exit %d, %s", code, stderr)
+	}
+	code, stdout, stderr := runCLI(t, "", "tail", "events", "--brokers", brokers, "--from-start", "--count", "20",
+		"--sasl-mechanism", "scram-sha-256", "--sasl-user", "admin")
+	if code != exitOK || strings.Count(stdout, "\n") != 20 {
+		t.Fatalf("tail with SCRAM: exit %d, %d lines, %s", code, strings.Count(stdout, "\n"), stderr)
+	}
+	t.Setenv("DWELL_SASL_PASSWORD", "wrong")
+	// The client retries authentication until its context ends; the run must then fail.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errb bytes.Buffer
+	code = run(ctx, []string{"produce", "--brokers", brokers, "--count", "1", "--rps", "0",
+		"--sasl-mechanism", "scram-sha-256", "--sasl-user", "admin"}, strings.NewReader(""), &bytes.Buffer{}, &errb)
+	if code != exitFailure {
+		t.Fatalf("wrong password: exit %d, %s", code, errb.String())
+	}
+	for _, tc := range [][]string{
+		{"produce", "--sasl-user", "x"},
+		{"produce", "--sasl-mechanism", "gssapi"},
+		{"tail", "events", "--tls-cert", "c.pem"},
+	} {
+		if code, _, stderr := runCLI(t, "", tc...); code != exitUsage {
+			t.Errorf("%v: exit %d, %s; want a usage error", tc, code, stderr)
+		}
+	}
+}
