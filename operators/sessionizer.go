@@ -87,6 +87,34 @@ type Stats struct {
 	ColdTimers      int // evicted keys waiting on a deadline
 }
 
+// Add sums o into st, counters and gauges alike (a sum over partitions); Watermark is left
+// alone, since watermarks do not add.
+func (st *Stats) Add(o Stats) {
+	st.Records += o.Records
+	st.Events += o.Events
+	st.PassThrough += o.PassThrough
+	st.Ephemeral += o.Ephemeral
+	st.Late += o.Late
+	st.Dead += o.Dead
+	if len(o.DeadByReason) > 0 && st.DeadByReason == nil {
+		st.DeadByReason = make(map[Reason]uint64, len(o.DeadByReason))
+	}
+	for r, n := range o.DeadByReason {
+		st.DeadByReason[r] += n
+	}
+	for i, n := range o.System {
+		st.System[i] += n
+	}
+	st.OpenVisits += o.OpenVisits
+	st.OpenSessions += o.OpenSessions
+	st.Keys += o.Keys
+	st.Buffered += o.Buffered
+	st.Timers += o.Timers
+	st.Evicted += o.Evicted
+	st.Loaded += o.Loaded
+	st.ColdTimers += o.ColdTimers
+}
+
 // Timer kinds: each key has at most one pending deadline of each.
 const (
 	timerSession = 0

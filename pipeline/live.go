@@ -392,23 +392,7 @@ func (l *Live) Stats() LiveStats {
 	defer l.statsMu.Unlock()
 	st.Partitions = len(l.partStats)
 	for _, p := range l.partStats {
-		st.Records += p.Records
-		st.Events += p.Events
-		st.PassThrough += p.PassThrough
-		st.Ephemeral += p.Ephemeral
-		st.Late += p.Late
-		st.Dead += p.Dead
-		for r, n := range p.DeadByReason {
-			st.DeadByReason[r] += n
-		}
-		for i, n := range p.System {
-			st.System[i] += n
-		}
-		st.OpenVisits += p.OpenVisits
-		st.OpenSessions += p.OpenSessions
-		st.Keys += p.Keys
-		st.Buffered += p.Buffered
-		st.Timers += p.Timers
+		st.Add(p)
 	}
 	return st
 }

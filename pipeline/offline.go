@@ -129,23 +129,9 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 }
 
 func addStats(parts []*operators.Sessionizer) operators.Stats {
-	var t operators.Stats
-	t.DeadByReason = map[operators.Reason]uint64{}
+	t := operators.Stats{DeadByReason: map[operators.Reason]uint64{}}
 	for _, s := range parts {
-		st := s.Stats()
-		t.Records += st.Records
-		t.Events += st.Events
-		t.PassThrough += st.PassThrough
-		t.Ephemeral += st.Ephemeral
-		t.Late += st.Late
-		t.Dead += st.Dead
-		for k, v := range st.DeadByReason {
-			t.DeadByReason[k] += v
-		}
-		for i, v := range st.System {
-			t.System[i] += v
-		}
-		t.Keys += st.Keys
+		t.Add(s.Stats())
 	}
 	return t
 }
