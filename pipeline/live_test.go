@@ -173,13 +173,7 @@ func TestLiveMatchesOffline(t *testing.T) {
 	web := bench.WebConfig{Profiles: 400, Rate: 20, IdleEvery: 3000, MalformedShare: 0.005, Jitter: time.Second}
 	values := produceWeb(t, brokers, "events", web, 8000)
 
-	var offline bytes.Buffer
-	_, err := RunOffline(context.Background(), OfflineConfig{Partitions: livePartitions},
-		strings.NewReader(string(bytes.Join(values, []byte("\n")))), OfflineOutputs{System: &offline})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := byKey(strings.Split(strings.TrimSpace(offline.String()), "\n"))
+	want, wantCount := offlineWant(t, values)
 
 	var now atomic.Int64
 	now.Store(web.EnsureDefaults().Start.UnixMilli())
@@ -193,19 +187,7 @@ func TestLiveMatchesOffline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- live.Run(ctx) }()
-	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, brokers, "dwell", "events") })
-	// Traffic has stopped: move the wall clock on so idle advancement ends every visit.
-	now.Store(now.Load() + 48*time.Hour.Milliseconds())
-	wantCount := 0
-	for _, v := range want {
-		wantCount += len(v)
-	}
-	var got []*kgo.Record
-	waitFor(t, "every system event", 60*time.Second, func() bool {
-		now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
-		got = consumeAll(t, brokers, topics.System)
-		return len(got) >= wantCount
-	})
+	got := drainSystemEvents(t, brokers, &now, wantCount)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -213,20 +195,8 @@ func TestLiveMatchesOffline(t *testing.T) {
 	if err := live.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
-	for _, r := range got {
-		lines = append(lines, string(r.Value))
-	}
-	gotByKey := byKey(lines)
-	if len(gotByKey) != len(want) {
-		t.Fatalf("%d keys with system events, offline has %d", len(gotByKey), len(want))
-	}
-	for k, w := range want {
-		if !slices.Equal(gotByKey[k], w) {
-			t.Fatalf("key %s: live system events differ from offline:\nlive:    %v\noffline: %v", k, head(gotByKey[k]), head(w))
-		}
-	}
-	t.Logf("%d system events over %d keys match the offline run", len(lines), len(want))
+	compareWithOffline(t, got, want, wantCount, "live system events")
+	t.Logf("%d system events over %d keys match the offline run", len(got), len(want))
 }
 
 func head(s []string) string {
@@ -251,12 +221,7 @@ func TestLiveCrashRecovery(t *testing.T) {
 			brokers := c.ListenAddrs()
 			web := bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}
 			values := produceWeb(t, brokers, "events", web, 5000)
-			var offline bytes.Buffer
-			if _, err := RunOffline(context.Background(), OfflineConfig{Partitions: livePartitions},
-				strings.NewReader(string(bytes.Join(values, []byte("\n")))), OfflineOutputs{System: &offline}); err != nil {
-				t.Fatal(err)
-			}
-			want := byKey(strings.Split(strings.TrimSpace(offline.String()), "\n"))
+			want, wantCount := offlineWant(t, values)
 
 			var now atomic.Int64
 			now.Store(web.EnsureDefaults().Start.UnixMilli())
@@ -298,18 +263,7 @@ func TestLiveCrashRecovery(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- second.Run(ctx) }()
-			waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, brokers, "dwell", "events") })
-			now.Store(now.Load() + 48*time.Hour.Milliseconds())
-			wantCount := 0
-			for _, v := range want {
-				wantCount += len(v)
-			}
-			var got []*kgo.Record
-			waitFor(t, "every system event", 60*time.Second, func() bool {
-				now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
-				got = consumeAll(t, brokers, topics.System)
-				return len(got) >= wantCount
-			})
+			got := drainSystemEvents(t, brokers, &now, wantCount)
 			cancel()
 			if err := <-done; err != nil {
 				t.Fatal(err)
@@ -317,26 +271,8 @@ func TestLiveCrashRecovery(t *testing.T) {
 			if err := second.Close(); err != nil {
 				t.Fatal(err)
 			}
-			ids := map[string]bool{}
-			var lines []string
-			for _, r := range got {
-				id := string(r.Value[len(`{"id":"`):][:32])
-				if ids[id] {
-					t.Fatalf("duplicate system event id %s: %s", id, r.Value)
-				}
-				ids[id] = true
-				lines = append(lines, string(r.Value))
-			}
-			gotByKey := byKey(lines)
-			for k, w := range want {
-				if !slices.Equal(gotByKey[k], w) {
-					t.Fatalf("key %s: output after the crash differs from offline:\nlive:    %v\noffline: %v", k, head(gotByKey[k]), head(w))
-				}
-			}
-			if len(gotByKey) != len(want) {
-				t.Fatalf("%d keys, want %d", len(gotByKey), len(want))
-			}
-			t.Logf("%d system events after a crash at %s match the offline run", len(lines), tc.point)
+			compareWithOffline(t, got, want, wantCount, "output after the crash")
+			t.Logf("%d system events after a crash at %s match the offline run", len(got), tc.point)
 		})
 	}
 }
@@ -351,12 +287,7 @@ func TestLiveRebalance(t *testing.T) {
 	brokers := c.ListenAddrs()
 	web := bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}
 	values := produceWeb(t, brokers, "events", web, 6000)
-	var offline bytes.Buffer
-	if _, err := RunOffline(context.Background(), OfflineConfig{Partitions: livePartitions},
-		strings.NewReader(string(bytes.Join(values, []byte("\n")))), OfflineOutputs{System: &offline}); err != nil {
-		t.Fatal(err)
-	}
-	want := byKey(strings.Split(strings.TrimSpace(offline.String()), "\n"))
+	want, wantCount := offlineWant(t, values)
 
 	var now atomic.Int64
 	now.Store(web.EnsureDefaults().Start.UnixMilli())
@@ -394,18 +325,7 @@ func TestLiveRebalance(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, brokers, "dwell", "events") })
-	now.Store(now.Load() + 48*time.Hour.Milliseconds())
-	wantCount := 0
-	for _, v := range want {
-		wantCount += len(v)
-	}
-	var got []*kgo.Record
-	waitFor(t, "every system event", 60*time.Second, func() bool {
-		now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
-		got = consumeAll(t, brokers, topics.System)
-		return len(got) >= wantCount
-	})
+	got := drainSystemEvents(t, brokers, &now, wantCount)
 	for _, inst := range []struct {
 		l    *Live
 		stop context.CancelFunc
@@ -419,30 +339,12 @@ func TestLiveRebalance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ids := map[string]bool{}
-	var lines []string
-	for _, r := range got {
-		id := string(r.Value[len(`{"id":"`):][:32])
-		if ids[id] {
-			t.Fatalf("duplicate system event id %s: %s", id, r.Value)
-		}
-		ids[id] = true
-		lines = append(lines, string(r.Value))
-	}
-	gotByKey := byKey(lines)
-	for k, w := range want {
-		if !slices.Equal(gotByKey[k], w) {
-			t.Fatalf("key %s: output across rebalances differs from offline:\nlive:    %v\noffline: %v", k, head(gotByKey[k]), head(w))
-		}
-	}
-	if len(gotByKey) != len(want) || len(lines) != wantCount {
-		t.Fatalf("%d keys and %d events, want %d and %d", len(gotByKey), len(lines), len(want), wantCount)
-	}
+	compareWithOffline(t, got, want, wantCount, "output across rebalances")
 	restores := a.restores.Load() + b.restores.Load() + cInst.restores.Load()
 	if restores <= livePartitions {
 		t.Fatalf("%d partition restores: partitions never moved between instances", restores)
 	}
-	t.Logf("%d system events across two joins and a leave (%d partition restores) match the offline run", len(lines), restores)
+	t.Logf("%d system events across two joins and a leave (%d partition restores) match the offline run", len(got), restores)
 }
 
 // TestLiveMetrics checks that the documented series exist and move: records in equal the
@@ -542,5 +444,61 @@ func TestLiveMetrics(t *testing.T) {
 	}
 	if err := live.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// offlineWant runs dwell process's pipeline on values and returns its system events by key.
+func offlineWant(t *testing.T, values [][]byte) (map[string][]string, int) {
+	t.Helper()
+	var offline bytes.Buffer
+	if _, err := RunOffline(context.Background(), OfflineConfig{Partitions: livePartitions},
+		strings.NewReader(string(bytes.Join(values, []byte("\n")))), OfflineOutputs{System: &offline}); err != nil {
+		t.Fatal(err)
+	}
+	want := byKey(strings.Split(strings.TrimSpace(offline.String()), "\n"))
+	n := 0
+	for _, v := range want {
+		n += len(v)
+	}
+	return want, n
+}
+
+// drainSystemEvents waits until the group has consumed the input, moves the injected clock on
+// so idle advancement ends every visit, and returns the committed system events once there are
+// wantCount of them.
+func drainSystemEvents(t *testing.T, brokers []string, now *atomic.Int64, wantCount int) []*kgo.Record {
+	t.Helper()
+	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, brokers, "dwell", "events") })
+	now.Store(now.Load() + 48*time.Hour.Milliseconds())
+	var got []*kgo.Record
+	waitFor(t, "every system event", 60*time.Second, func() bool {
+		now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
+		got = consumeAll(t, brokers, DefaultTopics().System)
+		return len(got) >= wantCount
+	})
+	return got
+}
+
+// compareWithOffline requires no duplicate ids and, per key and in order, the offline events.
+func compareWithOffline(t *testing.T, got []*kgo.Record, want map[string][]string, wantCount int, what string) {
+	t.Helper()
+	ids := map[string]bool{}
+	var lines []string
+	for _, r := range got {
+		id := string(r.Value[len(`{"id":"`):][:32])
+		if ids[id] {
+			t.Fatalf("%s: duplicate system event id %s: %s", what, id, r.Value)
+		}
+		ids[id] = true
+		lines = append(lines, string(r.Value))
+	}
+	gotByKey := byKey(lines)
+	for k, w := range want {
+		if !slices.Equal(gotByKey[k], w) {
+			t.Fatalf("key %s: %s differs from offline:\nlive:    %v\noffline: %v", k, what, head(gotByKey[k]), head(w))
+		}
+	}
+	if len(gotByKey) != len(want) || len(lines) != wantCount {
+		t.Fatalf("%s: %d keys and %d events, want %d and %d", what, len(gotByKey), len(lines), len(want), wantCount)
 	}
 }
