@@ -1,13 +1,16 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,7 +67,17 @@ type LiveConfig struct {
 	// Compression of produced batches: lz4 (default: cheap, about 20% more throughput than
 	// zstd here), zstd (smaller), snappy or none.
 	Compression string
+	// Guarantee is "exactly-once" (default: one transaction per cycle) or "at-least-once" (no
+	// transactions: after a crash, outputs may repeat, with the same ids; state never counts an
+	// input twice).
+	Guarantee string
 }
+
+// Guarantees.
+const (
+	ExactlyOnce = "exactly-once"
+	AtLeastOnce = "at-least-once"
+)
 
 func (c *LiveConfig) ensureDefaults() {
 	if c.Group == "" {
@@ -95,6 +108,9 @@ func (c *LiveConfig) ensureDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Guarantee == "" {
+		c.Guarantee = ExactlyOnce
+	}
 	c.Operators.EnsureDefaults()
 }
 
@@ -108,6 +124,9 @@ func (c *LiveConfig) validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("pipeline: no data dir; pass --data-dir"))
+	}
+	if c.Guarantee != ExactlyOnce && c.Guarantee != AtLeastOnce {
+		errs = append(errs, fmt.Errorf("pipeline: guarantee %q: use exactly-once or at-least-once; pass --guarantee", c.Guarantee))
 	}
 	if c.MaxPollRecords < 1 || c.MaxCachedKeys < 0 || c.PollTimeout <= 0 {
 		errs = append(errs, errors.New("pipeline: max poll records and poll timeout must be positive"))
@@ -126,7 +145,8 @@ type Live struct {
 	cfg   LiveConfig
 	log   *slog.Logger
 	store *state.Store
-	sess  *kgo.GroupTransactSession
+	sess  *kgo.GroupTransactSession // exactly-once
+	cl    *kgo.Client               // the client that polls and produces, in either mode
 	adm   *kadm.Client
 	parts map[int32]*worker
 
@@ -169,9 +189,6 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Inputs...),
-		// Each process has its own transactional id; the group generation fences zombies
-		// (KIP-447), so ids need not be stable across restarts.
-		kgo.TransactionalID(cfg.Group + "-" + hex.EncodeToString(txnID)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
@@ -184,10 +201,22 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	if cfg.Metrics != nil {
 		opts = append(opts, kgo.WithHooks(cfg.Metrics.kprom))
 	}
-	if l.sess, err = kgo.NewGroupTransactSession(opts...); err != nil {
+	if cfg.Guarantee == ExactlyOnce {
+		// Each process has its own transactional id; the group generation fences zombies
+		// (KIP-447), so ids need not be stable across restarts.
+		opts = append(opts, kgo.TransactionalID(cfg.Group+"-"+hex.EncodeToString(txnID)))
+		if l.sess, err = kgo.NewGroupTransactSession(opts...); err == nil {
+			l.cl = l.sess.Client()
+		}
+	} else {
+		// Offsets are committed after the cycle's state; rebalances wait for the cycle's end.
+		opts = append(opts, kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll())
+		l.cl, err = kgo.NewClient(opts...)
+	}
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("pipeline: %w", err), st.Close())
 	}
-	l.adm = kadm.NewClient(l.sess.Client())
+	l.adm = kadm.NewClient(l.cl)
 	if cfg.Metrics != nil {
 		cfg.Metrics.attach(l)
 	}
@@ -271,7 +300,13 @@ func (l *Live) Run(ctx context.Context) error {
 func (l *Live) cycle(ctx context.Context) error {
 	began := time.Now()
 	pollCtx, cancel := context.WithTimeout(ctx, l.cfg.PollTimeout)
-	fetches := l.sess.PollRecords(pollCtx, l.cfg.MaxPollRecords)
+	var fetches kgo.Fetches
+	if l.sess != nil {
+		fetches = l.sess.PollRecords(pollCtx, l.cfg.MaxPollRecords)
+	} else {
+		fetches = l.cl.PollRecords(pollCtx, l.cfg.MaxPollRecords)
+		defer l.cl.AllowRebalance() // at the cycle's end, after offsets are committed
+	}
 	cancel()
 	l.dropRevoked()
 	for _, fe := range fetches.Errors() {
@@ -289,8 +324,10 @@ func (l *Live) cycle(ctx context.Context) error {
 			}
 		})
 	}
-	if err := l.sess.Begin(); err != nil {
-		return fmt.Errorf("pipeline: beginning a transaction: %w", err)
+	if l.sess != nil {
+		if err := l.sess.Begin(); err != nil {
+			return fmt.Errorf("pipeline: beginning a transaction: %w", err)
+		}
 	}
 	var produceErr atomic.Pointer[error]
 	promise := func(_ *kgo.Record, err error) {
@@ -329,12 +366,15 @@ func (l *Live) cycle(ctx context.Context) error {
 	for _, w := range l.parts {
 		workErr = errors.Join(workErr, w.err)
 	}
-	// End flushes: every promise has run before it commits or aborts.
+	// Flush first: every promise has run before the cycle commits or aborts.
 	endCtx := context.WithoutCancel(ctx) // finish the cycle in flight even when stopping
-	if err := l.sess.Client().Flush(endCtx); err != nil {
+	if err := l.cl.Flush(endCtx); err != nil {
 		return fmt.Errorf("pipeline: flushing: %w", err)
 	}
 	commit := produceErr.Load() == nil && workErr == nil
+	if l.sess == nil {
+		return l.endAtLeastOnce(endCtx, commit, workErr, produceErr.Load(), began)
+	}
 	if l.crashAt != nil && l.crashAt("before-end") {
 		return errCrashed
 	}
@@ -397,6 +437,49 @@ func (l *Live) Stats() LiveStats {
 	return st
 }
 
+// endAtLeastOnce ends a cycle without a transaction: the outputs and changelog records are
+// flushed already; then each partition's state is committed to Pebble, and only then the
+// consumed offsets. A crash in between repeats outputs (with the same ids) but never counts an
+// input twice in state: partition records carry the next input offsets, and a restored worker
+// skips what its state already holds.
+func (l *Live) endAtLeastOnce(ctx context.Context, ok bool, workErr error, produceErr *error, began time.Time) error {
+	if !ok {
+		for p, w := range l.parts {
+			_ = w.finish(false)
+			w.stop()
+			delete(l.parts, p)
+		}
+		err := workErr
+		if produceErr != nil {
+			err = errors.Join(err, fmt.Errorf("pipeline: producing: %w", *produceErr))
+		}
+		return err
+	}
+	if l.crashAt != nil && l.crashAt("before-end") {
+		return errCrashed
+	}
+	for p, w := range l.parts {
+		if err := w.finish(true); err != nil {
+			w.stop()
+			delete(l.parts, p)
+			return err
+		}
+	}
+	if l.crashAt != nil && l.crashAt("after-end") {
+		return errCrashed
+	}
+	if err := l.cl.CommitUncommittedOffsets(ctx); err != nil {
+		return fmt.Errorf("pipeline: committing offsets: %w", err)
+	}
+	if m := l.cfg.Metrics; m != nil {
+		m.cycle.Observe(time.Since(began).Seconds())
+		m.txns.WithLabelValues("committed").Inc()
+	}
+	l.updateReady()
+	l.committed.Add(1)
+	return nil
+}
+
 // updateReady records whether every assigned partition has a running worker.
 func (l *Live) updateReady() {
 	l.mu.Lock()
@@ -433,8 +516,61 @@ func (l *Live) stopWorkers() {
 // Close stops consuming and closes the state store.
 func (l *Live) Close() error {
 	l.stopWorkers()
-	l.sess.Close()
+	if l.sess != nil {
+		l.sess.Close()
+	} else {
+		l.cl.CloseAllowingRebalance()
+	}
 	return l.store.Close()
+}
+
+// A partition record is what the store and the changelog keep for a partition: the next input
+// offset per topic that its state holds, then the sessionizer's partition snapshot.
+const partitionRecordVersion = 1
+
+func appendPartitionRecord(dst []byte, next map[string]int64, snap []byte) []byte {
+	topics := make([]string, 0, len(next))
+	for t := range next {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	dst = append(dst, partitionRecordVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(topics)))
+	for _, t := range topics {
+		dst = binary.AppendUvarint(dst, uint64(len(t)))
+		dst = append(dst, t...)
+		dst = binary.AppendUvarint(dst, uint64(next[t]))
+	}
+	return append(dst, snap...)
+}
+
+// parsePartitionRecord fills next and returns the sessionizer snapshot (a view into b).
+func parsePartitionRecord(b []byte, next map[string]int64) ([]byte, error) {
+	errCorrupt := errors.New("corrupt partition record")
+	if len(b) == 0 || b[0] != partitionRecordVersion {
+		return nil, errCorrupt
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 1<<16 {
+		return nil, errCorrupt
+	}
+	b = b[k:]
+	for range n {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, errCorrupt
+		}
+		topic := string(b[k : k+int(l)])
+		b = b[k+int(l):]
+		off, k := binary.Uvarint(b)
+		if k <= 0 || off > math.MaxInt64 {
+			return nil, errCorrupt
+		}
+		next[topic] = int64(off)
+		b = b[k:]
+	}
+	return b, nil
 }
 
 // errCrashed ends Run where a test abandons the processor.
@@ -462,8 +598,9 @@ type worker struct {
 	lastCL    atomic.Int64 // offset of the last changelog record produced this cycle
 	err       error
 	out       emitter
-	counts    cycleCounts     // this cycle's metrics, applied when it commits
-	prev      operators.Stats // the sessionizer's counters when last applied
+	counts    cycleCounts      // this cycle's metrics, applied when it commits
+	prev      operators.Stats  // the sessionizer's counters when last applied
+	next      map[string]int64 // next input offset per topic that the state does not hold yet
 }
 
 func (l *Live) startWorker(ctx context.Context, p int32) (*worker, error) {
@@ -498,6 +635,16 @@ func (w *worker) restore(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Only whole cycles: a cycle's changelog ends with its partition record, so key records
+		// after the last one belong to a cycle that crashed before its end (possible without
+		// transactions); its input is read again from the offsets that record holds.
+		last := -1
+		for i, r := range recs {
+			if bytes.Equal(r.Key, state.PartitionRecordKey) {
+				last = i
+			}
+		}
+		recs = recs[:last+1]
 		if err := l.store.Replay(w.partition, recs); err != nil {
 			return err
 		}
@@ -510,8 +657,13 @@ func (w *worker) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.next = map[string]int64{}
 	if loaded.Snapshot != nil {
-		if err := s.RestorePartition(loaded.Snapshot); err != nil {
+		snap, err := parsePartitionRecord(loaded.Snapshot, w.next)
+		if err != nil {
+			return fmt.Errorf("pipeline: partition %d: %w", w.partition, err)
+		}
+		if err := s.RestorePartition(snap); err != nil {
 			return err
 		}
 	}
@@ -585,6 +737,10 @@ func (w *worker) work(j job) {
 		w.counts = cycleCounts{in: map[string]int{}, out: map[string]int{}, times: w.counts.times[:0]}
 	}
 	for _, r := range j.recs {
+		if next, ok := w.next[r.Topic]; ok && r.Offset < next {
+			continue // already in the restored state (read again after a crash without a transaction)
+		}
+		w.next[r.Topic] = r.Offset + 1
 		if metered {
 			w.counts.in[r.Topic]++
 			w.counts.times = append(w.counts.times, r.Timestamp.UnixMilli())
@@ -623,14 +779,14 @@ func (w *worker) work(j job) {
 		w.batch = nil
 		return
 	}
-	w.partSnap = w.s.AppendPartitionSnapshot(w.partSnap[:0])
+	w.partSnap = appendPartitionRecord(w.partSnap[:0], w.next, w.s.AppendPartitionSnapshot(nil))
 	w.produceChangelog(state.PartitionRecordKey, append([]byte(nil), w.partSnap...), j.promise)
 }
 
 func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, error)) {
 	w.count(w.l.cfg.Topics.Changelog)
 	r := &kgo.Record{Topic: w.l.cfg.Topics.Changelog, Partition: w.partition, Key: key, Value: value}
-	w.l.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+	w.l.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 		if err == nil {
 			for {
 				cur := w.lastCL.Load()
@@ -762,7 +918,7 @@ func (e *emitter) Emit(o *operators.Output) {
 			{Key: "dwell-partition", Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
 			{Key: "dwell-offset", Value: strconv.AppendInt(nil, rec.Offset, 10)},
 		}
-		e.l.sess.Produce(context.Background(), r, e.promise)
+		e.l.cl.Produce(context.Background(), r, e.promise)
 		return
 	}
 	// Keyed like the input: by profile, or session for profile-less events. Pass-through events
@@ -771,5 +927,5 @@ func (e *emitter) Emit(o *operators.Output) {
 		r.Key = append([]byte(nil), o.Key...)
 	}
 	r.Value = operators.AppendJSON(nil, o)
-	e.l.sess.Produce(context.Background(), r, e.promise)
+	e.l.cl.Produce(context.Background(), r, e.promise)
 }

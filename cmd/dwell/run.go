@@ -31,6 +31,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 10_000, "records per processing cycle (one transaction)")
 	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", 1_000_000, "keys kept in memory per partition; the rest are read from Pebble")
 	fs.StringVar(&cfg.Compression, "compression", "lz4", "compression of produced batches: lz4, zstd, snappy or none")
+	fs.StringVar(&cfg.Guarantee, "guarantee", pipeline.ExactlyOnce, "exactly-once (a transaction per cycle) or at-least-once (no transactions; repeats after a crash carry the same ids)")
 	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
 	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
 	verbose := fs.Bool("v", false, "log at debug level")
