@@ -20,8 +20,14 @@ import (
 // committed every one; one op is one record. The broker runs in the same process and shares
 // its cores, so this understates what a separate broker allows.
 //
-//	go test ./bench -run '^$' -bench PipelineKfake -benchtime 200000x -count 3
+//	go test ./bench -run '^$' -bench PipelineKfake -benchtime 100000x -count 3
 func BenchmarkPipelineKfake(b *testing.B) {
+	for _, g := range []string{pipeline.ExactlyOnce, pipeline.AtLeastOnce} {
+		b.Run("guarantee="+g, func(b *testing.B) { benchPipelineKfake(b, g) })
+	}
+}
+
+func benchPipelineKfake(b *testing.B, guarantee string) {
 	topics := pipeline.DefaultTopics()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events", topics.System, topics.Events,
 		topics.Late, topics.Dead, topics.Changelog))
@@ -54,7 +60,7 @@ func BenchmarkPipelineKfake(b *testing.B) {
 	}
 	adm := kadm.NewClient(cl)
 	live, err := pipeline.NewLive(pipeline.LiveConfig{Brokers: brokers, Inputs: []string{"events"}, DataDir: "bench",
-		FS: vfs.NewMem(), MaxPollRecords: 20_000})
+		FS: vfs.NewMem(), MaxPollRecords: 20_000, Guarantee: guarantee})
 	if err != nil {
 		b.Fatal(err)
 	}
