@@ -18,9 +18,11 @@ build:
 demo:
 	$(GO) run ./cmd/dwell demo
 
-## test: every test with the race detector, fuzz seed corpora included
+## test: every test with the race detector, fuzz seed corpora included; then the 200k-event
+## crash test once without it (under -race it runs on 30k events)
 test:
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -count=1 -run 'TestLiveRepeatedCrashes' ./pipeline
 
 ## test-short: the same without -race, for a quick loop
 test-short:

@@ -622,13 +622,9 @@ func (w *worker) restore(ctx context.Context) error {
 		return err
 	}
 	from := max(p.ChangelogOffset, 0)
-	ends, err := l.adm.ListCommittedOffsets(ctx, l.cfg.Topics.Changelog)
+	end, err := l.stableChangelogEnd(ctx, w.partition)
 	if err != nil {
-		return fmt.Errorf("pipeline: listing changelog offsets: %w", err)
-	}
-	end, ok := ends.Lookup(l.cfg.Topics.Changelog, w.partition)
-	if !ok || end.Err != nil {
-		return fmt.Errorf("pipeline: topic %q has no partition %d; create it with as many partitions as the inputs, compacted (or pass --create-topics)", l.cfg.Topics.Changelog, w.partition)
+		return err
 	}
 	if from < end.Offset {
 		recs, err := l.readChangelog(ctx, w.partition, from, end.Offset)
@@ -676,6 +672,43 @@ func (w *worker) restore(ctx context.Context) error {
 	}
 	l.log.Info("partition restored", "partition", w.partition, "keys", loaded.Keys, "changelog_from", from, "changelog_end", end.Offset)
 	return nil
+}
+
+// stableChangelogEnd waits until the changelog partition has no open transaction (its last
+// stable offset reached its high watermark) and returns that end. A transaction left open by a
+// crashed process hides every record after it from read_committed readers, including cycles that
+// a later owner committed; restoring before the broker aborts it (after the transaction timeout)
+// would miss them while the group's offsets already count them.
+func (l *Live) stableChangelogEnd(ctx context.Context, partition int32) (kadm.ListedOffset, error) {
+	topic := l.cfg.Topics.Changelog
+	waited := false
+	for {
+		stable, err := l.adm.ListCommittedOffsets(ctx, topic)
+		if err != nil {
+			return kadm.ListedOffset{}, fmt.Errorf("pipeline: listing changelog offsets: %w", err)
+		}
+		end, ok := stable.Lookup(topic, partition)
+		if !ok || end.Err != nil {
+			return kadm.ListedOffset{}, fmt.Errorf("pipeline: topic %q has no partition %d; create it with as many partitions as the inputs, compacted (or pass --create-topics)", topic, partition)
+		}
+		hw, err := l.adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			return kadm.ListedOffset{}, fmt.Errorf("pipeline: listing changelog offsets: %w", err)
+		}
+		if h, ok := hw.Lookup(topic, partition); ok && h.Err == nil && h.Offset <= end.Offset {
+			return end, nil
+		}
+		if !waited {
+			l.log.Info("waiting for an open transaction on the changelog to end (a crashed process's, aborted after its timeout)",
+				"partition", partition)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return kadm.ListedOffset{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // readChangelog reads partition's changelog records in [from, end) with read_committed

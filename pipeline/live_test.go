@@ -540,3 +540,82 @@ func dedupeIdentical(t *testing.T, recs []*kgo.Record) []*kgo.Record {
 	}
 	return out
 }
+
+// TestLiveRepeatedCrashes runs a 200k-event stream (30k under -race) through four processes in turn: the first
+// is abandoned with its transaction open, the second between its transaction and its Pebble
+// commit, the third likewise on an empty data dir, and the fourth finishes the stream, keeping
+// at most 500 keys per partition in memory. The committed output must equal dwell process's
+// per key and in order, with no duplicate ids.
+func TestLiveRepeatedCrashes(t *testing.T) {
+	// 200k events; under the race detector (about ten times slower) the same crashes on 30k,
+	// while make test also runs this test once without it, on the full stream.
+	n := 200_000
+	if raceEnabled {
+		n = 30_000
+	}
+	topics := DefaultTopics()
+	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
+	brokers := c.ListenAddrs()
+	web := bench.WebConfig{Profiles: 5000, Rate: 100, IdleEvery: n / 5, MalformedShare: 0.002, Jitter: time.Second}
+	values := produceWeb(t, brokers, "events", web, n)
+	want, wantCount := offlineWant(t, values)
+
+	var now atomic.Int64
+	now.Store(web.EnsureDefaults().Start.UnixMilli())
+	fs := vfs.NewMem()
+	cfg := LiveConfig{
+		Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: fs,
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond,
+		MaxPollRecords: 5000, MaxCachedKeys: 500,
+		ClientOpts: []kgo.Opt{kgo.TransactionTimeout(2 * time.Second)},
+	}
+	for i, crash := range []struct {
+		point string
+		cycle int
+		fresh bool // start on an empty data dir
+	}{{"before-end", 4, false}, {"after-end", 7, false}, {"after-end", 5, true}} {
+		if crash.fresh {
+			cfg.FS = vfs.NewMem()
+		}
+		l, err := NewLive(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cycles := 0
+		l.crashAt = func(point string) bool {
+			if point == crash.point {
+				cycles++
+			}
+			return point == crash.point && cycles == crash.cycle
+		}
+		if err := l.Run(context.Background()); err != errCrashed {
+			t.Fatalf("process %d: %v, want the crash", i+1, err)
+		}
+		l.stopWorkers()
+		l.cl.Close()
+		if err := l.store.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, err := NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- last.Run(ctx) }()
+	got := drainSystemEvents(t, brokers, &now, wantCount)
+	evicted := last.Stats().Evicted // before the workers stop
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxCachedKeys < 1000 && evicted == 0 {
+		t.Errorf("no key was evicted: the run should exercise bounded memory")
+	}
+	if err := last.Close(); err != nil {
+		t.Fatal(err)
+	}
+	compareWithOffline(t, got, want, wantCount, "output after three crashes")
+	t.Logf("%d system events from %d records through three crashes match the offline run", len(got), n)
+}
