@@ -124,6 +124,7 @@ than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once 
 	}()
 
 	start := time.Now()
+	var rt rates
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var err2 error
@@ -139,7 +140,8 @@ loop:
 		case err2 = <-runErr:
 			break loop
 		case <-tick.C:
-			fmt.Fprintln(stdout, summary(time.Since(start), produced.Load(), live.Stats()))
+			st := live.Stats()
+			fmt.Fprintln(stdout, summary(time.Since(start), produced.Load(), st)+rt.line(st))
 			if line := samples.next(); line != "" {
 				fmt.Fprintln(stdout, "  "+line)
 			}
@@ -197,6 +199,28 @@ func produce(ctx context.Context, brokers []string, web bench.WebConfig, rate in
 		}
 		produced.Add(int64(len(recs)))
 	}
+}
+
+// rates turns successive summaries into per-second rates.
+type rates struct {
+	at       time.Time
+	in, outs uint64
+}
+
+func (r *rates) line(st pipeline.LiveStats) string {
+	now := time.Now()
+	var outs uint64
+	for _, n := range st.System {
+		outs += n
+	}
+	outs += st.Events + st.Late + st.Dead
+	line := ""
+	if !r.at.IsZero() && st.Records >= r.in && outs >= r.outs {
+		secs := now.Sub(r.at).Seconds()
+		line = fmt.Sprintf(" | %.0f in/s, %.0f out/s", float64(st.Records-r.in)/secs, float64(outs-r.outs)/secs)
+	}
+	r.at, r.in, r.outs = now, st.Records, outs
+	return line
 }
 
 func summary(elapsed time.Duration, produced int64, st pipeline.LiveStats) string {
