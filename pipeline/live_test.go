@@ -167,16 +167,7 @@ func byKey(lines []string) map[string][]string {
 // TestLiveMatchesOffline is the end-to-end test: a generated stream through the live processor
 // on an in-process Kafka gives, per key and in order, the system events dwell process gives.
 func TestLiveMatchesOffline(t *testing.T) {
-	topics := DefaultTopics()
-	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
-	brokers := c.ListenAddrs()
-	web := bench.WebConfig{Profiles: 400, Rate: 20, IdleEvery: 3000, MalformedShare: 0.005, Jitter: time.Second}
-	values := produceWeb(t, brokers, "events", web, 8000)
-
-	want, wantCount := offlineWant(t, values)
-
-	var now atomic.Int64
-	now.Store(web.EnsureDefaults().Start.UnixMilli())
+	brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 400, Rate: 20, IdleEvery: 3000, MalformedShare: 0.005, Jitter: time.Second}, 8000)
 	live, err := NewLive(LiveConfig{
 		Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: vfs.NewMem(),
 		Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond,
@@ -187,7 +178,7 @@ func TestLiveMatchesOffline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- live.Run(ctx) }()
-	got := drainSystemEvents(t, brokers, &now, wantCount)
+	got := drainSystemEvents(t, brokers, now, wantCount)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -223,14 +214,7 @@ func TestLiveCrashRecovery(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%s/%s/keep-state=%v", tc.guarantee, tc.point, tc.keepState), func(t *testing.T) {
 			topics := DefaultTopics()
-			c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
-			brokers := c.ListenAddrs()
-			web := bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}
-			values := produceWeb(t, brokers, "events", web, 5000)
-			want, wantCount := offlineWant(t, values)
-
-			var now atomic.Int64
-			now.Store(web.EnsureDefaults().Start.UnixMilli())
+			brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}, 5000)
 			fs := vfs.NewMem()
 			cfg := LiveConfig{
 				Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: fs,
@@ -270,7 +254,7 @@ func TestLiveCrashRecovery(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- second.Run(ctx) }()
-			got := drainSystemEvents(t, brokers, &now, wantCount)
+			got := drainSystemEvents(t, brokers, now, wantCount)
 			if tc.guarantee == AtLeastOnce {
 				// Repeats are allowed; wait until the distinct events are all there.
 				waitFor(t, "every distinct system event", 60*time.Second, func() bool {
@@ -300,15 +284,7 @@ func TestLiveCrashRecovery(t *testing.T) {
 // state restored from the changelog; the committed output must equal the offline run's, per key
 // and in order, with no duplicate ids.
 func TestLiveRebalance(t *testing.T) {
-	topics := DefaultTopics()
-	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
-	brokers := c.ListenAddrs()
-	web := bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}
-	values := produceWeb(t, brokers, "events", web, 6000)
-	want, wantCount := offlineWant(t, values)
-
-	var now atomic.Int64
-	now.Store(web.EnsureDefaults().Start.UnixMilli())
+	brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}, 6000)
 	var processed atomic.Int64
 	start := func(name string) (*Live, context.CancelFunc, chan error) {
 		l, err := NewLive(LiveConfig{
@@ -343,7 +319,7 @@ func TestLiveRebalance(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := drainSystemEvents(t, brokers, &now, wantCount)
+	got := drainSystemEvents(t, brokers, now, wantCount)
 	for _, inst := range []struct {
 		l    *Live
 		stop context.CancelFunc
@@ -553,15 +529,7 @@ func TestLiveRepeatedCrashes(t *testing.T) {
 	if raceEnabled {
 		n = 30_000
 	}
-	topics := DefaultTopics()
-	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
-	brokers := c.ListenAddrs()
-	web := bench.WebConfig{Profiles: 5000, Rate: 100, IdleEvery: n / 5, MalformedShare: 0.002, Jitter: time.Second}
-	values := produceWeb(t, brokers, "events", web, n)
-	want, wantCount := offlineWant(t, values)
-
-	var now atomic.Int64
-	now.Store(web.EnsureDefaults().Start.UnixMilli())
+	brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 5000, Rate: 100, IdleEvery: n / 5, MalformedShare: 0.002, Jitter: time.Second}, n)
 	fs := vfs.NewMem()
 	cfg := LiveConfig{
 		Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: fs,
@@ -604,7 +572,7 @@ func TestLiveRepeatedCrashes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- last.Run(ctx) }()
-	got := drainSystemEvents(t, brokers, &now, wantCount)
+	got := drainSystemEvents(t, brokers, now, wantCount)
 	evicted := last.Stats().Evicted // before the workers stop
 	cancel()
 	if err := <-done; err != nil {
@@ -618,4 +586,19 @@ func TestLiveRepeatedCrashes(t *testing.T) {
 	}
 	compareWithOffline(t, got, want, wantCount, "output after three crashes")
 	t.Logf("%d system events from %d records through three crashes match the offline run", len(got), n)
+}
+
+// setupLive starts a cluster with the input and every output topic, produces n generated
+// records, and returns the brokers, the offline run's system events by key and their count, and
+// a fake wall clock at the stream's start.
+func setupLive(t *testing.T, web bench.WebConfig, n int) ([]string, map[string][]string, int, *atomic.Int64) {
+	t.Helper()
+	topics := DefaultTopics()
+	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
+	brokers := c.ListenAddrs()
+	values := produceWeb(t, brokers, "events", web, n)
+	want, wantCount := offlineWant(t, values)
+	now := new(atomic.Int64)
+	now.Store(web.EnsureDefaults().Start.UnixMilli())
+	return brokers, want, wantCount, now
 }
