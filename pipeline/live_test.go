@@ -525,17 +525,19 @@ func dedupeIdentical(t *testing.T, recs []*kgo.Record) []*kgo.Record {
 func TestLiveRepeatedCrashes(t *testing.T) {
 	// 200k events; under the race detector (about ten times slower) the same crashes on 30k,
 	// while make test also runs this test once without it, on the full stream.
-	n := 200_000
+	n, pollRecords := 200_000, 5000
 	if raceEnabled {
-		n = 30_000
+		n, pollRecords = 30_000, 1000
 	}
 	brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 5000, Rate: 100, IdleEvery: n / 5, MalformedShare: 0.002, Jitter: time.Second}, n)
 	fs := vfs.NewMem()
 	cfg := LiveConfig{
 		Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: fs,
 		Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond,
-		MaxPollRecords: 5000, MaxCachedKeys: 500,
-		ClientOpts: []kgo.Opt{kgo.TransactionTimeout(2 * time.Second)},
+		MaxPollRecords: pollRecords, MaxCachedKeys: 500,
+		// Short enough that the first process's open transaction is aborted soon, long enough
+		// for a cycle under the race detector (a cycle must end within the timeout).
+		ClientOpts: []kgo.Opt{kgo.TransactionTimeout(15 * time.Second)},
 	}
 	for i, crash := range []struct {
 		point string
