@@ -108,14 +108,14 @@ func (s *Sessionizer) loadCold(key []byte) *keyState {
 	}
 	b, ok, err := s.cold.LoadKey(string(key))
 	if err != nil {
-		s.err = fmt.Errorf("operators: loading key %q: %w", key, err)
+		s.err = fmt.Errorf("operators: partition %d: loading key %q: %w", s.partition, key, err)
 		return nil
 	}
 	if !ok {
 		return nil
 	}
 	if err := s.restoreKey(b, false); err != nil {
-		s.err = fmt.Errorf("operators: restoring key %q: %w", key, err)
+		s.err = fmt.Errorf("operators: partition %d: restoring key %q: %w", s.partition, key, err)
 		return nil
 	}
 	s.stats.Loaded++

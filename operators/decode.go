@@ -526,7 +526,6 @@ func (p *parser) number() (intPart, frac []byte, hasExp bool) {
 	if i < len(b) && b[i] == '-' {
 		i++
 	}
-	ds := i
 	switch {
 	case i < len(b) && b[i] == '0':
 		i++
@@ -540,7 +539,6 @@ func (p *parser) number() (intPart, frac []byte, hasExp bool) {
 		return
 	}
 	intPart = b[start:i]
-	_ = ds
 	if i < len(b) && b[i] == '.' {
 		i++
 		fs := i

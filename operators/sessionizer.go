@@ -61,6 +61,8 @@ type Sessionizer struct {
 	hand       struct{ slab, i int }
 	err        error
 
+	partition int32 // the partition this sessionizer owns (for error messages)
+
 	track bool // record changed keys for DrainChanges
 	dirty []*keyState
 	stats Stats
@@ -197,7 +199,7 @@ func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, err
 		watermark: math.MinInt64,
 		maxSeen:   math.MinInt64,
 	}
-	_ = partition
+	s.partition = partition
 	for _, t := range cfg.SessionEndTypes {
 		s.endTypes[NormalizeType(t)] = true
 	}
@@ -369,11 +371,8 @@ func (s *Sessionizer) lookup(key []byte) *keyState {
 // create makes the state of a new key. Key states come from a free list or a chunk, key bytes
 // from an arena (internKey).
 func (s *Sessionizer) create(key []byte) *keyState {
-	var k *keyState
-	if n := len(s.freeKeys); n > 0 {
-		k = s.freeKeys[n-1]
-		s.freeKeys = s.freeKeys[:n-1]
-	} else {
+	k := popFree(&s.freeKeys)
+	if k == nil {
 		if len(s.slab) == 0 {
 			s.slab = make([]keyState, 256)
 			s.slabs = append(s.slabs, s.slab)
@@ -565,22 +564,25 @@ func (s *Sessionizer) openSession(k *keyState, ev *Event) *sessionState {
 	k.sessSeq++
 	ss.seq, ss.countedIn = k.sessSeq, 0
 	s.startActivity(&ss.activity, k, ev, 's', ss.id, ss.seq)
-	// Append, so that sessions stay in the order they opened.
-	ss.next = nil
-	p := &k.sessions
-	for *p != nil {
-		p = &(*p).next
-	}
-	*p = ss
-	k.nsess++
+	k.addSession(ss)
 	s.emitOpen(SessionOpened, k, ev, nil, ss)
 	return ss
 }
 
+// popFree takes the last entry of a free list, or returns nil when it is empty.
+func popFree[T any](free *[]*T) *T {
+	n := len(*free)
+	if n == 0 {
+		return nil
+	}
+	v := (*free)[n-1]
+	(*free)[n-1] = nil
+	*free = (*free)[:n-1]
+	return v
+}
+
 func (s *Sessionizer) newSession() *sessionState {
-	if n := len(s.freeSess); n > 0 {
-		ss := s.freeSess[n-1]
-		s.freeSess = s.freeSess[:n-1]
+	if ss := popFree(&s.freeSess); ss != nil {
 		return ss
 	}
 	ss := new(sessionState)
@@ -590,15 +592,24 @@ func (s *Sessionizer) newSession() *sessionState {
 }
 
 func (s *Sessionizer) newVisit() *visitState {
-	if n := len(s.freeVisit); n > 0 {
-		v := s.freeVisit[n-1]
-		s.freeVisit = s.freeVisit[:n-1]
+	if v := popFree(&s.freeVisit); v != nil {
 		return v
 	}
 	v := new(visitState)
 	v.activity.initBuffers()
 	v.session = make([]byte, 0, 48)
 	return v
+}
+
+// addSession appends ss to k's open sessions, which stay in the order they opened.
+func (k *keyState) addSession(ss *sessionState) {
+	ss.next = nil
+	p := &k.sessions
+	for *p != nil {
+		p = &(*p).next
+	}
+	*p = ss
+	k.nsess++
 }
 
 // initBuffers gives a new activity buffers sized for typical events, carved from one block

@@ -213,12 +213,7 @@ func (s *Sessionizer) restoreKey(b []byte, count bool) error {
 		ss.id = append(ss.id[:0], id...)
 		ss.seq, ss.countedIn = r.uvarint(math.MaxUint64), r.uvarint(math.MaxUint64)
 		s.readActivity(r, &ss.activity, k, 's', ss.id, ss.seq)
-		p := &k.sessions
-		for *p != nil {
-			p = &(*p).next
-		}
-		*p = ss
-		k.nsess++
+		k.addSession(ss)
 		if count {
 			s.stats.OpenSessions++
 		}

@@ -190,7 +190,6 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Inputs...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(l.partitionFor)),
 		kgo.ProducerBatchCompression(codec),
