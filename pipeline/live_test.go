@@ -1,4 +1,4 @@
-package pipeline
+package pipeline_test
 
 import (
 	"bytes"
@@ -15,22 +15,46 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/bench"
+	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 const livePartitions = 4
 
-func newCluster(t *testing.T, topics ...string) *kfake.Cluster {
+// liveEnv is one live test's Kafka (kfake, or the real broker in DWELL_TEST_BROKERS) with the
+// input and every output topic, its names, the offline run's system events and a fake clock.
+type liveEnv struct {
+	brokers   []string
+	input     string
+	group     string
+	topics    pipeline.Topics
+	now       *atomic.Int64
+	want      map[string][]string
+	wantCount int
+}
+
+func newLiveEnv(t *testing.T) *liveEnv {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(livePartitions, topics...))
-	if err != nil {
-		t.Fatal(err)
+	d := pipeline.DefaultTopics()
+	k := pipelinetest.New(t, livePartitions, []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog},
+		pipelinetest.Compacted(d.Changelog))
+	return &liveEnv{
+		brokers: k.Brokers, input: k.Name("events"), group: k.Name("dwell"),
+		topics: pipeline.Topics{System: k.Name(d.System), Events: k.Name(d.Events), Late: k.Name(d.Late),
+			Dead: k.Name(d.Dead), Changelog: k.Name(d.Changelog)},
+		now: new(atomic.Int64),
 	}
-	t.Cleanup(c.Close)
-	return c
+}
+
+// config is the processor's configuration on this Kafka, with the fake clock.
+func (e *liveEnv) config(dataDir string, fs vfs.FS) pipeline.LiveConfig {
+	return pipeline.LiveConfig{
+		Brokers: e.brokers, Group: e.group, Inputs: []string{e.input}, Topics: e.topics, DataDir: dataDir, FS: fs,
+		Now: func() time.Time { return time.UnixMilli(e.now.Load()) }, PollTimeout: 50 * time.Millisecond,
+	}
 }
 
 // produceWeb writes n generated records to topic, keyed as a collector would, and returns the
@@ -167,18 +191,15 @@ func byKey(lines []string) map[string][]string {
 // TestLiveMatchesOffline is the end-to-end test: a generated stream through the live processor
 // on an in-process Kafka gives, per key and in order, the system events dwell process gives.
 func TestLiveMatchesOffline(t *testing.T) {
-	brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 400, Rate: 20, IdleEvery: 3000, MalformedShare: 0.005, Jitter: time.Second}, 8000)
-	live, err := NewLive(LiveConfig{
-		Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: vfs.NewMem(),
-		Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond,
-	})
+	e := setupLive(t, bench.WebConfig{Profiles: 400, Rate: 20, IdleEvery: 3000, MalformedShare: 0.005, Jitter: time.Second}, 8000)
+	live, err := pipeline.NewLive(e.config("data", vfs.NewMem()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- live.Run(ctx) }()
-	got := drainSystemEvents(t, brokers, now, wantCount)
+	got := drainSystemEvents(t, e)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -186,8 +207,8 @@ func TestLiveMatchesOffline(t *testing.T) {
 	if err := live.Close(); err != nil {
 		t.Fatal(err)
 	}
-	compareWithOffline(t, got, want, wantCount, "live system events")
-	t.Logf("%d system events over %d keys match the offline run", len(got), len(want))
+	compareWithOffline(t, got, e, "live system events")
+	t.Logf("%d system events over %d keys match the offline run", len(got), len(e.want))
 }
 
 func head(s []string) string {
@@ -207,60 +228,53 @@ func TestLiveCrashRecovery(t *testing.T) {
 		point     string
 		keepState bool
 	}{
-		{ExactlyOnce, "before-end", true}, {ExactlyOnce, "after-end", true}, {ExactlyOnce, "after-end", false},
+		{pipeline.ExactlyOnce, "before-end", true}, {pipeline.ExactlyOnce, "after-end", true}, {pipeline.ExactlyOnce, "after-end", false},
 		// Without transactions, "before-end" is after the outputs are flushed and before
 		// Pebble commits; "after-end" after Pebble commits and before the offsets do.
-		{AtLeastOnce, "before-end", true}, {AtLeastOnce, "before-end", false}, {AtLeastOnce, "after-end", true},
+		{pipeline.AtLeastOnce, "before-end", true}, {pipeline.AtLeastOnce, "before-end", false}, {pipeline.AtLeastOnce, "after-end", true},
 	} {
 		t.Run(fmt.Sprintf("%s/%s/keep-state=%v", tc.guarantee, tc.point, tc.keepState), func(t *testing.T) {
-			topics := DefaultTopics()
-			brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}, 5000)
-			fs := vfs.NewMem()
-			cfg := LiveConfig{
-				Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: fs,
-				Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond,
-				MaxPollRecords: 400, // many cycles, so the crash lands mid-stream
-				ClientOpts:     []kgo.Opt{kgo.TransactionTimeout(2 * time.Second)},
-				Guarantee:      tc.guarantee,
-			}
-			first, err := NewLive(cfg)
+			e := setupLive(t, bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}, 5000)
+			cfg := e.config("data", vfs.NewMem())
+			cfg.MaxPollRecords = 400 // many cycles, so the crash lands mid-stream
+			cfg.ClientOpts = []kgo.Opt{kgo.TransactionTimeout(2 * time.Second)}
+			cfg.Guarantee = tc.guarantee
+			first, err := pipeline.NewLive(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			cycles := 0
-			first.crashAt = func(point string) bool {
+			first.SetCrashAt(func(point string) bool {
 				if point == tc.point {
 					cycles++
 				}
 				return point == tc.point && cycles == 5
-			}
-			if err := first.Run(context.Background()); err != errCrashed {
+			})
+			if err := first.Run(context.Background()); err != pipeline.ErrCrashed {
 				t.Fatalf("first run: %v, want the crash", err)
 			}
 			// Abandon it: no End, no Pebble commit; its store is closed as a dead process's
 			// files would be.
-			first.stopWorkers()
-			first.cl.Close()
-			if err := first.store.Close(); err != nil {
+			if err := first.Abandon(); err != nil {
 				t.Fatal(err)
 			}
 			if !tc.keepState {
 				cfg.FS = vfs.NewMem()
 			}
-			second, err := NewLive(cfg)
+			second, err := pipeline.NewLive(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- second.Run(ctx) }()
-			got := drainSystemEvents(t, brokers, now, wantCount)
-			if tc.guarantee == AtLeastOnce {
+			got := drainSystemEvents(t, e)
+			if tc.guarantee == pipeline.AtLeastOnce {
 				// Repeats are allowed; wait until the distinct events are all there.
 				waitFor(t, "every distinct system event", 60*time.Second, func() bool {
-					now.Add(time.Minute.Milliseconds())
-					got = consumeAll(t, brokers, topics.System)
-					return len(dedupeIdentical(t, got)) >= wantCount
+					e.now.Add(time.Minute.Milliseconds())
+					got = consumeAll(t, e.brokers, e.topics.System)
+					return len(dedupeIdentical(t, got)) >= e.wantCount
 				})
 			}
 			cancel()
@@ -270,10 +284,10 @@ func TestLiveCrashRecovery(t *testing.T) {
 			if err := second.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if tc.guarantee == AtLeastOnce {
+			if tc.guarantee == pipeline.AtLeastOnce {
 				got = dedupeIdentical(t, got)
 			}
-			compareWithOffline(t, got, want, wantCount, "output after the crash")
+			compareWithOffline(t, got, e, "output after the crash")
 			t.Logf("%d system events after a crash at %s match the offline run", len(got), tc.point)
 		})
 	}
@@ -284,24 +298,22 @@ func TestLiveCrashRecovery(t *testing.T) {
 // state restored from the changelog; the committed output must equal the offline run's, per key
 // and in order, with no duplicate ids.
 func TestLiveRebalance(t *testing.T) {
-	brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}, 6000)
+	e := setupLive(t, bench.WebConfig{Profiles: 300, Rate: 20, IdleEvery: 2000, MalformedShare: 0.005, Jitter: time.Second}, 6000)
 	var processed atomic.Int64
-	start := func(name string) (*Live, context.CancelFunc, chan error) {
-		l, err := NewLive(LiveConfig{
-			Brokers: brokers, Inputs: []string{"events"}, DataDir: name, FS: vfs.NewMem(),
-			Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond,
-			MaxPollRecords: 50,
-		})
+	start := func(name string) (*pipeline.Live, context.CancelFunc, chan error) {
+		cfg := e.config(name, vfs.NewMem())
+		cfg.MaxPollRecords = 50
+		l, err := pipeline.NewLive(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		l.crashAt = func(point string) bool {
+		l.SetCrashAt(func(point string) bool {
 			if point == "after-end" {
 				processed.Add(50)
 				time.Sleep(10 * time.Millisecond) // pace the stream so membership changes land mid-way
 			}
 			return false
-		}
+		})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- l.Run(ctx) }()
@@ -319,9 +331,9 @@ func TestLiveRebalance(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := drainSystemEvents(t, brokers, now, wantCount)
+	got := drainSystemEvents(t, e)
 	for _, inst := range []struct {
-		l    *Live
+		l    *pipeline.Live
 		stop context.CancelFunc
 		done chan error
 	}{{b, stopB, doneB}, {cInst, stopC, doneC}} {
@@ -333,8 +345,8 @@ func TestLiveRebalance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	compareWithOffline(t, got, want, wantCount, "output across rebalances")
-	restores := a.restores.Load() + b.restores.Load() + cInst.restores.Load()
+	compareWithOffline(t, got, e, "output across rebalances")
+	restores := a.Restores() + b.Restores() + cInst.Restores()
 	if restores <= livePartitions {
 		t.Fatalf("%d partition restores: partitions never moved between instances", restores)
 	}
@@ -345,23 +357,21 @@ func TestLiveRebalance(t *testing.T) {
 // records produced, every input record's latency is observed once, system events and
 // transactions count, gauges read the state, and per-partition series go when partitions stop.
 func TestLiveMetrics(t *testing.T) {
-	topics := DefaultTopics()
-	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
-	brokers := c.ListenAddrs()
+	e := newLiveEnv(t)
 	const n = 2000
-	produceWeb(t, brokers, "events", bench.WebConfig{Profiles: 200, Rate: 20, MalformedShare: 0.01}, n)
+	produceWeb(t, e.brokers, e.input, bench.WebConfig{Profiles: 200, Rate: 20, MalformedShare: 0.01}, n)
 	reg := prometheus.NewRegistry()
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC).UnixMilli())
-	live, err := NewLive(LiveConfig{Brokers: brokers, Inputs: []string{"events"}, DataDir: "d", FS: vfs.NewMem(),
-		Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond, Metrics: NewMetrics(reg)})
+	e.now.Store(time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC).UnixMilli())
+	cfg := e.config("d", vfs.NewMem())
+	cfg.Metrics = pipeline.NewMetrics(reg)
+	live, err := pipeline.NewLive(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- live.Run(ctx) }()
-	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, brokers, "dwell", "events") })
+	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
 	waitFor(t, "readiness", 10*time.Second, live.Ready)
 	value := func(name string, labels map[string]string) (float64, int) {
 		fams, err := reg.Gather()
@@ -393,7 +403,7 @@ func TestLiveMetrics(t *testing.T) {
 		}
 		return sum, series
 	}
-	if v, _ := value("dwell_records_in_total", map[string]string{"topic": "events"}); v != n {
+	if v, _ := value("dwell_records_in_total", map[string]string{"topic": e.input}); v != n {
 		t.Fatalf("records in = %v, want %d", v, n)
 	}
 	if v, _ := value("dwell_event_to_output_latency_seconds", nil); v != n {
@@ -445,8 +455,8 @@ func TestLiveMetrics(t *testing.T) {
 func offlineWant(t *testing.T, values [][]byte) (map[string][]string, int) {
 	t.Helper()
 	var offline bytes.Buffer
-	if _, err := RunOffline(context.Background(), OfflineConfig{Partitions: livePartitions},
-		strings.NewReader(string(bytes.Join(values, []byte("\n")))), OfflineOutputs{System: &offline}); err != nil {
+	if _, err := pipeline.RunOffline(context.Background(), pipeline.OfflineConfig{Partitions: livePartitions},
+		strings.NewReader(string(bytes.Join(values, []byte("\n")))), pipeline.OfflineOutputs{System: &offline}); err != nil {
 		t.Fatal(err)
 	}
 	want := byKey(strings.Split(strings.TrimSpace(offline.String()), "\n"))
@@ -460,22 +470,23 @@ func offlineWant(t *testing.T, values [][]byte) (map[string][]string, int) {
 // drainSystemEvents waits until the group has consumed the input, moves the injected clock on
 // so idle advancement ends every visit, and returns the committed system events once there are
 // wantCount of them.
-func drainSystemEvents(t *testing.T, brokers []string, now *atomic.Int64, wantCount int) []*kgo.Record {
+func drainSystemEvents(t *testing.T, e *liveEnv) []*kgo.Record {
 	t.Helper()
-	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, brokers, "dwell", "events") })
-	now.Store(now.Load() + 48*time.Hour.Milliseconds())
+	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	e.now.Store(e.now.Load() + 48*time.Hour.Milliseconds())
 	var got []*kgo.Record
 	waitFor(t, "every system event", 60*time.Second, func() bool {
-		now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
-		got = consumeAll(t, brokers, DefaultTopics().System)
-		return len(got) >= wantCount
+		e.now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
+		got = consumeAll(t, e.brokers, e.topics.System)
+		return len(got) >= e.wantCount
 	})
 	return got
 }
 
 // compareWithOffline requires no duplicate ids and, per key and in order, the offline events.
-func compareWithOffline(t *testing.T, got []*kgo.Record, want map[string][]string, wantCount int, what string) {
+func compareWithOffline(t *testing.T, got []*kgo.Record, e *liveEnv, what string) {
 	t.Helper()
+	want, wantCount := e.want, e.wantCount
 	ids := map[string]bool{}
 	var lines []string
 	for _, r := range got {
@@ -526,19 +537,15 @@ func TestLiveRepeatedCrashes(t *testing.T) {
 	// 200k events; under the race detector (about ten times slower) the same crashes on 30k,
 	// while make test also runs this test once without it, on the full stream.
 	n, pollRecords := 200_000, 5000
-	if raceEnabled {
+	if pipeline.RaceEnabled {
 		n, pollRecords = 30_000, 1000
 	}
-	brokers, want, wantCount, now := setupLive(t, bench.WebConfig{Profiles: 5000, Rate: 100, IdleEvery: n / 5, MalformedShare: 0.002, Jitter: time.Second}, n)
-	fs := vfs.NewMem()
-	cfg := LiveConfig{
-		Brokers: brokers, Inputs: []string{"events"}, DataDir: "data", FS: fs,
-		Now: func() time.Time { return time.UnixMilli(now.Load()) }, PollTimeout: 50 * time.Millisecond,
-		MaxPollRecords: pollRecords, MaxCachedKeys: 500,
-		// Short enough that the first process's open transaction is aborted soon, long enough
-		// for a cycle under the race detector (a cycle must end within the timeout).
-		ClientOpts: []kgo.Opt{kgo.TransactionTimeout(15 * time.Second)},
-	}
+	e := setupLive(t, bench.WebConfig{Profiles: 5000, Rate: 100, IdleEvery: n / 5, MalformedShare: 0.002, Jitter: time.Second}, n)
+	cfg := e.config("data", vfs.NewMem())
+	cfg.MaxPollRecords, cfg.MaxCachedKeys = pollRecords, 500
+	// Short enough that the first process's open transaction is aborted soon, long enough for
+	// a cycle under the race detector (a cycle must end within the timeout).
+	cfg.ClientOpts = []kgo.Opt{kgo.TransactionTimeout(15 * time.Second)}
 	for i, crash := range []struct {
 		point string
 		cycle int
@@ -547,34 +554,32 @@ func TestLiveRepeatedCrashes(t *testing.T) {
 		if crash.fresh {
 			cfg.FS = vfs.NewMem()
 		}
-		l, err := NewLive(cfg)
+		l, err := pipeline.NewLive(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cycles := 0
-		l.crashAt = func(point string) bool {
+		l.SetCrashAt(func(point string) bool {
 			if point == crash.point {
 				cycles++
 			}
 			return point == crash.point && cycles == crash.cycle
-		}
-		if err := l.Run(context.Background()); err != errCrashed {
+		})
+		if err := l.Run(context.Background()); err != pipeline.ErrCrashed {
 			t.Fatalf("process %d: %v, want the crash", i+1, err)
 		}
-		l.stopWorkers()
-		l.cl.Close()
-		if err := l.store.Close(); err != nil {
+		if err := l.Abandon(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	last, err := NewLive(cfg)
+	last, err := pipeline.NewLive(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- last.Run(ctx) }()
-	got := drainSystemEvents(t, brokers, now, wantCount)
+	got := drainSystemEvents(t, e)
 	evicted := last.Stats().Evicted // before the workers stop
 	cancel()
 	if err := <-done; err != nil {
@@ -586,21 +591,18 @@ func TestLiveRepeatedCrashes(t *testing.T) {
 	if err := last.Close(); err != nil {
 		t.Fatal(err)
 	}
-	compareWithOffline(t, got, want, wantCount, "output after three crashes")
+	compareWithOffline(t, got, e, "output after three crashes")
 	t.Logf("%d system events from %d records through three crashes match the offline run", len(got), n)
 }
 
-// setupLive starts a cluster with the input and every output topic, produces n generated
-// records, and returns the brokers, the offline run's system events by key and their count, and
-// a fake wall clock at the stream's start.
-func setupLive(t *testing.T, web bench.WebConfig, n int) ([]string, map[string][]string, int, *atomic.Int64) {
+// setupLive starts a Kafka with the input and every output topic, produces n generated records,
+// and returns it with the offline run's system events and a fake wall clock at the stream's
+// start.
+func setupLive(t *testing.T, web bench.WebConfig, n int) *liveEnv {
 	t.Helper()
-	topics := DefaultTopics()
-	c := newCluster(t, "events", topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog)
-	brokers := c.ListenAddrs()
-	values := produceWeb(t, brokers, "events", web, n)
-	want, wantCount := offlineWant(t, values)
-	now := new(atomic.Int64)
-	now.Store(web.EnsureDefaults().Start.UnixMilli())
-	return brokers, want, wantCount, now
+	e := newLiveEnv(t)
+	values := produceWeb(t, e.brokers, e.input, web, n)
+	e.want, e.wantCount = offlineWant(t, values)
+	e.now.Store(web.EnsureDefaults().Start.UnixMilli())
+	return e
 }

@@ -1,0 +1,22 @@
+package pipeline
+
+// Hooks for the external tests of package pipeline_test, which live outside the package so that
+// they can use bench's generators (bench imports pipeline for its Kafka-level workloads).
+
+var ErrCrashed = errCrashed
+
+const RaceEnabled = raceEnabled
+
+// SetCrashAt makes the processor return ErrCrashed at a named point of a cycle when f says so.
+func (l *Live) SetCrashAt(f func(point string) bool) { l.crashAt = f }
+
+// Abandon leaves the processor as a killed process would: no End, no Pebble commit, the
+// client and the store closed without flushing anything.
+func (l *Live) Abandon() error {
+	l.stopWorkers()
+	l.cl.Close()
+	return l.store.Close()
+}
+
+// Restores counts the partitions this processor has restored.
+func (l *Live) Restores() int64 { return l.restores.Load() }
