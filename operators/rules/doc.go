@@ -1,0 +1,77 @@
+// Package rules is dwell's deterministic workflow core: rules that run on every event (input
+// events, system events, and events a rule scheduled), the event registry, and the per-key
+// state rules keep (traits, tags, counters, scheduled events). Like package operators it knows
+// nothing of Kafka, Pebble or the wall clock and starts no goroutines.
+//
+// # Pieces
+//
+//   - Config (Load): a rules file, compiled. Immutable; one value per version, shared by every
+//     partition. A file that fails to load returns a *LoadError (rule name, line, column) and
+//     replaces nothing, so the old config stays live.
+//   - Registry (LoadRegistry): per event type a description, an optional JSON Schema for
+//     `properties`, a queue, a priority, enabled and ephemeral flags; and the policy for
+//     unregistered types (accept, flag, reject). Immutable like Config.
+//   - Engine: one per partition, owned by the partition's goroutine. Apply(env, state, outcome)
+//     runs the rules on one event and reports everything in the Outcome: rules fired, actions
+//     taken, outputs, timer operations, whether the state changed, and the event-log state.
+//   - ProfileState: one per key, with a compact canonical binary encoding (AppendEncode,
+//     Decode) for the changelog and the store.
+//
+// # Order and errors
+//
+// Rules run in a fixed order: priority descending, then name ascending. Rules whose `on` cannot
+// match the event's type cost nothing: exact types are a map lookup, patterns with '*' are
+// matched once per type and cached per engine. A rule fires when its `on`, `source` and `when`
+// match; its actions then run in order. A `stop` action ends evaluation: no later action or rule
+// runs. A run-time error in a condition skips the rule; an error in an action skips the rule's
+// remaining actions (those before it took effect); either way the other rules still run and the
+// event's state is `error` with the first error as detail. Nothing panics and nothing stops the
+// partition.
+//
+// # Conditions
+//
+// `when` is an expr expression (github.com/expr-lang/expr), type-checked at load against
+//
+//	event    id, type, time (Unix ms), source, profile, session, late, system, tags (list),
+//	         properties.PATH (any depth: event.properties.cart.total)
+//	profile  id, traits.NAME (string; "" when unset), counters.NAME (number; 0 when unset),
+//	         tags (list)
+//	visit    open, id, started_at, last_activity, duration_ms, event_count, page_view_count,
+//	session  entry_url, exit_url
+//
+// and bounded by a node limit (Options.MaxConditionNodes). The compiled subset is: literals;
+// fields as above; ! not - ; && and || or (short-circuit); == != < <= > >= on numbers, strings,
+// booleans, nil; + - * / % on numbers; contains, startsWith, endsWith; matches with a constant
+// pattern; `x in [constants]`, `s in event.tags`, `s in profile.tags`; len(string or list).
+// Anything else is a load error. Properties are read lazily from the raw JSON, only the paths
+// conditions name, once per event; their type is known only at run time: a missing (or null)
+// property makes an ordering comparison, contains/startsWith/endsWith/matches and `in` false
+// and equals only nil; a property of the wrong type (a string compared with a number) is a
+// run-time error of the rule. Numbers are float64.
+//
+// # Actions
+//
+//	emit:      {type: T, topic: X | queue: Q, key: TEMPLATE, properties: {name: TEMPLATE}}
+//	notify:    {channel: C, to: [TEMPLATE], subject: TEMPLATE, body: TEMPLATE,
+//	            params: {name: TEMPLATE}, queue: Q}     params render first, visible as .params
+//	set_trait: {name: N, value: TEMPLATE}
+//	tag: T | [T...]          untag: T | [T...]
+//	increment: N | {counter: N, by: INT}
+//	schedule:  {name: N, type: T, after: DURATION | at: TEMPLATE, properties: {name: TEMPLATE}}
+//	cancel:    N
+//	route:     Q
+//	stop:      true
+//
+// Templates are text/template with a small function set (see template.go); a template that
+// does not parse is a load error. Ids of derived events, notifications and timers derive from
+// the cause event's id, the rule and the action, never from randomness or the clock, so a
+// replay produces the same bytes.
+//
+// # Scheduled events
+//
+// A schedule is a Timer in the key's ProfileState (at most one per name; scheduling a name
+// again replaces it, cancel removes it), reported as TimerOps so that the pipeline can keep its
+// time-ordered timer index, whose single deadline per key is ProfileState.NextDeadline. When
+// the watermark passes it, the pipeline calls PopDue, fills an Env with SetTimer and Applies
+// each fired timer like an event of its type, at its deadline. Deadlines are event time.
+package rules

@@ -1,0 +1,506 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/dwellhq/dwell/operators"
+)
+
+// LogState is an event's state in the event log.
+type LogState uint8
+
+const (
+	// Processed: the rules ran (whether or not any fired).
+	Processed LogState = iota
+	// Errored: a rule failed at run time; the other rules still ran (Outcome.Errors).
+	Errored
+	// Ignored: the registry disables the event's type; no rule ran.
+	Ignored
+	// DeadLettered: the registry rejected the event (Outcome.Reason, Outcome.Detail).
+	DeadLettered
+)
+
+var logStateNames = [...]string{"processed", "error", "ignored", "dead-lettered"}
+
+func (s LogState) String() string { return logStateNames[s] }
+
+// OutputKind says what an Output is.
+type OutputKind uint8
+
+const (
+	// OutEmit is a derived event (JSON) for Topic or Queue.
+	OutEmit OutputKind = iota
+	// OutNotify is a notification record (JSON) for Queue ("" the default notifications queue).
+	OutNotify
+	// OutRoute sends the event itself to Queue; Value is nil.
+	OutRoute
+)
+
+var outputKindNames = [...]string{"emit", "notify", "route"}
+
+func (k OutputKind) String() string { return outputKindNames[k] }
+
+// Output is one record a rule produces. Its Value is owned by the Outcome until the next Apply.
+type Output struct {
+	Kind  OutputKind
+	Rule  string
+	Topic string // emit to a topic
+	Queue string
+	Key   string // the record key: the event's key unless an emit templates its own
+	ID    string // deterministic: derived from the cause event, the rule and the action
+	Value []byte
+}
+
+// TimerOp is a change to the key's scheduled events, for the pipeline's timer index: a
+// schedule adds Timer; a cancel, a replaced schedule (reported as a cancel of the old one
+// first) and a fired timer remove it.
+type TimerOp struct {
+	Cancel bool
+	Timer  Timer
+}
+
+// ActionRecord is one action taken, for the event log.
+type ActionRecord struct {
+	Rule string
+	Kind ActionKind
+}
+
+// RuleError is a rule's run-time failure: in its condition (Action -1) or in an action (the
+// index in Rule.Actions); the rule's later actions were skipped.
+type RuleError struct {
+	Rule   string
+	Action int
+	Err    error
+}
+
+func (e RuleError) Error() string {
+	if e.Action < 0 {
+		return fmt.Sprintf("rule %q: when: %v", e.Rule, e.Err)
+	}
+	return fmt.Sprintf("rule %q: action %d: %v", e.Rule, e.Action+1, e.Err)
+}
+
+// Outcome is everything Apply decided for one event. Reused from call to call: its slices and
+// values are valid until the next Apply with it.
+type Outcome struct {
+	State LogState
+	// Reason and Detail say why the event was dead-lettered or errored.
+	Reason operators.Reason
+	Detail string
+	// Unregistered: the registry does not list the type (policy flag or accept).
+	Unregistered bool
+	// Type is the registry's entry for the event's type (nil when not registered or system).
+	Type *TypeInfo
+	// Fired lists the rules whose type, source and condition matched, in order.
+	Fired   []string
+	Actions []ActionRecord
+	Outputs []Output
+	Timers  []TimerOp
+	Errors  []RuleError
+	// Stopped: a stop action ended rule evaluation.
+	Stopped bool
+	// StateChanged: the ProfileState changed; the key must be changelogged.
+	StateChanged bool
+}
+
+func (o *Outcome) reset() {
+	*o = Outcome{Fired: o.Fired[:0], Actions: o.Actions[:0], Outputs: o.Outputs[:0], Timers: o.Timers[:0], Errors: o.Errors[:0]}
+}
+
+// Engine applies a Config (and optionally a Registry) to the events of one partition. Like a
+// Sessionizer it is owned by one goroutine; it reads no clock and does no I/O: time is the
+// event's, and outputs and state changes are reported in the Outcome for the pipeline to add to
+// the cycle's transaction.
+type Engine struct {
+	cfg   *Config
+	reg   *Registry
+	cache map[string][]int32 // event type -> candidate rules (exact and wildcard), in order
+	run   run
+}
+
+// maxCachedTypes bounds the engine's per-type cache (types come from input).
+const maxCachedTypes = 4096
+
+// NewEngine returns an engine running cfg; reg may be nil (no registry: every type accepted).
+func NewEngine(cfg *Config, reg *Registry) *Engine {
+	e := &Engine{}
+	e.SetConfig(cfg, reg)
+	return e
+}
+
+// SetConfig switches to another config and registry; call it between events (the pipeline:
+// at a cycle boundary).
+func (e *Engine) SetConfig(cfg *Config, reg *Registry) {
+	e.cfg, e.reg = cfg, reg
+	e.cache = make(map[string][]int32)
+}
+
+// Config returns the config the engine runs.
+func (e *Engine) Config() *Config { return e.cfg }
+
+// Registry returns the registry the engine runs, or nil.
+func (e *Engine) Registry() *Registry { return e.reg }
+
+// candidates returns the enabled rules whose `on` matches typ, in evaluation order.
+func (e *Engine) candidates(typ string) []int32 {
+	if c, ok := e.cache[typ]; ok {
+		return c
+	}
+	cfg := e.cfg
+	exact := cfg.exact[typ]
+	var c []int32
+	if len(cfg.wildcard) == 0 {
+		c = exact
+	} else {
+		c = make([]int32, 0, len(exact)+len(cfg.wildcard))
+		i, j := 0, 0
+		for i < len(exact) || j < len(cfg.wildcard) {
+			if j == len(cfg.wildcard) || i < len(exact) && exact[i] < cfg.wildcard[j] {
+				c = append(c, exact[i])
+				i++
+				continue
+			}
+			w := cfg.wildcard[j]
+			j++
+			if i < len(exact) && exact[i] == w {
+				continue // listed both exactly and by a pattern: once, taken from exact
+			}
+			for _, g := range cfg.Rules[w].globs {
+				if glob(g, typ) {
+					c = append(c, w)
+					break
+				}
+			}
+		}
+	}
+	if len(e.cache) < maxCachedTypes {
+		e.cache[typ] = c
+	}
+	return c
+}
+
+// glob matches s against a pattern in which '*' matches any run of characters.
+func glob(pattern, s string) bool {
+	star, next := -1, 0
+	p, i := 0, 0
+	for i < len(s) {
+		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			star, next = p, i
+			p++
+		case p < len(pattern) && pattern[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			p, next = star+1, next+1
+			i = next
+		default:
+			return false
+		}
+	}
+	for p < len(pattern) && pattern[p] == '*' {
+		p++
+	}
+	return p == len(pattern)
+}
+
+// run is the state of one Apply.
+type run struct {
+	env   *Env
+	st    *ProfileState
+	out   *Outcome
+	lim   *Limits
+	rule  string
+	props map[string]any // decoded properties, for templates
+	ctx   evalCtx
+}
+
+// Apply runs the rules on the event in env against the key's state st, which it updates in
+// place, and reports what happened in out (reset first). st may be an empty state for a new key.
+// Apply never fails: a rule's error is recorded in out and the other rules still run.
+func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
+	out.reset()
+	cfg := e.cfg
+	env.ensureSlots(len(cfg.paths.paths))
+	if e.reg != nil && !env.Event.System {
+		v := e.reg.Check(env.Event.Type, env.Event.Properties)
+		out.Type, out.Unregistered = v.Info, v.Unregistered
+		switch {
+		case v.Reject:
+			out.State, out.Reason, out.Detail = DeadLettered, v.Reason, v.Detail
+			return
+		case v.Ignore:
+			out.State = Ignored
+			return
+		}
+	}
+	r := &e.run
+	*r = run{env: env, st: st, out: out, lim: &cfg.Limits, ctx: evalCtx{env: env, st: st}}
+	defer func() { r.env, r.st, r.out, r.props = nil, nil, nil, nil }()
+	for _, i := range e.candidates(env.Event.Type) {
+		rule := cfg.Rules[i]
+		if len(rule.Source) > 0 && !contains(rule.Source, env.Event.Source) {
+			continue
+		}
+		if rule.cond != nil {
+			ok, err := rule.cond.fn(&r.ctx)
+			if err != nil {
+				out.Errors = append(out.Errors, RuleError{Rule: rule.Name, Action: -1, Err: err})
+				continue
+			}
+			if !ok {
+				continue
+			}
+		}
+		out.Fired = append(out.Fired, rule.Name)
+		r.rule = rule.Name
+		stop := false
+		for ai, a := range rule.Actions {
+			out.Actions = append(out.Actions, ActionRecord{Rule: rule.Name, Kind: a.Kind})
+			if a.Kind == ActStop {
+				stop = true
+				break
+			}
+			if err := r.do(a, ai); err != nil {
+				out.Errors = append(out.Errors, RuleError{Rule: rule.Name, Action: ai, Err: err})
+				break
+			}
+		}
+		if stop {
+			out.Stopped = true
+			break
+		}
+	}
+	if len(out.Errors) > 0 {
+		out.State, out.Reason, out.Detail = Errored, "rule-error", out.Errors[0].Error()
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// derivedID is the id of something action ai of the current rule derives from the event:
+// SHA-256 over kind, event id, rule name and action index, as 32 hex digits.
+func (r *run) derivedID(kind string, ai int) string {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(r.env.Event.ID))
+	h.Write([]byte{0})
+	h.Write([]byte(r.rule))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(ai))
+	h.Write(b[:])
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func (r *run) do(a *Action, ai int) error {
+	out, st := r.out, r.st
+	switch a.Kind {
+	case ActEmit:
+		key := r.env.Key
+		if a.key != nil {
+			k, err := r.render(a.key, nil)
+			if err != nil {
+				return fmt.Errorf("key: %w", err)
+			}
+			key = k
+		}
+		props, err := r.renderProps(a.props)
+		if err != nil {
+			return err
+		}
+		id := r.derivedID("emit", ai)
+		ev := r.env.Event
+		v := map[string]any{
+			"id": id, "type": a.Type, "time": formatTime(ev.Time), "cause_event_id": ev.ID, "rule": r.rule,
+			"properties": props,
+		}
+		for k, s := range map[string]string{"profile": ev.Profile, "session": ev.Session, "source": ev.Source} {
+			if s != "" {
+				v[k] = s
+			}
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		out.Outputs = append(out.Outputs, Output{Kind: OutEmit, Rule: r.rule, Topic: a.Topic, Queue: a.Queue, Key: key, ID: id, Value: b})
+	case ActNotify:
+		params := make(map[string]string, len(a.params))
+		for _, p := range a.params {
+			s, err := r.render(p.t, params)
+			if err != nil {
+				return fmt.Errorf("params.%s: %w", p.name, err)
+			}
+			params[p.name] = s
+		}
+		to := make([]string, 0, len(a.to))
+		for _, t := range a.to {
+			s, err := r.render(t, params)
+			if err != nil {
+				return fmt.Errorf("to: %w", err)
+			}
+			if s = strings.TrimSpace(s); s != "" {
+				to = append(to, s)
+			}
+		}
+		if len(to) == 0 {
+			return fmt.Errorf("no recipients: every `to` rendered empty")
+		}
+		var subject, body string
+		var err error
+		if a.subject != nil {
+			if subject, err = r.render(a.subject, params); err != nil {
+				return fmt.Errorf("subject: %w", err)
+			}
+		}
+		if a.body != nil {
+			if body, err = r.render(a.body, params); err != nil {
+				return fmt.Errorf("body: %w", err)
+			}
+		}
+		id := r.derivedID("notify", ai)
+		ev := r.env.Event
+		b, err := json.Marshal(map[string]any{
+			"id": id, "rule": r.rule, "channel": a.Channel, "to": to, "subject": subject, "body": body,
+			"params": params, "event_id": ev.ID, "event_type": ev.Type, "key": r.env.Key, "time": formatTime(ev.Time),
+		})
+		if err != nil {
+			return err
+		}
+		out.Outputs = append(out.Outputs, Output{Kind: OutNotify, Rule: r.rule, Queue: a.Queue, Key: r.env.Key, ID: id, Value: b})
+	case ActRoute:
+		out.Outputs = append(out.Outputs, Output{Kind: OutRoute, Rule: r.rule, Queue: a.Queue, Key: r.env.Key, ID: r.env.Event.ID})
+	case ActSetTrait:
+		v, err := r.render(a.value, nil)
+		if err != nil {
+			return fmt.Errorf("value: %w", err)
+		}
+		changed, err := st.setTrait(a.Name, v, r.lim)
+		if err != nil {
+			return err
+		}
+		out.StateChanged = out.StateChanged || changed
+	case ActTag:
+		for _, t := range a.Tags {
+			changed, err := st.addTag(t, r.lim)
+			if err != nil {
+				return err
+			}
+			out.StateChanged = out.StateChanged || changed
+		}
+	case ActUntag:
+		for _, t := range a.Tags {
+			out.StateChanged = st.removeTag(t) || out.StateChanged
+		}
+	case ActIncrement:
+		if _, err := st.increment(a.Name, a.By, r.lim); err != nil {
+			return err
+		}
+		out.StateChanged = true
+	case ActSchedule:
+		return r.schedule(a)
+	case ActCancel:
+		if t, ok := st.cancel(a.Name); ok {
+			out.Timers = append(out.Timers, TimerOp{Cancel: true, Timer: t})
+			out.StateChanged = true
+		}
+	}
+	return nil
+}
+
+func (r *run) renderProps(props []namedTmpl) (map[string]string, error) {
+	m := make(map[string]string, len(props))
+	for _, p := range props {
+		s, err := r.render(p.t, nil)
+		if err != nil {
+			return nil, fmt.Errorf("properties.%s: %w", p.name, err)
+		}
+		m[p.name] = s
+	}
+	return m, nil
+}
+
+func (r *run) schedule(a *Action) error {
+	ev := &r.env.Event
+	var deadline int64
+	if a.at != nil {
+		s, err := r.render(a.at, nil)
+		if err != nil {
+			return fmt.Errorf("at: %w", err)
+		}
+		deadline, err = parseAt(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("at: %w", err)
+		}
+	} else {
+		deadline = ev.Time + a.After.Milliseconds()
+	}
+	if deadline <= 0 {
+		return fmt.Errorf("deadline %d is not a valid time", deadline)
+	}
+	t := Timer{Name: a.Name, Type: a.Type, Deadline: deadline, Cause: ev.ID}
+	if len(a.props) > 0 {
+		props, err := r.renderProps(a.props)
+		if err != nil {
+			return err
+		}
+		if t.Data, err = json.Marshal(props); err != nil {
+			return err
+		}
+	}
+	t.ID = timerID(r.env.Key, t.Name, t.Deadline, t.Cause)
+	old, replaced, err := r.st.schedule(t, r.lim)
+	if err != nil {
+		return err
+	}
+	if replaced {
+		r.out.Timers = append(r.out.Timers, TimerOp{Cancel: true, Timer: old})
+	}
+	r.out.Timers = append(r.out.Timers, TimerOp{Timer: t})
+	r.out.StateChanged = true
+	return nil
+}
+
+// timerID derives a timer's id from key, name, deadline and cause.
+func timerID(key, name string, deadline int64, cause string) (id [16]byte) {
+	h := sha256.New()
+	for _, s := range []string{"timer", key, name, cause} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(deadline))
+	h.Write(b[:])
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// parseAt reads a schedule's `at`: RFC 3339 (as input times are read) or Unix milliseconds.
+func parseAt(s string) (int64, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return ms, nil
+	}
+	ms, ok := operators.ParseTime([]byte(s))
+	if !ok {
+		return 0, fmt.Errorf("%q is neither RFC 3339 nor Unix milliseconds", s)
+	}
+	return ms, nil
+}
+
+func formatTime(ms int64) string {
+	return string(operators.AppendTime(nil, ms))
+}

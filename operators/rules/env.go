@@ -1,0 +1,118 @@
+package rules
+
+import (
+	"encoding/hex"
+	"unsafe"
+
+	"github.com/dwellhq/dwell/operators"
+)
+
+// Env is what conditions and templates see: the event, the profile's state, and the key's
+// current visit and session. Its strings are views (see SetEvent): an Env is valid only while
+// the event it was filled from is, and one Env is reused from event to event by its owner.
+type Env struct {
+	Event   EventView
+	Key     string // the state key: the profile id, or the session id of a profile-less key
+	Visit   ActivityView
+	Session ActivityView
+
+	// props caches the property paths that conditions name, extracted from
+	// Event.Properties on first use (see Config.paths).
+	props    []propSlot
+	propDone []uint64
+	idBuf    [32]byte
+}
+
+// EventView is the event part of an Env. Time is Unix milliseconds.
+type EventView struct {
+	ID, Type, Source, Profile, Session string
+	Time                               int64
+	// Tags is the raw JSON array of tags, Properties the raw JSON object of properties (nil
+	// when absent); conditions decode only the fields they name.
+	Tags, Properties []byte
+	// Late: the event arrived behind the watermark; System: dwell emitted it (a system event
+	// or a fired schedule).
+	Late, System bool
+}
+
+// ActivityView describes the key's current visit or session; Open is false when there is
+// none (then every field is zero).
+type ActivityView struct {
+	Open          bool
+	ID            string
+	StartedAt     int64
+	LastActivity  int64
+	EventCount    int64
+	PageViewCount int64
+	EntryURL      string
+	ExitURL       string
+}
+
+// Reset clears the Env for a new event, keeping its buffers.
+func (e *Env) Reset() {
+	props, done := e.props, e.propDone
+	clear(done)
+	*e = Env{props: props, propDone: done}
+}
+
+// SetEvent fills the event part from a decoded input event. The Env's strings alias ev's
+// buffers; they must not be used after ev changes.
+func (e *Env) SetEvent(ev *operators.Event, late bool) {
+	e.Reset()
+	id := ev.ID
+	if id == nil {
+		id = operators.AppendEventID(e.idBuf[:0], &operators.EventRef{Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset})
+	}
+	e.Event = EventView{
+		ID: view(id), Type: ev.Type, Source: view(ev.Source), Profile: view(ev.Profile),
+		Session: view(ev.Session), Time: ev.Time, Tags: ev.Tags, Properties: ev.Properties, Late: late,
+	}
+	if ev.Profile != nil {
+		e.Key = view(ev.Profile)
+	} else {
+		e.Key = view(ev.Session)
+	}
+}
+
+// SetSystem fills the event part from a system event, and Visit or Session from its summary
+// (visit-ended, session-closed).
+func (e *Env) SetSystem(se *operators.SystemEvent) {
+	e.Reset()
+	hex.Encode(e.idBuf[:], se.ID[:])
+	e.Event = EventView{
+		ID: view(e.idBuf[:]), Type: se.Type.String(), Source: view(se.Source), Profile: view(se.Profile),
+		Session: view(se.Session), Time: se.Time, System: true,
+	}
+	if se.Profile != nil {
+		e.Key = view(se.Profile)
+	} else {
+		e.Key = view(se.Session)
+	}
+	if sm := se.Summary; sm != nil {
+		a := ActivityView{
+			Open: true, StartedAt: sm.StartedAt, LastActivity: sm.LastActivity, EventCount: int64(sm.EventCount),
+			PageViewCount: int64(sm.PageViewCount), EntryURL: view(sm.EntryURL), ExitURL: view(sm.ExitURL),
+		}
+		if se.Type == operators.VisitEnded {
+			a.ID = view(se.VisitID)
+			e.Visit = a
+		} else {
+			a.ID = view(se.Session)
+			e.Session = a
+		}
+	}
+}
+
+// SetTimer fills the event part for a fired schedule of key: an event of the timer's type at
+// its deadline, with the timer's id and properties.
+func (e *Env) SetTimer(key string, t *Timer) {
+	e.Reset()
+	hex.Encode(e.idBuf[:], t.ID[:])
+	e.Event = EventView{
+		ID: view(e.idBuf[:]), Type: t.Type, Profile: key, Time: t.Deadline, Properties: t.Data, System: true,
+	}
+	e.Key = key
+}
+
+// view returns b as a string without copying; b must not change while the string is used.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

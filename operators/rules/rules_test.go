@@ -1,0 +1,272 @@
+package rules
+
+import (
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+)
+
+// base is time zero of the scripts: t=1h means 2026-01-01T01:00:00Z.
+var base = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+var hexID = regexp.MustCompile(`([0-9a-f]{8})[0-9a-f]{24}`)
+
+func rel(t *testing.T, s string) int64 {
+	t.Helper()
+	if s == "0" {
+		return base.UnixMilli()
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("bad time %q: %v", s, err)
+	}
+	return base.Add(d).UnixMilli()
+}
+
+// script holds a script's engine and the state of each key.
+type script struct {
+	cfg    *Config
+	reg    *Registry
+	eng    *Engine
+	states map[string]*ProfileState
+	env    Env
+	out    Outcome
+}
+
+func (s *script) state(key string) *ProfileState {
+	st := s.states[key]
+	if st == nil {
+		st = &ProfileState{}
+		s.states[key] = st
+	}
+	return st
+}
+
+func printOutcome(b *strings.Builder, o *Outcome) {
+	fmt.Fprintf(b, "state: %s", o.State)
+	if o.Reason != "" {
+		fmt.Fprintf(b, " (%s)", o.Reason)
+	}
+	if o.Unregistered {
+		b.WriteString(" unregistered")
+	}
+	if o.Type != nil && o.Type.Queue != "" {
+		fmt.Fprintf(b, " queue=%s", o.Type.Queue)
+	}
+	b.WriteString("\n")
+	if o.Detail != "" {
+		fmt.Fprintf(b, "detail: %s\n", o.Detail)
+	}
+	if len(o.Fired) > 0 {
+		fmt.Fprintf(b, "fired: %s\n", strings.Join(o.Fired, ", "))
+	}
+	if len(o.Actions) > 0 {
+		b.WriteString("actions:")
+		for _, a := range o.Actions {
+			fmt.Fprintf(b, " %s/%s", a.Rule, a.Kind)
+		}
+		b.WriteString("\n")
+	}
+	for _, e := range o.Errors[min(len(o.Errors), 1):] {
+		fmt.Fprintf(b, "also: %s\n", e.Error())
+	}
+	for _, out := range o.Outputs {
+		fmt.Fprintf(b, "%s", out.Kind)
+		if out.Topic != "" {
+			fmt.Fprintf(b, " topic=%s", out.Topic)
+		}
+		if out.Queue != "" {
+			fmt.Fprintf(b, " queue=%s", out.Queue)
+		}
+		fmt.Fprintf(b, " key=%s id=%s", out.Key, hexID.ReplaceAllString(out.ID, "$1"))
+		if out.Value != nil {
+			fmt.Fprintf(b, " %s", hexID.ReplaceAllString(string(out.Value), "$1"))
+		}
+		b.WriteString("\n")
+	}
+	for _, op := range o.Timers {
+		verb := "schedule"
+		if op.Cancel {
+			verb = "cancel"
+		}
+		fmt.Fprintf(b, "timer: %s %s\n", verb, timerString(&op.Timer))
+	}
+	if o.Stopped {
+		b.WriteString("stopped\n")
+	}
+	if o.StateChanged {
+		b.WriteString("state changed\n")
+	}
+}
+
+func timerString(t *Timer) string {
+	s := fmt.Sprintf("%s type=%s at=%s id=%s", t.Name, t.Type, (time.Duration(t.Deadline-base.UnixMilli()) * time.Millisecond), hex.EncodeToString(t.ID[:4]))
+	if t.Data != nil {
+		s += " data=" + string(t.Data)
+	}
+	return s
+}
+
+func printState(b *strings.Builder, st *ProfileState) {
+	if st.Empty() {
+		b.WriteString("empty\n")
+		return
+	}
+	for _, t := range st.Traits {
+		fmt.Fprintf(b, "trait %s=%q\n", t.Name, t.Value)
+	}
+	if len(st.Tags) > 0 {
+		fmt.Fprintf(b, "tags %s\n", strings.Join(st.Tags, ","))
+	}
+	for _, c := range st.Counters {
+		fmt.Fprintf(b, "counter %s=%d\n", c.Name, c.Value)
+	}
+	for i := range st.Timers {
+		fmt.Fprintf(b, "timer %s\n", timerString(&st.Timers[i]))
+	}
+}
+
+// TestScripts runs the datadriven scripts in testdata/. Commands:
+//
+//	rules [version=V] [max_nodes=N]      (input: a rules file; prints the order or the error)
+//	registry                            (input: a registry file, or nothing to drop it)
+//	event type=T [t=REL] [id=ID] [p=PROFILE] [s=SESSION] [src=S] [tags=a,b] [late]
+//	      [visit=STARTED_REL,LAST_REL,EVENTS,PAGE_VIEWS]   (input: the properties object, if any)
+//	fire t=REL [p=PROFILE]              (apply the timers due at REL)
+//	state [p=PROFILE]                   (print the key's state; checks its encoding round-trips)
+//
+// Times are relative to 2026-01-01T00:00:00Z, as Go durations. Ids of 32 hex digits are
+// shortened to their first 8.
+func TestScripts(t *testing.T) {
+	datadriven.Walk(t, "testdata/scripts", func(t *testing.T, path string) {
+		s := &script{states: map[string]*ProfileState{}}
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			args := map[string]string{}
+			for _, a := range d.CmdArgs {
+				args[a.Key] = strings.Join(a.Vals, ",")
+			}
+			var b strings.Builder
+			switch d.Cmd {
+			case "rules":
+				opt := Options{Version: args["version"]}
+				if v, ok := args["max_nodes"]; ok {
+					n, _ := strconv.Atoi(v)
+					opt.MaxConditionNodes = uint(n)
+				}
+				cfg, err := Load([]byte(d.Input), opt)
+				if err != nil {
+					return "error: " + err.Error() + "\n"
+				}
+				s.cfg = cfg
+				if s.eng == nil {
+					s.eng = NewEngine(cfg, s.reg)
+				} else {
+					s.eng.SetConfig(cfg, s.reg)
+				}
+				fmt.Fprintf(&b, "version %s:", cfg.Version)
+				for _, r := range cfg.Rules {
+					fmt.Fprintf(&b, " %s", r.Name)
+					if !r.Enabled {
+						b.WriteString("(disabled)")
+					}
+				}
+				b.WriteString("\n")
+				return b.String()
+			case "registry":
+				if strings.TrimSpace(d.Input) == "" {
+					s.reg = nil
+				} else {
+					reg, err := LoadRegistry([]byte(d.Input))
+					if err != nil {
+						return "error: " + err.Error() + "\n"
+					}
+					s.reg = reg
+					fmt.Fprintf(&b, "version %s, unregistered %s:", reg.Version, reg.Unregistered)
+					for _, ti := range reg.Types() {
+						fmt.Fprintf(&b, " %s", ti.Type)
+					}
+					b.WriteString("\n")
+				}
+				if s.eng != nil {
+					s.eng.SetConfig(s.cfg, s.reg)
+				}
+				return b.String()
+			case "event":
+				if s.eng == nil {
+					t.Fatal("no rules loaded")
+				}
+				p := args["p"]
+				if _, ok := args["p"]; !ok {
+					p = "alice"
+				}
+				ev := EventView{
+					ID: args["id"], Type: args["type"], Profile: p, Session: args["s"], Source: args["src"],
+					Time: rel(t, cmpOr(args["t"], "0")), Late: d.HasArg("late"),
+				}
+				if ev.ID == "" {
+					ev.ID = "e-" + ev.Type + "-" + cmpOr(args["t"], "0")
+				}
+				if in := strings.TrimSpace(d.Input); in != "" {
+					ev.Properties = []byte(in)
+				}
+				if v, ok := args["tags"]; ok {
+					ev.Tags = []byte(`["` + strings.ReplaceAll(v, ",", `","`) + `"]`)
+				}
+				s.env.Reset()
+				s.env.Event, s.env.Key = ev, p
+				if v, ok := args["visit"]; ok {
+					f := strings.Split(v, ",")
+					n1, _ := strconv.Atoi(f[2])
+					n2, _ := strconv.Atoi(f[3])
+					s.env.Visit = ActivityView{Open: true, ID: "v1", StartedAt: rel(t, f[0]), LastActivity: rel(t, f[1]),
+						EventCount: int64(n1), PageViewCount: int64(n2), EntryURL: "https://shop.example.com/"}
+				}
+				s.eng.Apply(&s.env, s.state(p), &s.out)
+				printOutcome(&b, &s.out)
+				return b.String()
+			case "fire":
+				p := cmpOr(args["p"], "alice")
+				st := s.state(p)
+				due := st.PopDue(rel(t, args["t"]), nil)
+				if len(due) == 0 {
+					return "nothing due\n"
+				}
+				for i := range due {
+					fmt.Fprintf(&b, "fired %s\n", timerString(&due[i]))
+					s.env.SetTimer(p, &due[i])
+					s.eng.Apply(&s.env, st, &s.out)
+					printOutcome(&b, &s.out)
+				}
+				return b.String()
+			case "state":
+				st := s.state(cmpOr(args["p"], "alice"))
+				enc := st.AppendEncode(nil)
+				var back ProfileState
+				if err := back.Decode(enc); err != nil {
+					t.Fatalf("state does not decode: %v", err)
+				}
+				if got := back.AppendEncode(nil); string(got) != string(enc) {
+					t.Fatalf("state does not round-trip")
+				}
+				printState(&b, st)
+				fmt.Fprintf(&b, "(%d bytes encoded)\n", len(enc))
+				return b.String()
+			}
+			t.Fatalf("unknown command %q", d.Cmd)
+			return ""
+		})
+	})
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,423 @@
+package rules
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// ProfileState is what rules keep per key: traits, tags, counters, and scheduled events.
+// Every list is sorted by name and has unique names, so that the encoding is canonical. Its
+// size is bounded by Limits; an action that would exceed a bound fails (a rule error) and
+// leaves the state as it was.
+type ProfileState struct {
+	Traits   []Trait
+	Tags     []string
+	Counters []Counter
+	Timers   []Timer
+}
+
+// Trait is a named string value of a profile.
+type Trait struct{ Name, Value string }
+
+// Counter is a named integer of a profile.
+type Counter struct {
+	Name  string
+	Value int64
+}
+
+// Timer is a scheduled event: at Deadline (event time, Unix ms) an event of Type, with the
+// Data as its properties (a JSON object, or nil), is processed for the key as if it had
+// arrived. A key has at most one timer per Name; scheduling a name again replaces it.
+type Timer struct {
+	// ID is derived from key, name, deadline and cause, so a replay schedules the same ids.
+	ID       [16]byte
+	Name     string
+	Type     string
+	Deadline int64
+	Cause    string // the id of the event that scheduled it
+	Data     []byte
+}
+
+// Limits bound a ProfileState. Zero fields take their defaults (EnsureDefaults).
+type Limits struct {
+	// MaxTraits bounds the traits of one key. Default 64.
+	MaxTraits int `yaml:"max_traits"`
+	// MaxTags bounds the tags of one key. Default 64.
+	MaxTags int `yaml:"max_tags"`
+	// MaxCounters bounds the counters of one key. Default 64.
+	MaxCounters int `yaml:"max_counters"`
+	// MaxTimers bounds the scheduled events of one key. Default 16.
+	MaxTimers int `yaml:"max_timers"`
+	// MaxValueBytes bounds a name, a trait value, a tag or a timer's data. Default 1024.
+	MaxValueBytes int `yaml:"max_value_bytes"`
+}
+
+// EnsureDefaults sets zero fields to their defaults.
+func (l *Limits) EnsureDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxTraits, 64)
+	def(&l.MaxTags, 64)
+	def(&l.MaxCounters, 64)
+	def(&l.MaxTimers, 16)
+	def(&l.MaxValueBytes, 1024)
+}
+
+// Validate reports limits out of range.
+func (l *Limits) Validate() error {
+	for _, v := range []int{l.MaxTraits, l.MaxTags, l.MaxCounters, l.MaxTimers, l.MaxValueBytes} {
+		if v < 0 || v > maxStateItems {
+			return fmt.Errorf("rules: limits must be between 0 and %d", maxStateItems)
+		}
+	}
+	return nil
+}
+
+// ErrLimit is wrapped by the errors of actions that would exceed a Limits bound.
+var ErrLimit = errors.New("rules: profile state limit exceeded")
+
+// Empty says the state holds nothing (the key's state can be deleted).
+func (s *ProfileState) Empty() bool {
+	return len(s.Traits) == 0 && len(s.Tags) == 0 && len(s.Counters) == 0 && len(s.Timers) == 0
+}
+
+// Reset empties the state, keeping its buffers.
+func (s *ProfileState) Reset() {
+	s.Traits, s.Tags, s.Counters, s.Timers = s.Traits[:0], s.Tags[:0], s.Counters[:0], s.Timers[:0]
+}
+
+// Trait returns the value of the named trait.
+func (s *ProfileState) Trait(name string) (string, bool) {
+	i, ok := slices.BinarySearchFunc(s.Traits, name, func(t Trait, n string) int { return cmp.Compare(t.Name, n) })
+	if !ok {
+		return "", false
+	}
+	return s.Traits[i].Value, true
+}
+
+// Counter returns the named counter (0 when absent).
+func (s *ProfileState) Counter(name string) int64 {
+	i, ok := slices.BinarySearchFunc(s.Counters, name, func(c Counter, n string) int { return cmp.Compare(c.Name, n) })
+	if !ok {
+		return 0
+	}
+	return s.Counters[i].Value
+}
+
+// HasTag says whether the key has the tag.
+func (s *ProfileState) HasTag(tag string) bool {
+	_, ok := slices.BinarySearch(s.Tags, tag)
+	return ok
+}
+
+// Timer returns the scheduled event of that name, or nil.
+func (s *ProfileState) Timer(name string) *Timer {
+	i, ok := slices.BinarySearchFunc(s.Timers, name, func(t Timer, n string) int { return cmp.Compare(t.Name, n) })
+	if !ok {
+		return nil
+	}
+	return &s.Timers[i]
+}
+
+// NextDeadline is the earliest timer deadline, or 0 when nothing is scheduled: the one
+// deadline a timer index keeps for the key.
+func (s *ProfileState) NextDeadline() int64 {
+	var d int64
+	for i := range s.Timers {
+		if t := s.Timers[i].Deadline; d == 0 || t < d {
+			d = t
+		}
+	}
+	return d
+}
+
+// PopDue removes the timers due at watermark t (Deadline <= t) and appends them to dst in
+// (deadline, name) order, the order in which they fire.
+func (s *ProfileState) PopDue(t int64, dst []Timer) []Timer {
+	n := len(dst)
+	s.Timers = slices.DeleteFunc(s.Timers, func(tm Timer) bool {
+		if tm.Deadline <= t {
+			dst = append(dst, tm)
+			return true
+		}
+		return false
+	})
+	slices.SortFunc(dst[n:], func(a, b Timer) int {
+		return cmp.Or(cmp.Compare(a.Deadline, b.Deadline), cmp.Compare(a.Name, b.Name))
+	})
+	return dst
+}
+
+func checkLen(what, v string, lim *Limits) error {
+	if len(v) > lim.MaxValueBytes {
+		return fmt.Errorf("%w: %s of %d bytes (max_value_bytes %d)", ErrLimit, what, len(v), lim.MaxValueBytes)
+	}
+	return nil
+}
+
+// setTrait sets a trait; changed is false when it already had that value.
+func (s *ProfileState) setTrait(name, value string, lim *Limits) (changed bool, err error) {
+	if err := checkLen("trait name", name, lim); err != nil {
+		return false, err
+	}
+	if err := checkLen("trait value", value, lim); err != nil {
+		return false, err
+	}
+	i, ok := slices.BinarySearchFunc(s.Traits, name, func(t Trait, n string) int { return cmp.Compare(t.Name, n) })
+	if ok {
+		if s.Traits[i].Value == value {
+			return false, nil
+		}
+		s.Traits[i].Value = value
+		return true, nil
+	}
+	if len(s.Traits) >= lim.MaxTraits {
+		return false, fmt.Errorf("%w: more than %d traits", ErrLimit, lim.MaxTraits)
+	}
+	s.Traits = slices.Insert(s.Traits, i, Trait{Name: name, Value: value})
+	return true, nil
+}
+
+// addTag adds a tag; changed is false when the key had it.
+func (s *ProfileState) addTag(tag string, lim *Limits) (changed bool, err error) {
+	if err := checkLen("tag", tag, lim); err != nil {
+		return false, err
+	}
+	i, ok := slices.BinarySearch(s.Tags, tag)
+	if ok {
+		return false, nil
+	}
+	if len(s.Tags) >= lim.MaxTags {
+		return false, fmt.Errorf("%w: more than %d tags", ErrLimit, lim.MaxTags)
+	}
+	s.Tags = slices.Insert(s.Tags, i, tag)
+	return true, nil
+}
+
+// removeTag removes a tag; changed is false when the key did not have it.
+func (s *ProfileState) removeTag(tag string) bool {
+	i, ok := slices.BinarySearch(s.Tags, tag)
+	if ok {
+		s.Tags = slices.Delete(s.Tags, i, i+1)
+	}
+	return ok
+}
+
+// increment adds by to a counter, failing on overflow.
+func (s *ProfileState) increment(name string, by int64, lim *Limits) (int64, error) {
+	if err := checkLen("counter name", name, lim); err != nil {
+		return 0, err
+	}
+	i, ok := slices.BinarySearchFunc(s.Counters, name, func(c Counter, n string) int { return cmp.Compare(c.Name, n) })
+	if !ok {
+		if len(s.Counters) >= lim.MaxCounters {
+			return 0, fmt.Errorf("%w: more than %d counters", ErrLimit, lim.MaxCounters)
+		}
+		s.Counters = slices.Insert(s.Counters, i, Counter{Name: name})
+	}
+	c := &s.Counters[i]
+	if by > 0 && c.Value > math.MaxInt64-by || by < 0 && c.Value < math.MinInt64-by {
+		return c.Value, fmt.Errorf("rules: counter %q overflows", name)
+	}
+	c.Value += by
+	return c.Value, nil
+}
+
+// schedule adds t, replacing the timer of the same name; old is the replaced one.
+func (s *ProfileState) schedule(t Timer, lim *Limits) (old Timer, replaced bool, err error) {
+	if err := checkLen("timer name", t.Name, lim); err != nil {
+		return Timer{}, false, err
+	}
+	if len(t.Data) > lim.MaxValueBytes {
+		return Timer{}, false, fmt.Errorf("%w: timer data of %d bytes (max_value_bytes %d)", ErrLimit, len(t.Data), lim.MaxValueBytes)
+	}
+	i, ok := slices.BinarySearchFunc(s.Timers, t.Name, func(x Timer, n string) int { return cmp.Compare(x.Name, n) })
+	if ok {
+		old = s.Timers[i]
+		s.Timers[i] = t
+		return old, true, nil
+	}
+	if len(s.Timers) >= lim.MaxTimers {
+		return Timer{}, false, fmt.Errorf("%w: more than %d scheduled events", ErrLimit, lim.MaxTimers)
+	}
+	s.Timers = slices.Insert(s.Timers, i, t)
+	return Timer{}, false, nil
+}
+
+// cancel removes the named timer.
+func (s *ProfileState) cancel(name string) (Timer, bool) {
+	i, ok := slices.BinarySearchFunc(s.Timers, name, func(x Timer, n string) int { return cmp.Compare(x.Name, n) })
+	if !ok {
+		return Timer{}, false
+	}
+	t := s.Timers[i]
+	s.Timers = slices.Delete(s.Timers, i, i+1)
+	return t, true
+}
+
+// The encoding: a version byte, then four length-prefixed lists, varints and length-prefixed
+// strings, no field names. It is canonical: one state has one encoding, and Decode rejects
+// anything else (unsorted or duplicate names, trailing bytes).
+
+const (
+	stateVersion = 1
+	// maxStateItems bounds counts read by Decode before allocating, whatever the limits are
+	// now (a state written under larger limits still decodes).
+	maxStateItems = 1 << 16
+)
+
+var errState = errors.New("rules: corrupt profile state")
+
+// AppendEncode appends the binary encoding of s to dst.
+func (s *ProfileState) AppendEncode(dst []byte) []byte {
+	dst = append(dst, stateVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(s.Traits)))
+	for _, t := range s.Traits {
+		dst = appendStr(dst, t.Name)
+		dst = appendStr(dst, t.Value)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.Tags)))
+	for _, t := range s.Tags {
+		dst = appendStr(dst, t)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.Counters)))
+	for _, c := range s.Counters {
+		dst = appendStr(dst, c.Name)
+		dst = binary.AppendVarint(dst, c.Value)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s.Timers)))
+	for _, t := range s.Timers {
+		dst = append(dst, t.ID[:]...)
+		dst = appendStr(dst, t.Name)
+		dst = appendStr(dst, t.Type)
+		dst = binary.AppendVarint(dst, t.Deadline)
+		dst = appendStr(dst, t.Cause)
+		dst = binary.AppendUvarint(dst, uint64(len(t.Data)))
+		dst = append(dst, t.Data...)
+	}
+	return dst
+}
+
+func appendStr(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail() {
+	if r.err == nil {
+		r.err = errState
+	}
+	r.b = nil
+}
+
+func (r *reader) uvarint(limit uint64) uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > limit {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint(math.MaxInt32)
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) str() string { return string(r.bytes()) }
+
+// Decode replaces s with the state encoded in b (by AppendEncode). b is not retained. On error
+// s is empty.
+func (s *ProfileState) Decode(b []byte) error {
+	s.Reset()
+	if err := s.decode(b); err != nil {
+		s.Reset()
+		return err
+	}
+	return nil
+}
+
+func (s *ProfileState) decode(b []byte) error {
+	if len(b) == 0 {
+		return errState
+	}
+	if b[0] != stateVersion {
+		return fmt.Errorf("rules: profile state version %d is not supported", b[0])
+	}
+	r := &reader{b: b[1:]}
+	n := r.uvarint(maxStateItems)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		t := Trait{Name: r.str(), Value: r.str()}
+		if len(s.Traits) > 0 && s.Traits[len(s.Traits)-1].Name >= t.Name {
+			r.fail()
+		}
+		s.Traits = append(s.Traits, t)
+	}
+	n = r.uvarint(maxStateItems)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		t := r.str()
+		if len(s.Tags) > 0 && s.Tags[len(s.Tags)-1] >= t {
+			r.fail()
+		}
+		s.Tags = append(s.Tags, t)
+	}
+	n = r.uvarint(maxStateItems)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		c := Counter{Name: r.str(), Value: r.varint()}
+		if len(s.Counters) > 0 && s.Counters[len(s.Counters)-1].Name >= c.Name {
+			r.fail()
+		}
+		s.Counters = append(s.Counters, c)
+	}
+	n = r.uvarint(maxStateItems)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		var t Timer
+		if len(r.b) < len(t.ID) {
+			r.fail()
+			break
+		}
+		copy(t.ID[:], r.b)
+		r.b = r.b[len(t.ID):]
+		t.Name, t.Type, t.Deadline, t.Cause = r.str(), r.str(), r.varint(), r.str()
+		if d := r.bytes(); len(d) > 0 {
+			t.Data = append([]byte(nil), d...)
+		}
+		if t.Deadline <= 0 || t.Type == "" || len(s.Timers) > 0 && s.Timers[len(s.Timers)-1].Name >= t.Name {
+			r.fail()
+		}
+		s.Timers = append(s.Timers, t)
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.fail()
+	}
+	return r.err
+}
