@@ -97,10 +97,12 @@ type Options struct {
 	MaxRules int
 }
 
-// LoadError is a load failure at a position in the YAML: Rule names the rule (empty for the
-// file itself), Line and Column are 1-based (0 when unknown).
+// LoadError is a load failure at a position in the YAML: Rule names the rule (Type the
+// registry's event type; both empty for the file itself), Line and Column are 1-based (0 when
+// unknown).
 type LoadError struct {
 	Rule         string
+	Type         string // registry files: the event type
 	Line, Column int
 	Msg          string
 }
@@ -113,6 +115,9 @@ func (e *LoadError) Error() string {
 	}
 	if e.Rule != "" {
 		fmt.Fprintf(&b, "rule %q: ", e.Rule)
+	}
+	if e.Type != "" {
+		fmt.Fprintf(&b, "type %q: ", e.Type)
 	}
 	b.WriteString(e.Msg)
 	return b.String()

@@ -93,7 +93,7 @@ type Outcome struct {
 	// Reason and Detail say why the event was dead-lettered or errored.
 	Reason operators.Reason
 	Detail string
-	// Unregistered: the registry does not list the type (policy flag or accept).
+	// Unregistered: the registry does not list the type and its policy is flag (or reject).
 	Unregistered bool
 	// Type is the registry's entry for the event's type (nil when not registered or system).
 	Type *TypeInfo

@@ -113,7 +113,7 @@ func LoadRegistry(data []byte) (*Registry, error) {
 					return err
 				}
 				if reg.types[t.Type] != nil {
-					return errAt(tn, t.Type, "type registered twice (types are normalised: lower case, spaces to '-')")
+					return errType(tn, t.Type, "type registered twice (types are normalised: lower case, spaces to '-')")
 				}
 				reg.types[t.Type] = t
 				reg.list = append(reg.list, t)
@@ -131,6 +131,11 @@ func LoadRegistry(data []byte) (*Registry, error) {
 	return reg, nil
 }
 
+func errType(n *yaml.Node, typ, format string, args ...any) error {
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")
+	return &LoadError{Type: typ, Line: n.Line, Column: n.Column, Msg: msg}
+}
+
 type noLoader struct{}
 
 func (noLoader) Load(url string) (any, error) {
@@ -140,10 +145,10 @@ func (noLoader) Load(url string) (any, error) {
 func loadType(name string, kn, v *yaml.Node) (*TypeInfo, error) {
 	t := &TypeInfo{Type: normType(name), Enabled: true, Line: kn.Line}
 	if t.Type == "" {
-		return nil, errAt(kn, name, "empty type name")
+		return nil, errType(kn, name, "empty type name")
 	}
 	if _, ok := operators.ParseSystemType(t.Type); ok {
-		return nil, errAt(kn, t.Type, "system-event types cannot be registered")
+		return nil, errType(kn, t.Type, "system-event types cannot be registered")
 	}
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
 		return t, nil // `purchase:` alone registers the type with defaults
@@ -157,12 +162,12 @@ func loadType(name string, kn, v *yaml.Node) (*TypeInfo, error) {
 		case "priority":
 			p, err := strconv.ParseInt(fv.Value, 10, 32)
 			if err != nil {
-				return errAt(fv, t.Type, "priority must be an integer")
+				return errType(fv, t.Type, "priority must be an integer")
 			}
 			t.Priority = int(p)
 		case "enabled", "ephemeral":
 			if fv.Value != "true" && fv.Value != "false" {
-				return errAt(fv, t.Type, "%s must be true or false", k)
+				return errType(fv, t.Type, "%s must be true or false", k)
 			}
 			if k == "enabled" {
 				t.Enabled = fv.Value == "true"
@@ -172,29 +177,29 @@ func loadType(name string, kn, v *yaml.Node) (*TypeInfo, error) {
 		case "schema":
 			var doc any
 			if err := fv.Decode(&doc); err != nil {
-				return errAt(fv, t.Type, "schema: %v", err)
+				return errType(fv, t.Type, "schema: %v", err)
 			}
 			js, err := json.Marshal(doc)
 			if err != nil {
-				return errAt(fv, t.Type, "schema: %v", err)
+				return errType(fv, t.Type, "schema: %v", err)
 			}
 			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(js))
 			if err != nil {
-				return errAt(fv, t.Type, "schema: %v", err)
+				return errType(fv, t.Type, "schema: %v", err)
 			}
 			c := jsonschema.NewCompiler()
 			c.UseLoader(noLoader{})
 			url := "urn:dwell:registry:" + t.Type
 			if err := c.AddResource(url, inst); err != nil {
-				return errAt(fv, t.Type, "schema: %v", err)
+				return errType(fv, t.Type, "schema: %v", err)
 			}
 			sch, err := c.Compile(url)
 			if err != nil {
-				return errAt(fv, t.Type, "schema: %v", err)
+				return errType(fv, t.Type, "schema: %v", err)
 			}
 			t.Schema, t.SchemaJSON = sch, js
 		default:
-			return errAt(fkn, t.Type, "unknown key %q", k)
+			return errType(fkn, t.Type, "unknown key %q", k)
 		}
 		return nil
 	})
@@ -212,7 +217,8 @@ func (r *Registry) Lookup(typ string) (*TypeInfo, bool) {
 
 // Verdict is the registry's decision on one event.
 type Verdict struct {
-	Info         *TypeInfo // nil for unregistered types
+	Info *TypeInfo // nil for unregistered types
+	// Unregistered: the type is not registered and the policy is flag or reject.
 	Unregistered bool
 	// Ignore: the type is disabled. Reject: dead-letter with Reason and Detail.
 	Ignore, Reject bool
@@ -225,7 +231,7 @@ type Verdict struct {
 func (r *Registry) Check(typ string, props []byte) Verdict {
 	t, ok := r.types[typ]
 	if !ok {
-		v := Verdict{Unregistered: true}
+		v := Verdict{Unregistered: r.Unregistered != PolicyAccept}
 		if r.Unregistered == PolicyReject {
 			v.Reject, v.Reason, v.Detail = true, ReasonUnregistered, "event type "+strconv.Quote(typ)+" is not registered"
 		}

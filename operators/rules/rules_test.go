@@ -136,7 +136,7 @@ func printState(b *strings.Builder, st *ProfileState) {
 //
 //	rules [version=V] [max_nodes=N]      (input: a rules file; prints the order or the error)
 //	registry                            (input: a registry file, or nothing to drop it)
-//	event type=T [t=REL] [id=ID] [p=PROFILE] [s=SESSION] [src=S] [tags=a,b] [late]
+//	event type=T [t=REL] [id=ID] [p=PROFILE] [s=SESSION] [src=S] [tags=a,b] [late] [system]
 //	      [visit=STARTED_REL,LAST_REL,EVENTS,PAGE_VIEWS]   (input: the properties object, if any)
 //	fire t=REL [p=PROFILE]              (apply the timers due at REL)
 //	state [p=PROFILE]                   (print the key's state; checks its encoding round-trips)
@@ -207,7 +207,7 @@ func TestScripts(t *testing.T) {
 				}
 				ev := EventView{
 					ID: args["id"], Type: args["type"], Profile: p, Session: args["s"], Source: args["src"],
-					Time: rel(t, cmpOr(args["t"], "0")), Late: d.HasArg("late"),
+					Time: rel(t, cmpOr(args["t"], "0")), Late: d.HasArg("late"), System: d.HasArg("system"),
 				}
 				if ev.ID == "" {
 					ev.ID = "e-" + ev.Type + "-" + cmpOr(args["t"], "0")

@@ -31,8 +31,8 @@ import (
 //	time MS              Unix ms as RFC 3339 in UTC (2026-01-02T15:04:05.000Z)
 //	duration MS          milliseconds as a Go duration (1h30m0s)
 //
-// A missing map key renders as "" (missingkey=zero is not applied to interfaces, so missing
-// properties are better piped through default).
+// A missing field renders as nothing; functions given a missing value receive nil (pipe it
+// through default first: {{.event.properties.name | default "" | upper}}).
 
 // maxRender bounds the output of one template execution.
 const maxRender = 64 << 10
@@ -162,7 +162,8 @@ func (r *run) render(t *tmpl, params map[string]string) (string, error) {
 	if err := t.t.Execute(&b, data); err != nil {
 		return "", err
 	}
-	return b.String(), nil
+	// A missing map key renders as "<no value>"; like Helm, render it as nothing.
+	return strings.ReplaceAll(b.String(), "<no value>", ""), nil
 }
 
 // data builds a template's data; the decoded properties are kept for the rest of the event.
