@@ -324,7 +324,8 @@ func (r *reader) fail() {
 
 func (r *reader) uvarint(limit uint64) uint64 {
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 || v > limit {
+	if n <= 0 || v > limit || n > 1 && r.b[n-1] == 0 { // overlong encodings are not canonical
+
 		r.fail()
 		return 0
 	}
@@ -334,7 +335,7 @@ func (r *reader) uvarint(limit uint64) uint64 {
 
 func (r *reader) varint() int64 {
 	v, n := binary.Varint(r.b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && r.b[n-1] == 0 {
 		r.fail()
 		return 0
 	}

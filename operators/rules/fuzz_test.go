@@ -1,0 +1,102 @@
+package rules
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// The fuzz tests keep their corpora in testdata/fuzz. Run one with, for example:
+//
+//	go test -run - -fuzz FuzzLoadRules -fuzztime 30s ./operators/rules/
+
+// FuzzLoadRules: loading never panics; a loaded config runs an event without panicking; an
+// error is a *LoadError.
+func FuzzLoadRules(f *testing.F) {
+	f.Add([]byte("rules:\n  - name: a\n    on: x\n    actions: [{tag: t}]\n"))
+	f.Add([]byte("rules:\n  - name: a\n    on: '*'\n    when: event.properties.a.b > 1 || profile.traits.x == \"y\"\n    actions:\n      - set_trait: {name: n, value: \"{{.event.type}}\"}\n"))
+	f.Add([]byte(benchRules(6)))
+	f.Add([]byte("limits: {max_tags: 1}\nrules: []\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Load(data, Options{MaxConditionNodes: 50})
+		if err != nil {
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("error %v is a %T, not a *LoadError", err, err)
+			}
+			return
+		}
+		env, st := benchEnv()
+		var out Outcome
+		eng := NewEngine(cfg, nil)
+		for _, r := range cfg.Rules {
+			for _, typ := range r.On {
+				env.Event.Type = typ
+				eng.Apply(env, st, &out)
+			}
+		}
+		enc := st.AppendEncode(nil)
+		var back ProfileState
+		if err := back.Decode(enc); err != nil {
+			t.Fatalf("state after rules does not decode: %v", err)
+		}
+	})
+}
+
+// FuzzTemplate: parsing and rendering a template never panics, and renders are bounded.
+func FuzzTemplate(f *testing.F) {
+	for _, s := range []string{
+		"plain", "{{.event.type}}", "{{.event.properties.total | default 0}}",
+		"{{json .profile.traits}} {{time .event.time}} {{duration 90000}}",
+		"{{range .profile.tags}}{{.}},{{end}}", "{{truncate 3 .event.id}}", "{{join \",\" .profile.tags}}",
+		"{{upper (lower (trim .event.source))}}", "{{.params.p1}}{{if .event.late}}late{{end}}",
+	} {
+		f.Add(s, []byte(`{"total": 12.5, "name": "x", "nested": {"a": [1, 2]}}`))
+	}
+	f.Fuzz(func(t *testing.T, src string, props []byte) {
+		tp, err := parseTemplate("f", src)
+		if err != nil {
+			return
+		}
+		env, st := benchEnv()
+		env.Event.Properties = props
+		eng := NewEngine(&Config{}, nil)
+		r := &eng.run
+		*r = run{env: env, st: st, out: &Outcome{}, lim: &Limits{}, rule: "f", ctx: evalCtx{env: env, st: st}}
+		s, err := r.render(tp, map[string]string{"p1": "v"})
+		if err == nil && len(s) > maxRender {
+			t.Fatalf("rendered %d bytes", len(s))
+		}
+	})
+}
+
+// FuzzDecodeProfileState: decoding never panics, and whatever decodes encodes back to the same
+// bytes (the encoding is canonical).
+func FuzzDecodeProfileState(f *testing.F) {
+	full := &ProfileState{
+		Traits:   []Trait{{"email", "a@example.com"}, {"plan", "pro"}},
+		Tags:     []string{"new", "vip"},
+		Counters: []Counter{{"purchases", 3}, {"refunds", -1}},
+		Timers: []Timer{
+			{ID: [16]byte{1, 2, 3}, Name: "cart", Type: "cart-abandoned", Deadline: 1_767_229_200_000, Cause: "e1", Data: []byte(`{"sku":"a"}`)},
+			{ID: [16]byte{4}, Name: "remind", Type: "reminder", Deadline: 1_767_300_000_000, Cause: "e2"},
+		},
+	}
+	f.Add(full.AppendEncode(nil))
+	f.Add((&ProfileState{}).AppendEncode(nil))
+	f.Add((&ProfileState{Tags: []string{"x"}}).AppendEncode(nil))
+	f.Add([]byte{})
+	f.Add([]byte{2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var st ProfileState
+		if err := st.Decode(b); err != nil {
+			if !st.Empty() {
+				t.Fatal("a failed decode left state behind")
+			}
+			return
+		}
+		if got := st.AppendEncode(nil); !bytes.Equal(got, b) {
+			t.Fatalf("decoded state encodes to %x, not %x", got, b)
+		}
+	})
+}
