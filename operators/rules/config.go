@@ -25,6 +25,9 @@ type Config struct {
 	Limits Limits
 	// Rules in evaluation order: priority descending, then name ascending.
 	Rules []*Rule
+	// DeadLetterErrors: an event whose rules failed is also dead-lettered (file key
+	// `on_error: dead-letter`; the default, `log`, only logs it as error).
+	DeadLetterErrors bool
 
 	exact    map[string][]int32 // event type -> rules with that exact type in `on`, in order
 	wildcard []int32            // rules with a wildcard pattern in `on`, in order
@@ -39,7 +42,9 @@ type Rule struct {
 	When     string   // the condition's source; empty means always
 	Priority int
 	Enabled  bool
-	Actions  []*Action
+	// Late: the rule also runs on late events (behind the watermark); others skip them.
+	Late    bool
+	Actions []*Action
 
 	cond  *condition
 	exact []string // the patterns of On without wildcards
@@ -134,6 +139,7 @@ func errAt(n *yaml.Node, rule, format string, args ...any) error {
 // Load parses and compiles a rules file:
 //
 //	version: "2026-11-23.1"        # optional
+//	on_error: log                  # or dead-letter
 //	limits: {max_traits: 64, max_tags: 64, max_counters: 64, max_timers: 16, max_value_bytes: 1024}
 //	rules:
 //	  - name: cart-reminder
@@ -178,6 +184,14 @@ func Load(data []byte, opt Options) (*Config, error) {
 				return errAt(v, "", "version must be a non-empty string")
 			}
 			cfg.Version = v.Value
+		case "on_error":
+			switch v.Value {
+			case "log":
+			case "dead-letter":
+				cfg.DeadLetterErrors = true
+			default:
+				return errAt(v, "", "on_error must be log or dead-letter")
+			}
 		case "limits":
 			if err := decodeStrict(v, &cfg.Limits); err != nil {
 				return errAt(v, "", "limits: %v", err)
@@ -350,6 +364,11 @@ func loadRule(n *yaml.Node, cp *compiler) (*Rule, error) {
 				return errAt(v, r.Name, "enabled must be true or false")
 			}
 			r.Enabled = v.Value == "true"
+		case "late":
+			if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+				return errAt(v, r.Name, "late must be true or false")
+			}
+			r.Late = v.Value == "true"
 		case "actions":
 			actions = v
 		default:

@@ -25,8 +25,10 @@
 // match; its actions then run in order. A `stop` action ends evaluation: no later action or rule
 // runs. A run-time error in a condition skips the rule; an error in an action skips the rule's
 // remaining actions (those before it took effect); either way the other rules still run and the
-// event's state is `error` with the first error as detail. Nothing panics and nothing stops the
-// partition.
+// event's state is `error` with the first error as detail (and Outcome.DeadLetter is set when
+// the file says `on_error: dead-letter`). Nothing panics and nothing stops the partition.
+//
+// Late events (behind the watermark; EventView.Late) run only the rules marked `late: true`.
 //
 // # Conditions
 //

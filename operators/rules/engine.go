@@ -12,6 +12,9 @@ import (
 	"github.com/dwellhq/dwell/operators"
 )
 
+// ReasonRuleError is the Outcome.Reason of an event whose rules failed.
+const ReasonRuleError operators.Reason = "rule-error"
+
 // LogState is an event's state in the event log.
 type LogState uint8
 
@@ -46,7 +49,8 @@ var outputKindNames = [...]string{"emit", "notify", "route"}
 
 func (k OutputKind) String() string { return outputKindNames[k] }
 
-// Output is one record a rule produces. Its Value is owned by the Outcome until the next Apply.
+// Output is one record a rule produces. Its Value is owned by the Outcome until the next Apply;
+// Key and ID may be views of the event's buffers (copy them to keep them).
 type Output struct {
 	Kind  OutputKind
 	Rule  string
@@ -103,6 +107,8 @@ type Outcome struct {
 	Outputs []Output
 	Timers  []TimerOp
 	Errors  []RuleError
+	// DeadLetter: the rules failed and the config says to dead-letter such events too.
+	DeadLetter bool
 	// Stopped: a stop action ended rule evaluation.
 	Stopped bool
 	// StateChanged: the ProfileState changed; the key must be changelogged.
@@ -180,7 +186,7 @@ func (e *Engine) candidates(typ string) []int32 {
 		}
 	}
 	if len(e.cache) < maxCachedTypes {
-		e.cache[typ] = c
+		e.cache[strings.Clone(typ)] = c // typ may be a view of a record
 	}
 	return c
 }
@@ -245,7 +251,7 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 	defer func() { r.env, r.st, r.out, r.props = nil, nil, nil, nil }()
 	for _, i := range e.candidates(env.Event.Type) {
 		rule := cfg.Rules[i]
-		if len(rule.Source) > 0 && !contains(rule.Source, env.Event.Source) {
+		if env.Event.Late && !rule.Late || len(rule.Source) > 0 && !contains(rule.Source, env.Event.Source) {
 			continue
 		}
 		if rule.cond != nil {
@@ -278,7 +284,8 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 		}
 	}
 	if len(out.Errors) > 0 {
-		out.State, out.Reason, out.Detail = Errored, "rule-error", out.Errors[0].Error()
+		out.State, out.Reason, out.Detail = Errored, ReasonRuleError, out.Errors[0].Error()
+		out.DeadLetter = cfg.DeadLetterErrors
 	}
 }
 
@@ -452,7 +459,7 @@ func (r *run) schedule(a *Action) error {
 	if deadline <= 0 {
 		return fmt.Errorf("deadline %d is not a valid time", deadline)
 	}
-	t := Timer{Name: a.Name, Type: a.Type, Deadline: deadline, Cause: ev.ID}
+	t := Timer{Name: a.Name, Type: a.Type, Deadline: deadline, Cause: strings.Clone(ev.ID)} // kept in state: no view
 	if len(a.props) > 0 {
 		props, err := r.renderProps(a.props)
 		if err != nil {

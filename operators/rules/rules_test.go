@@ -50,6 +50,9 @@ func (s *script) state(key string) *ProfileState {
 
 func printOutcome(b *strings.Builder, o *Outcome) {
 	fmt.Fprintf(b, "state: %s", o.State)
+	if o.DeadLetter {
+		b.WriteString(" dead-letter")
+	}
 	if o.Reason != "" {
 		fmt.Fprintf(b, " (%s)", o.Reason)
 	}
