@@ -43,6 +43,7 @@ Usage:
   dwell produce --brokers H:P --topic T [--rps N]  generated web tracking into any Kafka
   dwell tail TOPIC --brokers H:P [--from-start]    print committed records as JSON lines
   dwell gen [--events N] [--out FILE] [flags]      write a generated web-tracking stream
+  dwell bench web|nexmark|restore [flags]          measure throughput, latency and memory
   dwell version
 
 Run 'dwell COMMAND -h' for a command's flags.
@@ -67,6 +68,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdTail(ctx, args[1:], stdout, stderr)
 	case "gen":
 		err = cmdGen(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, args[1:], stdout, stderr)
+	case "registry":
+		err = cmdRegistry(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dwell", version())
 	case "-h", "--help", "help":

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/rules"
+)
+
+const registryUsage = `Usage:
+  dwell registry list FILE [--json]              the event types a registry file registers
+  dwell registry validate FILE [--events JSONL]  check a registry file; with --events, also
+                                                 check each event of a JSON Lines file against it
+`
+
+// cmdRegistry lists or validates an event registry file (see operators/rules.LoadRegistry).
+// validate exits 0 when the file loads (and, with --events, every event passes), 1 otherwise.
+func cmdRegistry(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, registryUsage)
+		if len(args) == 0 {
+			return usageError{errors.New("registry: list or validate?")}
+		}
+		return errHelp
+	}
+	sub := args[0]
+	if sub != "list" && sub != "validate" {
+		fmt.Fprint(stderr, registryUsage)
+		return usageError{fmt.Errorf("registry: unknown subcommand %q", sub)}
+	}
+	var file string
+	rest := args[1:]
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		file, rest = rest[0], rest[1:]
+	}
+	fs := newFlags("registry "+sub, stderr)
+	asJSON := fs.Bool("json", false, "list: print JSON lines instead of a table")
+	events := fs.String("events", "", "validate: a JSON Lines file of events to check against the registry")
+	if err := parse(fs, rest); err != nil {
+		return err
+	}
+	if file == "" {
+		return usageError{fmt.Errorf("registry %s: name the registry FILE", sub)}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	reg, err := rules.LoadRegistry(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if sub == "list" {
+		return listRegistry(reg, *asJSON, stdout)
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d types, version %s, unregistered types: %s\n", file, len(reg.Types()), reg.Version, reg.Unregistered)
+	if *events == "" {
+		return nil
+	}
+	return checkEvents(reg, *events, stdout)
+}
+
+func listRegistry(reg *rules.Registry, asJSON bool, stdout io.Writer) error {
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, t := range reg.Types() {
+			v := map[string]any{"type": t.Type, "description": t.Description, "queue": t.Queue, "priority": t.Priority,
+				"enabled": t.Enabled, "ephemeral": t.Ephemeral}
+			if t.SchemaJSON != nil {
+				v["schema"] = json.RawMessage(t.SchemaJSON)
+			}
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tENABLED\tEPHEMERAL\tQUEUE\tPRIORITY\tSCHEMA\tDESCRIPTION")
+	for _, t := range reg.Types() {
+		schema, queue := "-", t.Queue
+		if t.Schema != nil {
+			schema = "yes"
+		}
+		if queue == "" {
+			queue = "(default)"
+		}
+		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\t%s\t%s\n", t.Type, t.Enabled, t.Ephemeral, queue, t.Priority, schema, t.Description)
+	}
+	fmt.Fprintf(tw, "(%d types, version %s, unregistered types: %s)\n", len(reg.Types()), reg.Version, reg.Unregistered)
+	return tw.Flush()
+}
+
+// checkEvents decodes each line of path as dwell does and checks it against reg, printing
+// each rejected line and a summary; it fails when any line is rejected.
+func checkEvents(reg *rules.Registry, path string, stdout io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	defer f.Close()
+	cfg := operators.Config{}
+	cfg.EnsureDefaults()
+	dec := operators.NewDecoder(&cfg)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), cfg.MaxEventBytes+1)
+	counts := map[string]int{}
+	var lines, rejected int
+	var ev operators.Event
+	for n := int64(0); sc.Scan(); n++ {
+		lines++
+		rec := operators.Record{Topic: path, Offset: n, Value: sc.Bytes(), Timestamp: operators.NoTimestamp}
+		if err := dec.Decode(&rec, &ev); err != nil {
+			counts["undecodable"]++
+			rejected++
+			fmt.Fprintf(stdout, "line %d: %v\n", n+1, err)
+			continue
+		}
+		v := reg.Check(ev.Type, ev.Properties)
+		switch {
+		case v.Reject:
+			counts[string(v.Reason)]++
+			rejected++
+			fmt.Fprintf(stdout, "line %d: %s: %s: %s\n", n+1, ev.Type, v.Reason, v.Detail)
+		case v.Ignore:
+			counts["ignored"]++
+		case v.Unregistered:
+			counts["unregistered"]++
+		default:
+			counts["ok"]++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("registry: %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, counts[k])
+	}
+	fmt.Fprintf(stdout, "%s: %d events: %s\n", path, lines, strings.Join(parts, " "))
+	if rejected > 0 {
+		return fmt.Errorf("registry: %d of %d events would be dead-lettered", rejected, lines)
+	}
+	return nil
+}
