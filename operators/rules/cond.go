@@ -353,8 +353,8 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 			}
 			name := names[1]
 			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) {
-				v, ok := c.st.Trait(name)
-				return v, ok, nil
+				v, _ := c.st.Trait(name) // unset is "", as in expr's maps
+				return v, true, nil
 			}}, nil
 		case "counters":
 			if len(names) != 2 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,7 +166,7 @@ func Load(data []byte, opt Options) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &LoadError{Msg: "empty file"}
 		}
-		return nil, &LoadError{Msg: err.Error()}
+		return nil, yamlError(err)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -197,6 +198,9 @@ func Load(data []byte, opt Options) (*Config, error) {
 				return errAt(v, "", "limits: %v", err)
 			}
 		case "rules":
+			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+				return nil // `rules:` with nothing: no rules
+			}
 			if v.Kind != yaml.SequenceNode {
 				return errAt(v, "", "rules must be a list")
 			}
@@ -249,6 +253,20 @@ func Load(data []byte, opt Options) (*Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// yamlError turns a YAML syntax error into a LoadError with its line.
+func yamlError(err error) *LoadError {
+	msg := err.Error()
+	e := &LoadError{Msg: msg}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Column = 1
+		e.Msg = "yaml: " + msg[len(m[0]):]
+	}
+	return e
 }
 
 // eachKey calls fn for each key of the mapping n, rejecting duplicates.

@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -133,7 +133,8 @@ type Engine struct {
 // maxCachedTypes bounds the engine's per-type cache (types come from input).
 const maxCachedTypes = 4096
 
-// NewEngine returns an engine running cfg; reg may be nil (no registry: every type accepted).
+// NewEngine returns an engine running cfg (nil: no rules); reg may be nil (no registry: every
+// type accepted).
 func NewEngine(cfg *Config, reg *Registry) *Engine {
 	e := &Engine{}
 	e.SetConfig(cfg, reg)
@@ -143,6 +144,9 @@ func NewEngine(cfg *Config, reg *Registry) *Engine {
 // SetConfig switches to another config and registry; call it between events (the pipeline:
 // at a cycle boundary).
 func (e *Engine) SetConfig(cfg *Config, reg *Registry) {
+	if cfg == nil {
+		cfg = &Config{exact: map[string][]int32{}} // no rules
+	}
 	e.cfg, e.reg = cfg, reg
 	e.cache = make(map[string][]int32)
 }
@@ -218,13 +222,24 @@ func glob(pattern, s string) bool {
 
 // run is the state of one Apply.
 type run struct {
-	env   *Env
-	st    *ProfileState
-	out   *Outcome
-	lim   *Limits
-	rule  string
-	props map[string]any // decoded properties, for templates
-	ctx   evalCtx
+	env  *Env
+	st   *ProfileState
+	out  *Outcome
+	lim  *Limits
+	rule string
+	ctx  evalCtx
+
+	// Template data, built as templates need it (template.go).
+	tdata     map[string]any
+	built     roots
+	stateGen  uint64 // counts state changes in this Apply
+	builtGen  uint64 // stateGen when the profile part was built
+	props     map[string]any
+	propsDone bool
+	buf       limitedBuffer // reused across events
+	jbuf      []byte        // reused across events
+	fbuf      []byte        // reused across events
+	slow      bool          // tests: render every template with text/template
 }
 
 // Apply runs the rules on the event in env against the key's state st, which it updates in
@@ -247,8 +262,9 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 		}
 	}
 	r := &e.run
-	*r = run{env: env, st: st, out: out, lim: &cfg.Limits, ctx: evalCtx{env: env, st: st}}
-	defer func() { r.env, r.st, r.out, r.props = nil, nil, nil, nil }()
+	*r = run{env: env, st: st, out: out, lim: &cfg.Limits, ctx: evalCtx{env: env, st: st}, buf: r.buf, jbuf: r.jbuf,
+		fbuf: r.fbuf, slow: r.slow}
+	defer func() { r.env, r.st, r.out, r.ctx, r.props, r.tdata = nil, nil, nil, evalCtx{}, nil, nil }()
 	for _, i := range e.candidates(env.Event.Type) {
 		rule := cfg.Rules[i]
 		if env.Event.Late && !rule.Late || len(rule.Source) > 0 && !contains(rule.Source, env.Event.Source) {
@@ -272,6 +288,9 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 			if a.Kind == ActStop {
 				stop = true
 				break
+			}
+			if a.Kind >= ActSetTrait && a.Kind <= ActCancel {
+				r.stateGen++ // templates rendered after this see the new state
 			}
 			if err := r.do(a, ai); err != nil {
 				out.Errors = append(out.Errors, RuleError{Rule: rule.Name, Action: ai, Err: err})
@@ -330,21 +349,21 @@ func (r *run) do(a *Action, ai int) error {
 			return err
 		}
 		id := r.derivedID("emit", ai)
-		ev := r.env.Event
-		v := map[string]any{
-			"id": id, "type": a.Type, "time": formatTime(ev.Time), "cause_event_id": ev.ID, "rule": r.rule,
-			"properties": props,
-		}
-		for k, s := range map[string]string{"profile": ev.Profile, "session": ev.Session, "source": ev.Source} {
-			if s != "" {
-				v[k] = s
-			}
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		out.Outputs = append(out.Outputs, Output{Kind: OutEmit, Rule: r.rule, Topic: a.Topic, Queue: a.Queue, Key: key, ID: id, Value: b})
+		ev := &r.env.Event
+		var w jsonObject
+		w.b = r.jbuf[:0]
+		w.str("cause_event_id", ev.ID)
+		w.str("id", id)
+		w.strOmit("profile", ev.Profile)
+		w.strMap("properties", a.props, props)
+		w.str("rule", r.rule)
+		w.strOmit("session", ev.Session)
+		w.strOmit("source", ev.Source)
+		w.str("time", formatTime(ev.Time))
+		w.str("type", a.Type)
+		r.jbuf = w.end()
+		out.Outputs = append(out.Outputs, Output{Kind: OutEmit, Rule: r.rule, Topic: a.Topic, Queue: a.Queue, Key: key, ID: id,
+			Value: slices.Clone(r.jbuf)})
 	case ActNotify:
 		params := make(map[string]string, len(a.params))
 		for _, p := range a.params {
@@ -380,15 +399,23 @@ func (r *run) do(a *Action, ai int) error {
 			}
 		}
 		id := r.derivedID("notify", ai)
-		ev := r.env.Event
-		b, err := json.Marshal(map[string]any{
-			"id": id, "rule": r.rule, "channel": a.Channel, "to": to, "subject": subject, "body": body,
-			"params": params, "event_id": ev.ID, "event_type": ev.Type, "key": r.env.Key, "time": formatTime(ev.Time),
-		})
-		if err != nil {
-			return err
-		}
-		out.Outputs = append(out.Outputs, Output{Kind: OutNotify, Rule: r.rule, Queue: a.Queue, Key: r.env.Key, ID: id, Value: b})
+		ev := &r.env.Event
+		var w jsonObject
+		w.b = r.jbuf[:0]
+		w.str("body", body)
+		w.str("channel", a.Channel)
+		w.str("event_id", ev.ID)
+		w.str("event_type", ev.Type)
+		w.str("id", id)
+		w.str("key", r.env.Key)
+		w.strMap("params", a.params, params)
+		w.str("rule", r.rule)
+		w.str("subject", subject)
+		w.str("time", formatTime(ev.Time))
+		w.strList("to", to)
+		r.jbuf = w.end()
+		out.Outputs = append(out.Outputs, Output{Kind: OutNotify, Rule: r.rule, Queue: a.Queue, Key: r.env.Key, ID: id,
+			Value: slices.Clone(r.jbuf)})
 	case ActRoute:
 		out.Outputs = append(out.Outputs, Output{Kind: OutRoute, Rule: r.rule, Queue: a.Queue, Key: r.env.Key, ID: r.env.Event.ID})
 	case ActSetTrait:
@@ -465,9 +492,13 @@ func (r *run) schedule(a *Action) error {
 		if err != nil {
 			return err
 		}
-		if t.Data, err = json.Marshal(props); err != nil {
-			return err
+		var w jsonObject
+		w.b = r.jbuf[:0]
+		for _, p := range a.props {
+			w.str(p.name, props[p.name])
 		}
+		r.jbuf = w.end()
+		t.Data = slices.Clone(r.jbuf)
 	}
 	t.ID = timerID(r.env.Key, t.Name, t.Deadline, t.Cause)
 	old, replaced, err := r.st.schedule(t, r.lim)

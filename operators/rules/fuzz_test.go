@@ -2,8 +2,10 @@ package rules
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
+	"unicode/utf8"
 )
 
 // The fuzz tests keep their corpora in testdata/fuzz. Run one with, for example:
@@ -50,6 +52,8 @@ func FuzzTemplate(f *testing.F) {
 		"{{json .profile.traits}} {{time .event.time}} {{duration 90000}}",
 		"{{range .profile.tags}}{{.}},{{end}}", "{{truncate 3 .event.id}}", "{{join \",\" .profile.tags}}",
 		"{{upper (lower (trim .event.source))}}", "{{.params.p1}}{{if .event.late}}late{{end}}",
+		"cart of {{.profile.id}}: {{.event.properties.total}} {{.event.properties.nested}} {{.visit.duration_ms}}",
+		"{{.event.properties.name}}{{.profile.traits.email}}{{.profile.counters.purchases}}{{.session.open}}{{.rule}}",
 	} {
 		f.Add(s, []byte(`{"total": 12.5, "name": "x", "nested": {"a": [1, 2]}}`))
 	}
@@ -66,6 +70,25 @@ func FuzzTemplate(f *testing.F) {
 		s, err := r.render(tp, map[string]string{"p1": "v"})
 		if err == nil && len(s) > maxRender {
 			t.Fatalf("rendered %d bytes", len(s))
+		}
+		// The fast path renders exactly what text/template renders.
+		if tp.fast != nil {
+			r.slow = true
+			slow, serr := r.render(tp, map[string]string{"p1": "v"})
+			r.slow = false
+			if (err == nil) != (serr == nil) || s != slow {
+				t.Fatalf("%q: fast %q (%v), text/template %q (%v)", src, s, err, slow, serr)
+			}
+		}
+		// Rendered text goes into records through appendJSONString: it must round-trip.
+		for _, x := range []string{s, src} {
+			var back string
+			if err := json.Unmarshal(appendJSONString(nil, x), &back); err != nil {
+				t.Fatalf("appendJSONString(%q) is not JSON: %v", x, err)
+			}
+			if utf8.ValidString(x) && back != x {
+				t.Fatalf("appendJSONString(%q) reads back as %q", x, back)
+			}
 		}
 	})
 }

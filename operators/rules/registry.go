@@ -86,7 +86,7 @@ func LoadRegistry(data []byte) (*Registry, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &LoadError{Msg: "empty registry"}
 		}
-		return nil, &LoadError{Msg: err.Error()}
+		return nil, yamlError(err)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {

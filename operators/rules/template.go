@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 )
 
@@ -122,10 +125,39 @@ func toInt(v any) (int64, error) {
 
 // tmpl is a parsed template; a text without actions is kept as a constant.
 type tmpl struct {
-	src   string
-	t     *template.Template // nil: constant
-	props bool               // it mentions properties: decode them for it
+	src string
+	t   *template.Template // nil: constant
+	// need says which parts of the data it reads (see roots), so that rendering builds only
+	// those; props: it reads the event's properties, which must be decoded for it.
+	need  roots
+	props bool
+	// fast is set when the template is only text and plain field references
+	// ({{.event.type}}, {{.profile.traits.plan}}): it is then rendered without text/template,
+	// with the same result.
+	fast []fastPart
 }
+
+// fastPart is text, or (path set) the value of a field.
+type fastPart struct {
+	text string
+	path []string
+}
+
+// roots is a set of the data's top-level names.
+type roots uint8
+
+const (
+	rootEvent roots = 1 << iota
+	rootProfile
+	rootVisit
+	rootSession
+	rootParams
+	rootRule
+	rootAll roots = 1<<iota - 1
+)
+
+var rootNames = map[string]roots{"event": rootEvent, "profile": rootProfile, "visit": rootVisit,
+	"session": rootSession, "params": rootParams, "rule": rootRule}
 
 func parseTemplate(name, src string) (*tmpl, error) {
 	if !strings.Contains(src, "{{") {
@@ -135,7 +167,235 @@ func parseTemplate(name, src string) (*tmpl, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tmpl{src: src, t: t, props: strings.Contains(src, "properties")}, nil
+	tp := &tmpl{src: src, t: t}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			tp.walk(tt.Tree.Root)
+		}
+	}
+	if len(t.Templates()) == 1 {
+		tp.fast = fastParts(t.Tree.Root)
+	}
+	return tp, nil
+}
+
+// fastParts returns the parts of a template made only of text and actions that are one plain
+// field ({{.a.b}}), each of a field fastField knows; nil otherwise.
+func fastParts(root *parse.ListNode) []fastPart {
+	var parts []fastPart
+	for _, n := range root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+			parts = append(parts, fastPart{text: string(n.Text)})
+		case *parse.ActionNode:
+			if len(n.Pipe.Decl) > 0 || len(n.Pipe.Cmds) != 1 || len(n.Pipe.Cmds[0].Args) != 1 {
+				return nil
+			}
+			f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode)
+			if !ok || !fastKnown(f.Ident) {
+				return nil
+			}
+			parts = append(parts, fastPart{path: f.Ident})
+		default:
+			return nil
+		}
+	}
+	return parts
+}
+
+var activityFields = map[string]bool{"open": true, "id": true, "started_at": true, "last_activity": true,
+	"duration_ms": true, "event_count": true, "page_view_count": true, "entry_url": true, "exit_url": true}
+
+// fastKnown says whether fastField renders path exactly as text/template would over data().
+func fastKnown(path []string) bool {
+	switch {
+	case len(path) == 1:
+		return path[0] == "rule"
+	case path[0] == "event":
+		switch path[1] {
+		case "id", "type", "time", "source", "profile", "session", "late", "system":
+			return len(path) == 2
+		case "properties":
+			return len(path) >= 3
+		}
+	case path[0] == "profile":
+		return len(path) == 2 && path[1] == "id" || len(path) == 3 && (path[1] == "traits" || path[1] == "counters")
+	case path[0] == "visit" || path[0] == "session":
+		return len(path) == 2 && activityFields[path[1]]
+	case path[0] == "params":
+		return len(path) == 2
+	}
+	return false
+}
+
+// fastField appends the text of a field; ok is false when only text/template can render it
+// (a property that is an object or an array).
+func (r *run) fastField(b []byte, path []string, params map[string]string) (_ []byte, ok bool) {
+	env := r.env
+	switch path[0] {
+	case "rule":
+		return append(b, r.rule...), true
+	case "event":
+		ev := &env.Event
+		switch path[1] {
+		case "id":
+			return append(b, ev.ID...), true
+		case "type":
+			return append(b, ev.Type...), true
+		case "source":
+			return append(b, ev.Source...), true
+		case "profile":
+			return append(b, ev.Profile...), true
+		case "session":
+			return append(b, ev.Session...), true
+		case "time":
+			return strconv.AppendInt(b, ev.Time, 10), true
+		case "late":
+			return strconv.AppendBool(b, ev.Late), true
+		case "system":
+			return strconv.AppendBool(b, ev.System), true
+		}
+		v := lookup(ev.Properties, path[2:])
+		switch v.k {
+		case jStr:
+			return append(b, v.s...), true
+		case jNum:
+			return strconv.AppendFloat(b, v.n, 'g', -1, 64), true
+		case jBool:
+			return strconv.AppendBool(b, v.b), true
+		case jMissing, jNull:
+			return b, true
+		}
+		return b, false
+	case "profile":
+		switch path[1] {
+		case "id":
+			return append(b, env.Key...), true
+		case "traits":
+			v, _ := r.st.Trait(path[2])
+			return append(b, v...), true
+		}
+		return strconv.AppendInt(b, r.st.Counter(path[2]), 10), true
+	case "params":
+		return append(b, params[path[1]]...), true
+	}
+	a := &env.Visit
+	if path[0] == "session" {
+		a = &env.Session
+	}
+	switch path[1] {
+	case "open":
+		return strconv.AppendBool(b, a.Open), true
+	case "id":
+		return append(b, a.ID...), true
+	case "started_at":
+		return strconv.AppendInt(b, a.StartedAt, 10), true
+	case "last_activity":
+		return strconv.AppendInt(b, a.LastActivity, 10), true
+	case "duration_ms":
+		var d int64
+		if a.Open {
+			d = a.LastActivity - a.StartedAt
+		}
+		return strconv.AppendInt(b, d, 10), true
+	case "event_count":
+		return strconv.AppendInt(b, a.EventCount, 10), true
+	case "page_view_count":
+		return strconv.AppendInt(b, a.PageViewCount, 10), true
+	case "entry_url":
+		return append(b, a.EntryURL...), true
+	}
+	return append(b, a.ExitURL...), true
+}
+
+// renderFast renders a template of fastParts; ok is false when it must go the slow way.
+func (r *run) renderFast(t *tmpl, params map[string]string) (string, bool) {
+	b := r.fbuf[:0]
+	for _, p := range t.fast {
+		if p.path == nil {
+			b = append(b, p.text...)
+			continue
+		}
+		var ok bool
+		if b, ok = r.fastField(b, p.path, params); !ok {
+			return "", false
+		}
+	}
+	r.fbuf = b
+	if len(b) > maxRender {
+		return "", false // the slow way reports the error
+	}
+	return string(b), true
+}
+
+// walk records which roots the template reads: the first name of each field chain (.event.type
+// reads event; $.profile.id reads profile). A bare dot ({{.}}, json .) or $ reads everything.
+// Inside range and with the dot changes; the fields there are relative to a root already
+// recorded (or to everything), so recording them too is harmless.
+func (tp *tmpl) walk(n parse.Node) {
+	if n == nil || tp.need == rootAll && tp.props {
+		return
+	}
+	field := func(ident []string) {
+		if len(ident) == 0 {
+			tp.need, tp.props = rootAll, true
+			return
+		}
+		tp.need |= rootNames[ident[0]]
+		if ident[0] == "event" && (len(ident) == 1 || ident[1] == "properties") {
+			tp.props = true
+		}
+	}
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n != nil {
+			for _, c := range n.Nodes {
+				tp.walk(c)
+			}
+		}
+	case *parse.ActionNode:
+		tp.walk(n.Pipe)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, d := range n.Decl {
+			tp.walk(d)
+		}
+		for _, c := range n.Cmds {
+			tp.walk(c)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			tp.walk(a)
+		}
+	case *parse.FieldNode:
+		field(n.Ident)
+	case *parse.VariableNode:
+		if n.Ident[0] == "$" {
+			field(n.Ident[1:])
+		}
+	case *parse.DotNode:
+		field(nil)
+	case *parse.ChainNode:
+		tp.walk(n.Node)
+		tp.need, tp.props = rootAll, true // (.x).y: give it everything
+	case *parse.IfNode:
+		tp.walk(n.Pipe)
+		tp.walk(n.List)
+		tp.walk(n.ElseList)
+	case *parse.RangeNode:
+		tp.walk(n.Pipe)
+		tp.walk(n.List)
+		tp.walk(n.ElseList)
+	case *parse.WithNode:
+		tp.walk(n.Pipe)
+		tp.walk(n.List)
+		tp.walk(n.ElseList)
+	case *parse.TemplateNode:
+		tp.walk(n.Pipe)
+		tp.need, tp.props = rootAll, true // {{template "x" .}}: whatever it reads
+	}
 }
 
 type limitedBuffer struct {
@@ -154,54 +414,92 @@ func (r *run) render(t *tmpl, params map[string]string) (string, error) {
 	if t.t == nil {
 		return t.src, nil
 	}
-	data, err := r.data(t.props, params)
+	if t.fast != nil && !r.slow {
+		if s, ok := r.renderFast(t, params); ok {
+			return s, nil
+		}
+	}
+	data, err := r.data(t, params)
 	if err != nil {
 		return "", err
 	}
-	var b limitedBuffer
-	if err := t.t.Execute(&b, data); err != nil {
+	b := &r.buf
+	b.Reset()
+	if err := t.t.Execute(b, data); err != nil {
 		return "", err
 	}
 	// A missing map key renders as "<no value>"; like Helm, render it as nothing.
-	return strings.ReplaceAll(b.String(), "<no value>", ""), nil
+	out := b.String()
+	if strings.Contains(out, "<no value>") {
+		out = strings.ReplaceAll(out, "<no value>", "")
+	}
+	return out, nil
 }
 
-// data builds a template's data; the decoded properties are kept for the rest of the event.
-func (r *run) data(props bool, params map[string]string) (map[string]any, error) {
+// data returns the data t needs. It is built once per event, part by part as templates need
+// the parts; the profile part again after the state changed.
+func (r *run) data(t *tmpl, params map[string]string) (map[string]any, error) {
 	env, st := r.env, r.st
-	ev := map[string]any{
-		"id": env.Event.ID, "type": env.Event.Type, "time": env.Event.Time, "source": env.Event.Source,
-		"profile": env.Event.Profile, "session": env.Event.Session, "late": env.Event.Late, "system": env.Event.System,
+	if r.tdata == nil {
+		r.tdata = make(map[string]any, 6)
+		r.tdata["rule"] = r.rule
 	}
-	if props {
-		if r.props == nil && len(env.Event.Properties) > 0 {
+	d := r.tdata
+	need := t.need &^ r.built
+	if r.stateGen != r.builtGen && t.need&rootProfile != 0 {
+		need |= rootProfile
+	}
+	if need&rootEvent != 0 {
+		d["event"] = map[string]any{
+			"id": env.Event.ID, "type": env.Event.Type, "time": env.Event.Time, "source": env.Event.Source,
+			"profile": env.Event.Profile, "session": env.Event.Session, "late": env.Event.Late, "system": env.Event.System,
+			"tags": jsonStrings(env.Event.Tags),
+		}
+	}
+	if t.props && !r.propsDone {
+		if len(env.Event.Properties) > 0 {
 			if err := json.Unmarshal(env.Event.Properties, &r.props); err != nil {
 				return nil, fmt.Errorf("event properties: %w", err)
 			}
 		}
-		ev["properties"] = r.props
+		r.propsDone = true
+		d["event"].(map[string]any)["properties"] = r.props
 	}
-	if len(env.Event.Tags) > 0 {
-		var tags []string
-		_ = json.Unmarshal(env.Event.Tags, &tags)
-		ev["tags"] = tags
+	if need&rootProfile != 0 {
+		traits := make(map[string]string, len(st.Traits))
+		for _, t := range st.Traits {
+			traits[t.Name] = t.Value
+		}
+		counters := make(map[string]int64, len(st.Counters))
+		for _, c := range st.Counters {
+			counters[c.Name] = c.Value
+		}
+		d["profile"] = map[string]any{"id": env.Key, "traits": traits, "tags": slices.Clone(st.Tags), "counters": counters}
+		r.builtGen = r.stateGen
 	}
-	traits := make(map[string]string, len(st.Traits))
-	for _, t := range st.Traits {
-		traits[t.Name] = t.Value
+	if need&rootVisit != 0 {
+		d["visit"] = activityData(&env.Visit)
 	}
-	counters := make(map[string]int64, len(st.Counters))
-	for _, c := range st.Counters {
-		counters[c.Name] = c.Value
+	if need&rootSession != 0 {
+		d["session"] = activityData(&env.Session)
 	}
-	return map[string]any{
-		"event":   ev,
-		"profile": map[string]any{"id": env.Key, "traits": traits, "tags": st.Tags, "counters": counters},
-		"visit":   activityData(&env.Visit),
-		"session": activityData(&env.Session),
-		"params":  params,
-		"rule":    r.rule,
-	}, nil
+	r.built |= need
+	d["rule"] = r.rule
+	if params != nil {
+		d["params"] = params
+	} else {
+		delete(d, "params")
+	}
+	return d, nil
+}
+
+func jsonStrings(raw []byte) []string {
+	if len(raw) == 0 {
+		return nil
+	}
+	var l []string
+	_ = json.Unmarshal(raw, &l)
+	return l
 }
 
 func activityData(a *ActivityView) map[string]any {
