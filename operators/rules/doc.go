@@ -15,7 +15,7 @@
 //     runs the rules on one event and reports everything in the Outcome: rules fired, actions
 //     taken, outputs, timer operations, whether the state changed, and the event-log state.
 //   - ProfileState: one per key, with a compact canonical binary encoding (AppendEncode,
-//     Decode) for the changelog and the store.
+//     Decode) for the changelog and the store; Changes collects the keys a cycle changed.
 //
 // # Order and errors
 //
@@ -76,4 +76,10 @@
 // time-ordered timer index, whose single deadline per key is ProfileState.NextDeadline. When
 // the watermark passes it, the pipeline calls PopDue, fills an Env with SetTimer and Applies
 // each fired timer like an event of its type, at its deadline. Deadlines are event time.
+//
+// # Persistence
+//
+// Changes is the seam for state/ and the changelog, like operators.Change: the pipeline notes
+// each key whose Outcome.StateChanged (or whose timers PopDue took) and drains the cycle's keys
+// with their encoded state and their timer deadline, now and as persisted before.
 package rules

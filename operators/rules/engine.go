@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -527,10 +528,14 @@ func timerID(key, name string, deadline int64, cause string) (id [16]byte) {
 	return id
 }
 
-// parseAt reads a schedule's `at`: RFC 3339 (as input times are read) or Unix milliseconds.
+// parseAt reads a schedule's `at`: RFC 3339 (as input times are read) or Unix milliseconds
+// (also as a float, as a numeric property renders: 1.7672256e+12).
 func parseAt(s string) (int64, error) {
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return ms, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f == math.Trunc(f) && f > 0 && f < 1<<53 {
+		return int64(f), nil
 	}
 	ms, ok := operators.ParseTime([]byte(s))
 	if !ok {

@@ -37,6 +37,7 @@ type script struct {
 	states map[string]*ProfileState
 	env    Env
 	out    Outcome
+	ch     Changes
 }
 
 func (s *script) state(key string) *ProfileState {
@@ -143,6 +144,7 @@ func printState(b *strings.Builder, st *ProfileState) {
 //	      [visit=STARTED_REL,LAST_REL,EVENTS,PAGE_VIEWS]   (input: the properties object, if any)
 //	fire t=REL [p=PROFILE]              (apply the timers due at REL)
 //	state [p=PROFILE]                   (print the key's state; checks its encoding round-trips)
+//	drain                               (the keys changed since the last drain: Changes)
 //
 // Times are relative to 2026-01-01T00:00:00Z, as Go durations. Ids of 32 hex digits are
 // shortened to their first 8.
@@ -231,6 +233,9 @@ func TestScripts(t *testing.T) {
 						EventCount: int64(n1), PageViewCount: int64(n2), EntryURL: "https://shop.example.com/"}
 				}
 				s.eng.Apply(&s.env, s.state(p), &s.out)
+				if s.out.StateChanged {
+					s.ch.Note(p, s.state(p))
+				}
 				printOutcome(&b, &s.out)
 				return b.String()
 			case "fire":
@@ -240,11 +245,34 @@ func TestScripts(t *testing.T) {
 				if len(due) == 0 {
 					return "nothing due\n"
 				}
+				s.ch.Note(p, st)
 				for i := range due {
 					fmt.Fprintf(&b, "fired %s\n", timerString(&due[i]))
 					s.env.SetTimer(p, &due[i])
 					s.eng.Apply(&s.env, st, &s.out)
 					printOutcome(&b, &s.out)
+				}
+				return b.String()
+			case "drain":
+				s.ch.Drain(func(c Change) {
+					fmt.Fprintf(&b, "%s:", c.Key)
+					if c.Deleted {
+						b.WriteString(" deleted")
+					}
+					at := func(ms int64) string {
+						if ms == 0 {
+							return "none"
+						}
+						return (time.Duration(ms-base.UnixMilli()) * time.Millisecond).String()
+					}
+					fmt.Fprintf(&b, " deadline=%s persisted=%s", at(c.Deadline), at(c.Persisted))
+					if c.State != nil {
+						fmt.Fprintf(&b, " (%d bytes)", len(c.State.AppendEncode(nil)))
+					}
+					b.WriteString("\n")
+				})
+				if b.Len() == 0 {
+					return "no changes\n"
 				}
 				return b.String()
 			case "state":

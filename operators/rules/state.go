@@ -18,6 +18,9 @@ type ProfileState struct {
 	Tags     []string
 	Counters []Counter
 	Timers   []Timer
+
+	// persisted is the timer deadline last reported by Changes.Drain (or restored by Decode).
+	persisted int64
 }
 
 // Trait is a named string value of a profile.
@@ -91,6 +94,7 @@ func (s *ProfileState) Empty() bool {
 // Reset empties the state, keeping its buffers.
 func (s *ProfileState) Reset() {
 	s.Traits, s.Tags, s.Counters, s.Timers = s.Traits[:0], s.Tags[:0], s.Counters[:0], s.Timers[:0]
+	s.persisted = 0
 }
 
 // Trait returns the value of the named trait.
@@ -364,6 +368,7 @@ func (s *ProfileState) Decode(b []byte) error {
 		s.Reset()
 		return err
 	}
+	s.persisted = s.NextDeadline()
 	return nil
 }
 
