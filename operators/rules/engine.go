@@ -290,10 +290,11 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 				stop = true
 				break
 			}
+			err := r.do(a, ai)
 			if a.Kind >= ActSetTrait && a.Kind <= ActCancel {
 				r.stateGen++ // templates rendered after this see the new state
 			}
-			if err := r.do(a, ai); err != nil {
+			if err != nil {
 				out.Errors = append(out.Errors, RuleError{Rule: rule.Name, Action: ai, Err: err})
 				break
 			}
