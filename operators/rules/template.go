@@ -60,6 +60,10 @@ func templateFuncs() template.FuncMap {
 				if x == 0 {
 					return fallback
 				}
+			case int:
+				if x == 0 {
+					return fallback
+				}
 			}
 			return v
 		},
