@@ -158,6 +158,17 @@ func (e *Engine) Config() *Config { return e.cfg }
 // Registry returns the registry the engine runs, or nil.
 func (e *Engine) Registry() *Registry { return e.reg }
 
+// Admit is the registry's decision on an input event (see Registry.Check), for the pipeline
+// to take before the event is sessionized: a rejected event is dead-lettered and an ignored one
+// dropped without opening anything. Events it admits reach Apply with Env.Admitted set, which
+// then skips the check. With no registry every event is admitted.
+func (e *Engine) Admit(typ string, props []byte) Verdict {
+	if e.reg == nil {
+		return Verdict{}
+	}
+	return e.reg.Check(typ, props)
+}
+
 // candidates returns the enabled rules whose `on` matches typ, in evaluation order.
 func (e *Engine) candidates(typ string) []int32 {
 	if c, ok := e.cache[typ]; ok {
@@ -251,7 +262,13 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 	cfg := e.cfg
 	env.ensureSlots(len(cfg.paths.paths))
 	if e.reg != nil && !env.Event.System {
-		v := e.reg.Check(env.Event.Type, env.Event.Properties)
+		var v Verdict
+		if env.Admitted {
+			v.Info, _ = e.reg.Lookup(env.Event.Type)
+			v.Unregistered = v.Info == nil && e.reg.Unregistered != PolicyAccept
+		} else {
+			v = e.reg.Check(env.Event.Type, env.Event.Properties)
+		}
 		out.Type, out.Unregistered = v.Info, v.Unregistered
 		switch {
 		case v.Reject:

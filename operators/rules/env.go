@@ -15,6 +15,9 @@ type Env struct {
 	Key     string // the state key: the profile id, or the session id of a profile-less key
 	Visit   ActivityView
 	Session ActivityView
+	// Admitted says the event already passed the registry (Engine.Admit, before it was
+	// sessionized): Apply then only looks its type up, without validating it again.
+	Admitted bool
 
 	// props caches the property paths that conditions name, extracted from
 	// Event.Properties on first use (see Config.paths).
@@ -89,16 +92,10 @@ func (e *Env) SetSystem(se *operators.SystemEvent) {
 		e.Key = view(se.Session)
 	}
 	if sm := se.Summary; sm != nil {
-		a := ActivityView{
-			Open: true, StartedAt: sm.StartedAt, LastActivity: sm.LastActivity, EventCount: int64(sm.EventCount),
-			PageViewCount: int64(sm.PageViewCount), EntryURL: view(sm.EntryURL), ExitURL: view(sm.ExitURL),
-		}
 		if se.Type == operators.VisitEnded {
-			a.ID = view(se.VisitID)
-			e.Visit = a
+			e.SetVisit(se.VisitID, sm)
 		} else {
-			a.ID = view(se.Session)
-			e.Session = a
+			e.SetSession(se.Session, sm)
 		}
 	}
 }
@@ -112,6 +109,23 @@ func (e *Env) SetTimer(key string, t *Timer) {
 		ID: view(e.idBuf[:]), Type: t.Type, Profile: key, Time: t.Deadline, Properties: t.Data, System: true,
 	}
 	e.Key = key
+}
+
+// SetVisit fills Visit from the key's open visit (id and summary so far); SetSession likewise
+// Session. The pipeline calls them with what the sessionizer knows when it emits the event.
+func (e *Env) SetVisit(id []byte, sm *operators.Summary) { e.Visit = activityView(id, sm) }
+
+// SetSession fills Session from the event's open session.
+func (e *Env) SetSession(id []byte, sm *operators.Summary) { e.Session = activityView(id, sm) }
+
+func activityView(id []byte, sm *operators.Summary) ActivityView {
+	if sm == nil {
+		return ActivityView{}
+	}
+	return ActivityView{
+		Open: true, ID: view(id), StartedAt: sm.StartedAt, LastActivity: sm.LastActivity, EventCount: int64(sm.EventCount),
+		PageViewCount: int64(sm.PageViewCount), EntryURL: view(sm.EntryURL), ExitURL: view(sm.ExitURL),
+	}
 }
 
 // view returns b as a string without copying; b must not change while the string is used.

@@ -141,7 +141,9 @@ func printState(b *strings.Builder, st *ProfileState) {
 //	rules [version=V] [max_nodes=N]      (input: a rules file; prints the order or the error)
 //	registry                            (input: a registry file, or nothing to drop it)
 //	event type=T [t=REL] [id=ID] [p=PROFILE] [s=SESSION] [src=S] [tags=a,b] [late] [system]
-//	      [visit=STARTED_REL,LAST_REL,EVENTS,PAGE_VIEWS]   (input: the properties object, if any)
+//	      [visit=STARTED_REL,LAST_REL,EVENTS,PAGE_VIEWS] [admitted]
+//	      (input: the properties object, if any)
+//	admit type=T                        (Engine.Admit; input: the properties object, if any)
 //	fire t=REL [p=PROFILE]              (apply the timers due at REL)
 //	state [p=PROFILE]                   (print the key's state; checks its encoding round-trips)
 //	drain                               (the keys changed since the last drain: Changes)
@@ -224,7 +226,7 @@ func TestScripts(t *testing.T) {
 					ev.Tags = []byte(`["` + strings.ReplaceAll(v, ",", `","`) + `"]`)
 				}
 				s.env.Reset()
-				s.env.Event, s.env.Key = ev, p
+				s.env.Event, s.env.Key, s.env.Admitted = ev, p, d.HasArg("admitted")
 				if v, ok := args["visit"]; ok {
 					f := strings.Split(v, ",")
 					n1, _ := strconv.Atoi(f[2])
@@ -251,6 +253,23 @@ func TestScripts(t *testing.T) {
 					s.env.SetTimer(p, &due[i])
 					s.eng.Apply(&s.env, st, &s.out)
 					printOutcome(&b, &s.out)
+				}
+				return b.String()
+			case "admit":
+				var props []byte
+				if in := strings.TrimSpace(d.Input); in != "" {
+					props = []byte(in)
+				}
+				v := s.eng.Admit(args["type"], props)
+				switch {
+				case v.Reject:
+					fmt.Fprintf(&b, "reject %s: %s\n", v.Reason, v.Detail)
+				case v.Ignore:
+					b.WriteString("ignore\n")
+				case v.Unregistered:
+					b.WriteString("admit (unregistered)\n")
+				default:
+					b.WriteString("admit\n")
 				}
 				return b.String()
 			case "drain":
