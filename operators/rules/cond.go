@@ -141,6 +141,7 @@ func (e *condError) Error() string { return e.Msg }
 type compiler struct {
 	paths    *pathTable
 	maxNodes uint
+	lines    []string // the YAML file, for error positions
 }
 
 func (cp *compiler) compile(src string) (*condition, error) {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dwellhq/dwell/operators"
 	"go.yaml.in/yaml/v3"
@@ -177,7 +178,7 @@ func Load(data []byte, opt Options) (*Config, error) {
 	}
 	cfg := &Config{Version: opt.Version, exact: map[string][]int32{}}
 	names := map[string]bool{}
-	cp := &compiler{paths: &cfg.paths, maxNodes: opt.MaxConditionNodes}
+	cp := &compiler{paths: &cfg.paths, maxNodes: opt.MaxConditionNodes, lines: strings.Split(string(data), "\n")}
 	err := eachKey(root, "", func(k string, kn, v *yaml.Node) error {
 		switch k {
 		case "version":
@@ -405,7 +406,7 @@ func loadRule(n *yaml.Node, cp *compiler) (*Rule, error) {
 		if err != nil {
 			var ce *condError
 			if errors.As(err, &ce) {
-				return nil, whenError(whenNode, r.Name, ce)
+				return nil, whenError(whenNode, r.Name, ce, r.When, cp.lines)
 			}
 			return nil, errAt(whenNode, r.Name, "when: %v", err)
 		}
@@ -424,17 +425,38 @@ func loadRule(n *yaml.Node, cp *compiler) (*Rule, error) {
 	return r, nil
 }
 
-// whenError places a condition error in the YAML: on the `when` value's line for a plain
-// scalar, counting lines into a block scalar.
-func whenError(n *yaml.Node, rule string, ce *condError) error {
+// whenError places a condition error in the YAML file (lines): within the `when` value's line
+// for a flow scalar, and for a block scalar (| or >) by walking its content lines, whose
+// newlines (literal) or folding spaces (folded) are one character of src each.
+func whenError(n *yaml.Node, rule string, ce *condError, src string, lines []string) error {
 	e := &LoadError{Rule: rule, Line: n.Line, Column: n.Column, Msg: "when: " + ce.Msg}
 	if ce.Line <= 0 {
 		return e
 	}
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
-		e.Line = n.Line + ce.Line
-		e.Column = n.Column + ce.Column - 1 // approximate: the block's indentation
+		off := 0 // the error's rune offset in src
+		for i, l := range strings.Split(src, "\n") {
+			if i == ce.Line-1 {
+				off += ce.Column - 1
+				break
+			}
+			off += utf8.RuneCountInString(l) + 1
+		}
+		// lines[n.Line] is the block's first content line; its indentation is the block's.
+		indent := -1
+		for ln := n.Line; ln < len(lines); ln++ {
+			if indent < 0 {
+				indent = len(lines[ln]) - len(strings.TrimLeft(lines[ln], " "))
+			}
+			content := lines[ln][min(indent, len(lines[ln])):]
+			length := utf8.RuneCountInString(content)
+			if off <= length {
+				e.Line, e.Column = ln+1, indent+off+1
+				break
+			}
+			off -= length + 1
+		}
 	case 0:
 		if ce.Line == 1 {
 			e.Column = n.Column + ce.Column - 1
