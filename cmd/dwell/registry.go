@@ -11,12 +11,15 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
 )
 
 const registryUsage = `Usage:
   dwell registry list FILE [--json]              the event types a registry file registers
+                                                 (or a rules file's registry section)
   dwell registry validate FILE [--events JSONL]  check a registry file; with --events, also
                                                  check each event of a JSON Lines file against it
 `
@@ -54,7 +57,7 @@ func cmdRegistry(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
-	reg, err := rules.LoadRegistry(data)
+	reg, err := loadRegistryFile(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
@@ -66,6 +69,25 @@ func cmdRegistry(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return checkEvents(reg, *events, stdout)
+}
+
+// loadRegistryFile loads a registry file, or the registry section of a rules file (one
+// with a top-level rules key), whose rules are then checked too.
+func loadRegistryFile(data []byte) (*rules.Registry, error) {
+	var top map[string]any
+	if yaml.Unmarshal(data, &top) == nil {
+		if _, ok := top["rules"]; ok {
+			cfg, err := rules.Load(data, rules.Options{})
+			if err != nil {
+				return nil, err
+			}
+			if cfg.Registry == nil {
+				return nil, errors.New("a rules file without a registry section")
+			}
+			return cfg.Registry, nil
+		}
+	}
+	return rules.LoadRegistry(data)
 }
 
 func listRegistry(reg *rules.Registry, asJSON bool, stdout io.Writer) error {

@@ -81,6 +81,21 @@ not json
 		t.Fatalf("validate bad file: exit %d: %s", code, errs)
 	}
 
+	// A rules file with a registry section: its rules are checked too.
+	bundle := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(bundle, []byte("rules:\n  - name: a\n    on: x\n    actions: [{tag: t}]\nregistry:\n  types:\n    x:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCLI(t, "", "registry", "validate", bundle); code != exitOK || !strings.Contains(out, "ok: 1 types") {
+		t.Fatalf("validate a rules file: exit %d: %s %s", code, out, errs)
+	}
+	if err := os.WriteFile(bundle, []byte("rules:\n  - name: a\n    on: x\n    when: event.nope\n    actions: [{tag: t}]\nregistry:\n  types:\n    x:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runCLI(t, "", "registry", "validate", bundle); code != exitFailure || !strings.Contains(errs, `rule "a": when: event has no field nope`) {
+		t.Fatalf("validate a bad rules file: exit %d: %s", code, errs)
+	}
+
 	for _, args := range [][]string{{"registry"}, {"registry", "explain", reg}, {"registry", "list"}} {
 		if code, _, _ := runCLI(t, "", args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)

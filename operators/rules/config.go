@@ -30,6 +30,9 @@ type Config struct {
 	// DeadLetterErrors: an event whose rules failed is also dead-lettered (file key
 	// `on_error: dead-letter`; the default, `log`, only logs it as error).
 	DeadLetterErrors bool
+	// Registry is the file's `registry` section (same form as a registry file), nil when it
+	// has none: rules and registry in one file are one version, loaded and replaced together.
+	Registry *Registry
 
 	exact    map[string][]int32 // event type -> rules with that exact type in `on`, in order
 	wildcard []int32            // rules with a wildcard pattern in `on`, in order
@@ -142,6 +145,7 @@ func errAt(n *yaml.Node, rule, format string, args ...any) error {
 //
 //	version: "2026-11-23.1"        # optional
 //	on_error: log                  # or dead-letter
+//	registry: {...}                # optional: the event registry (see LoadRegistry)
 //	limits: {max_traits: 64, max_tags: 64, max_counters: 64, max_timers: 16, max_value_bytes: 1024}
 //	rules:
 //	  - name: cart-reminder
@@ -177,6 +181,7 @@ func Load(data []byte, opt Options) (*Config, error) {
 		return nil, errAt(root, "", "the file must be a mapping with a rules list")
 	}
 	cfg := &Config{Version: opt.Version, exact: map[string][]int32{}}
+	var regNode *yaml.Node
 	names := map[string]bool{}
 	cp := &compiler{paths: &cfg.paths, maxNodes: opt.MaxConditionNodes, lines: strings.Split(string(data), "\n")}
 	err := eachKey(root, "", func(k string, kn, v *yaml.Node) error {
@@ -186,6 +191,8 @@ func Load(data []byte, opt Options) (*Config, error) {
 				return errAt(v, "", "version must be a non-empty string")
 			}
 			cfg.Version = v.Value
+		case "registry":
+			regNode = v
 		case "on_error":
 			switch v.Value {
 			case "log":
@@ -226,6 +233,12 @@ func Load(data []byte, opt Options) (*Config, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if regNode != nil {
+		// After the keys: the registry takes the file's version unless it names its own.
+		if cfg.Registry, err = loadRegistryNode(regNode, cfg.Version); err != nil {
+			return nil, err
+		}
 	}
 	cfg.Limits.EnsureDefaults()
 	if err := cfg.Limits.Validate(); err != nil {

@@ -78,7 +78,8 @@ type TypeInfo struct {
 //	    ephemeral: false
 //	    schema: {type: object, required: [total], properties: {total: {type: number}}}
 //
-// Errors are *LoadError with the type in Rule. Schemas cannot reference anything outside the
+// Errors are *LoadError with the type in Type. A rules file may hold its registry under a
+// `registry` key instead (see Load), so that both are one version. Schemas cannot reference anything outside the
 // file ($ref to a URL fails).
 func LoadRegistry(data []byte) (*Registry, error) {
 	var doc yaml.Node
@@ -92,7 +93,13 @@ func LoadRegistry(data []byte) (*Registry, error) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	reg := &Registry{Version: "unversioned", types: map[string]*TypeInfo{}}
+	return loadRegistryNode(root, "unversioned")
+}
+
+// loadRegistryNode loads a registry from its mapping: a file's root, or a rules file's
+// `registry` key.
+func loadRegistryNode(root *yaml.Node, version string) (*Registry, error) {
+	reg := &Registry{Version: version, types: map[string]*TypeInfo{}}
 	err := eachKey(root, "", func(k string, kn, v *yaml.Node) error {
 		switch k {
 		case "version":

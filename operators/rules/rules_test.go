@@ -171,6 +171,9 @@ func TestScripts(t *testing.T) {
 					return "error: " + err.Error() + "\n"
 				}
 				s.cfg = cfg
+				if cfg.Registry != nil {
+					s.reg = cfg.Registry
+				}
 				if s.eng == nil {
 					s.eng = NewEngine(cfg, s.reg)
 				} else {
@@ -184,6 +187,13 @@ func TestScripts(t *testing.T) {
 					}
 				}
 				b.WriteString("\n")
+				if reg := cfg.Registry; reg != nil {
+					fmt.Fprintf(&b, "registry version %s, unregistered %s:", reg.Version, reg.Unregistered)
+					for _, ti := range reg.Types() {
+						fmt.Fprintf(&b, " %s", ti.Type)
+					}
+					b.WriteString("\n")
+				}
 				return b.String()
 			case "registry":
 				if strings.TrimSpace(d.Input) == "" {
