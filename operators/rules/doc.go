@@ -10,10 +10,13 @@
 //     replaces nothing, so the old config stays live.
 //   - Registry (LoadRegistry): per event type a description, an optional JSON Schema for
 //     `properties`, a queue, a priority, enabled and ephemeral flags; and the policy for
-//     unregistered types (accept, flag, reject). Immutable like Config.
-//   - Engine: one per partition, owned by the partition's goroutine. Apply(env, state, outcome)
+//     unregistered types (accept, flag, reject). Immutable like Config. It is a file of its own
+//     or the `registry` section of a rules file (Config.Registry: one version for both).
+//   - Engine: one per partition, owned by the partition's goroutine. Admit(type, properties) is
+//     the registry's verdict, taken before the event is sessionized; Apply(env, state, outcome)
 //     runs the rules on one event and reports everything in the Outcome: rules fired, actions
 //     taken, outputs, timer operations, whether the state changed, and the event-log state.
+//     SetConfig swaps the config at a cycle boundary.
 //   - ProfileState: one per key, with a compact canonical binary encoding (AppendEncode,
 //     Decode) for the changelog and the store; Changes collects the keys a cycle changed.
 //
