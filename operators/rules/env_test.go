@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/dwellhq/dwell/operators"
@@ -118,5 +119,50 @@ func TestConditionAllocs(t *testing.T) {
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per evaluation", c.name, n)
 		}
+	}
+}
+
+// TestSharedConfig runs one Config (with a registry and templates) in engines on several
+// goroutines, as partitions share it; run with -race.
+func TestSharedConfig(t *testing.T) {
+	cfg, err := Load([]byte(shareRules()+`
+registry:
+  types:
+    purchase:
+      schema: {type: object, required: [total]}
+`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := shareRecords(2000)
+	done := make(chan []string, 4)
+	for range 4 {
+		go func() {
+			sink := &ruleSink{eng: NewEngine(cfg, cfg.Registry), states: map[string]*ProfileState{}}
+			s, err := operators.NewSessionizer(operators.Config{}, 0, sink)
+			if err != nil {
+				done <- []string{err.Error()}
+				return
+			}
+			for i := range recs {
+				s.Process(&recs[i])
+			}
+			s.Flush()
+			var out []string
+			for k, st := range sink.states {
+				out = append(out, k+string(st.AppendEncode(nil)))
+			}
+			slices.Sort(out)
+			done <- out
+		}()
+	}
+	first := <-done
+	for range 3 {
+		if got := <-done; !slices.Equal(got, first) {
+			t.Fatal("engines sharing a config disagree")
+		}
+	}
+	if len(first) < 100 {
+		t.Fatalf("only %d keys have rule state", len(first))
 	}
 }
