@@ -28,9 +28,24 @@ const (
 	Ignored
 	// DeadLettered: the registry rejected the event (Outcome.Reason, Outcome.Detail).
 	DeadLettered
+	// Late: the event arrived behind the watermark and could not join a visit (set by the
+	// pipeline for the sessionizer's late outputs; rules marked late still ran).
+	Late
+	// Transferred: the event was copied elsewhere for reprocessing (dwell move).
+	Transferred
 )
 
-var logStateNames = [...]string{"processed", "error", "ignored", "dead-lettered"}
+var logStateNames = [...]string{"processed", "error", "ignored", "dead-lettered", "late", "transferred"}
+
+// ParseLogState returns the state named s.
+func ParseLogState(s string) (LogState, bool) {
+	for i, n := range logStateNames {
+		if n == s {
+			return LogState(i), true
+		}
+	}
+	return 0, false
+}
 
 func (s LogState) String() string { return logStateNames[s] }
 

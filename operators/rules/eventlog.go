@@ -1,0 +1,113 @@
+package rules
+
+import (
+	"errors"
+	"strconv"
+)
+
+// The event log (issue 5): one record per processed event, for dwell.event-log. This file
+// encodes it; the pipeline fills the parts only it knows (where the event was read, how long
+// it took) and decides which events to log (LogLevel).
+
+// LogLevel says which events are logged.
+type LogLevel uint8
+
+const (
+	// LogAll logs every event.
+	LogAll LogLevel = iota
+	// LogErrors logs events whose state is error or dead-lettered.
+	LogErrors
+	// LogNone logs nothing.
+	LogNone
+)
+
+var logLevelNames = [...]string{"all", "errors", "none"}
+
+func (l LogLevel) String() string { return logLevelNames[l] }
+
+// ParseLogLevel reads all, errors or none.
+func ParseLogLevel(s string) (LogLevel, error) {
+	for i, n := range logLevelNames {
+		if n == s {
+			return LogLevel(i), nil
+		}
+	}
+	return 0, errors.New("rules: the event log level is all, errors or none, not " + strconv.Quote(s))
+}
+
+// Logs says whether an event in state s is logged at level l.
+func (l LogLevel) Logs(s LogState) bool {
+	switch l {
+	case LogAll:
+		return true
+	case LogErrors:
+		return s == Errored || s == DeadLettered
+	}
+	return false
+}
+
+// LogEntry is one event-log record.
+type LogEntry struct {
+	EventID, Type, Key string
+	Time               int64 // event time, Unix ms
+	Topic              string
+	Partition          int32
+	Offset             int64
+	// State overrides Outcome.State when the pipeline knows better (Late, Transferred).
+	State         LogState
+	Outcome       *Outcome // nil for events no rule saw (late without late rules, transferred)
+	ConfigVersion string
+	// ProcessingMicros is how long the event took, for the pipeline to measure (0: omitted).
+	ProcessingMicros int64
+	Unregistered     bool
+}
+
+// AppendLogJSON appends e as one JSON object (no newline):
+//
+//	{"event_id":"...","type":"add-to-cart","key":"p1","time":"2026-...Z","topic":"events",
+//	 "partition":3,"offset":42,"state":"processed","rules":["cart-timer"],
+//	 "actions":["cart-timer/schedule"],"reason":"...","detail":"...","unregistered":true,
+//	 "config_version":"v7","processing_us":12}
+//
+// rules, actions, reason, detail, unregistered and processing_us are omitted when empty.
+func AppendLogJSON(dst []byte, e *LogEntry) []byte {
+	w := jsonObject{b: dst}
+	w.str("event_id", e.EventID)
+	w.str("type", e.Type)
+	w.str("key", e.Key)
+	w.str("time", formatTime(e.Time))
+	w.str("topic", e.Topic)
+	w.key("partition")
+	w.b = strconv.AppendInt(w.b, int64(e.Partition), 10)
+	w.key("offset")
+	w.b = strconv.AppendInt(w.b, e.Offset, 10)
+	w.str("state", e.State.String())
+	if o := e.Outcome; o != nil {
+		if len(o.Fired) > 0 {
+			w.strList("rules", o.Fired)
+		}
+		if len(o.Actions) > 0 {
+			w.key("actions")
+			w.b = append(w.b, '[')
+			for i, a := range o.Actions {
+				if i > 0 {
+					w.b = append(w.b, ',')
+				}
+				w.b = appendJSONString(w.b, a.Rule+"/"+a.Kind.String())
+			}
+			w.b = append(w.b, ']')
+		}
+		w.strOmit("reason", string(o.Reason))
+		w.strOmit("detail", o.Detail)
+	}
+	if e.Unregistered || e.Outcome != nil && e.Outcome.Unregistered {
+		w.key("unregistered")
+		w.b = append(w.b, "true"...)
+	}
+	w.strOmit("config_version", e.ConfigVersion)
+	if e.ProcessingMicros > 0 {
+		w.key("processing_us")
+		w.b = strconv.AppendInt(w.b, e.ProcessingMicros, 10)
+	}
+	return w.end()
+}
