@@ -31,7 +31,8 @@ type EventView struct {
 	ID, Type, Source, Profile, Session string
 	Time                               int64
 	// Tags is the raw JSON array of tags, Properties the raw JSON object of properties (nil
-	// when absent); conditions decode only the fields they name.
+	// when absent), both valid JSON as the decoder guarantees; conditions decode only the
+	// fields they name.
 	Tags, Properties []byte
 	// Late: the event arrived behind the watermark; System: dwell emitted it (a system event
 	// or a fired schedule).
