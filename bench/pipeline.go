@@ -197,14 +197,25 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 	done := make(chan error, 1)
 	m.start()
 	go func() { done <- live.Run(runCtx) }()
+	// A processor that stops making progress fails the run rather than hanging it.
+	const stall = 60 * time.Second
+	last, lastMoved := int64(-1), time.Now()
 	for {
 		committed, err := adm.FetchOffsets(ctx, group)
 		if err == nil {
 			total := int64(0)
-			committed.Each(func(o kadm.OffsetResponse) { total += o.At })
+			committed.Each(func(o kadm.OffsetResponse) { total += max(o.At, 0) })
 			if total >= events {
 				break
 			}
+			if total != last {
+				last, lastMoved = total, time.Now()
+			}
+		}
+		if time.Since(lastMoved) > stall {
+			cancel()
+			<-done
+			return nil, st, fmt.Errorf("bench: the processor made no progress for %s: %d of %d records committed", stall, max(last, 0), events)
 		}
 		select {
 		case err := <-done:

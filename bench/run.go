@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/dwellhq/dwell/operators"
@@ -72,6 +73,7 @@ func RunWeb(ctx context.Context, cfg WebRunConfig) (*Result, error) {
 		st := w.S.Stats()
 		r.ActiveSessions = int64(st.OpenSessions)
 		r.HeapPerSession = heapPerActive(base+w.footprint(), st.OpenSessions)
+		runtime.KeepAlive(w)
 		r.Extra = map[string]float64{"system_per_event": float64(w.Sink.Counts[operators.KindSystem]) / float64(n),
 			"keys": float64(st.Keys), "open_visits": float64(st.OpenVisits)}
 		r.Notes = append(r.Notes, "heap per active session: the whole live heap less the input buffers, keys without an open session included")
@@ -136,6 +138,7 @@ func RunNexmark(ctx context.Context, cfg NexmarkRunConfig) (*Result, error) {
 		st := q.S.Stats()
 		r.ActiveSessions = int64(st.OpenVisits)
 		r.HeapPerSession = heapPerActive(base+q.footprint(), st.OpenVisits)
+		runtime.KeepAlive(q)
 		r.Extra = map[string]float64{"sessions_per_event": float64(q.Sink.Counts[operators.KindSystem]) / float64(n), "keys": float64(st.Keys)}
 	} else {
 		gen, err := NewNexmark(cfg.Q11.Nexmark)
