@@ -3,9 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +69,18 @@ type LiveConfig struct {
 	// transactions: after a crash, outputs may repeat, with the same ids; state never counts an
 	// input twice).
 	Guarantee string
+	// TransactionTimeout is how long the broker lets a transaction stay open: a cycle must end
+	// within it, and a crashed process's open transaction blocks read_committed readers (and
+	// the restore of its partitions by another instance) for up to this long. A restart on the
+	// same data dir aborts it at once. Default 30s.
+	TransactionTimeout time.Duration
+	// GroupSessionTimeout is how long the group coordinator waits for a silent member before
+	// moving its partitions elsewhere. Default 45s (Kafka's); the broker's
+	// group.min.session.timeout.ms bounds it from below.
+	GroupSessionTimeout time.Duration
+	// KafkaLogLevel is what the Kafka client logs through Logger: none, error, warn (default),
+	// info or debug.
+	KafkaLogLevel string
 }
 
 // Guarantees.
@@ -101,6 +111,12 @@ func (c *LiveConfig) ensureDefaults() {
 	}
 	if c.MaxCachedKeys == 0 {
 		c.MaxCachedKeys = 1_000_000
+	}
+	if c.TransactionTimeout == 0 {
+		c.TransactionTimeout = 30 * time.Second
+	}
+	if c.GroupSessionTimeout == 0 {
+		c.GroupSessionTimeout = 45 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -183,11 +199,21 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	}
 	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}, revoked: map[int32]bool{},
 		assigned: map[int32]bool{}, partStats: map[int32]operators.Stats{}}
-	txnID := make([]byte, 8)
-	_, _ = rand.Read(txnID)
+	instance, err := st.InstanceID()
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	klog, err := newKafkaLogger(cfg.Logger, cfg.KafkaLogLevel)
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
+		kgo.SessionTimeout(cfg.GroupSessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, cfg.GroupSessionTimeout/3)),
+		kgo.TransactionTimeout(cfg.TransactionTimeout),
+		kgo.WithLogger(klog),
 		kgo.ConsumeTopics(cfg.Inputs...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
@@ -201,9 +227,10 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		opts = append(opts, kgo.WithHooks(cfg.Metrics.kprom))
 	}
 	if cfg.Guarantee == ExactlyOnce {
-		// Each process has its own transactional id; the group generation fences zombies
-		// (KIP-447), so ids need not be stable across restarts.
-		opts = append(opts, kgo.TransactionalID(cfg.Group+"-"+hex.EncodeToString(txnID)))
+		// The group generation fences zombies (KIP-447), so the transactional id need not be
+		// stable for correctness; it is stable per data dir so that a restarted process aborts
+		// its predecessor's open transaction at once instead of after TransactionTimeout.
+		opts = append(opts, kgo.TransactionalID(cfg.Group+"-"+instance))
 		if l.sess, err = kgo.NewGroupTransactSession(opts...); err == nil {
 			l.cl = l.sess.Client()
 		}
@@ -406,6 +433,8 @@ func (l *Live) cycle(ctx context.Context) error {
 		}
 	}
 	l.updateReady()
+	l.log.Debug("cycle", "records", len(fetches.Records()), "partitions", len(l.parts), "committed", committed,
+		"took", time.Since(began))
 	if committed {
 		l.committed.Add(1)
 	} else {

@@ -2,7 +2,9 @@ package state
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +21,14 @@ import (
 // reads it:
 //
 //	'f'                                  format version (uvarint)
+//	'i'                                  instance id: 16 random bytes, made on first open
 //	'k' partition key                     key record: deadlines + snapshot (AppendKeyRecord)
 //	't' partition deadline kind key       empty: the timer index, in firing order
 //	'p' partition                         partition snapshot (operators.AppendPartitionSnapshot)
 //	'o' partition                         changelog offset the stored state reflects (uvarint+1)
 const (
 	tagFormat    = 'f'
+	tagInstance  = 'i'
 	tagKey       = 'k'
 	tagTimer     = 't'
 	tagPartition = 'p'
@@ -140,6 +144,28 @@ func (s *Store) checkFormat() error {
 		return fmt.Errorf("%w (found %d, want %d)", ErrFormat, got, formatVersion)
 	}
 	return nil
+}
+
+// InstanceID is this store's identity: random bytes made the first time the directory is used
+// and kept for its life. The live processor derives its transactional id from it, so a process
+// restarted on the same data dir fences its predecessor at once (aborting the transaction it
+// left open) instead of waiting for the broker's transaction timeout, as Kafka Streams does with
+// the process id in its state directory.
+func (s *Store) InstanceID() (string, error) {
+	v, closer, err := s.db.Get([]byte{tagInstance})
+	if errors.Is(err, pebble.ErrNotFound) {
+		id := make([]byte, 16)
+		_, _ = rand.Read(id)
+		if err := s.db.Set([]byte{tagInstance}, id, pebble.Sync); err != nil {
+			return "", fmt.Errorf("state: writing instance id: %w", err)
+		}
+		return hex.EncodeToString(id), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("state: reading instance id: %w", err)
+	}
+	defer closer.Close()
+	return hex.EncodeToString(v), nil
 }
 
 // Close closes the store.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/dwellhq/dwell/pipeline"
 )
@@ -32,6 +33,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", 1_000_000, "keys kept in memory per partition; the rest are read from Pebble")
 	fs.StringVar(&cfg.Compression, "compression", "lz4", "compression of produced batches: lz4, zstd, snappy or none")
 	fs.StringVar(&cfg.Guarantee, "guarantee", pipeline.ExactlyOnce, "exactly-once (a transaction per cycle) or at-least-once (no transactions; repeats after a crash carry the same ids)")
+	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 30*time.Second, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
+	fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", 45*time.Second, "how long the group waits for a silent instance before moving its partitions")
+	fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", "warn", "what the Kafka client logs: none, error, warn, info or debug")
 	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
 	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
 	verbose := fs.Bool("v", false, "log at debug level")
