@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"flag"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,13 +251,22 @@ func TestQ11SteadyStateAllocs(t *testing.T) {
 //
 //	go test ./bench -run '^$' -bench 'BenchmarkNexmarkQ11$' -cpu 1 -count 6 | tee new.txt; benchstat new.txt
 func BenchmarkNexmarkQ11(b *testing.B) {
-	for _, ooo := range []time.Duration{4 * time.Second, time.Millisecond} {
+	for _, s := range strings.Split(*benchQ11OOO, ",") {
+		ooo, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Run("ooo="+ooo.String(), func(b *testing.B) { benchQ11(b, ooo) })
 	}
 }
 
+var (
+	benchQ11Rate = flag.Float64("bench.q11-rate", 100_000, "Nexmark events per second of event time in BenchmarkNexmarkQ11 (warmup grows with it)")
+	benchQ11OOO  = flag.String("bench.q11-ooo", "4s,1ms", "max_out_of_orderness values for BenchmarkNexmarkQ11, comma-separated")
+)
+
 func benchQ11(b *testing.B, ooo time.Duration) {
-	q, err := NewQ11(Q11Config{MaxOutOfOrderness: ooo})
+	q, err := NewQ11(Q11Config{Nexmark: NexmarkConfig{Rate: *benchQ11Rate}, MaxOutOfOrderness: ooo})
 	if err != nil {
 		b.Fatal(err)
 	}
