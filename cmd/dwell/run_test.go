@@ -17,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/bench"
+	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger's writes while the test reads.
@@ -37,22 +39,23 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// TestRunAgainstKafka runs dwell run on kfake, or on the real broker in DWELL_TEST_BROKERS.
 func TestRunAgainstKafka(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "events"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := strings.Join(c.ListenAddrs(), ",")
+	k := pipelinetest.New(t, 3, []string{"events"})
+	brokers := strings.Join(k.Brokers, ",")
 	dir := t.TempDir()
+	d := pipeline.DefaultTopics()
+	names := []string{"--inputs", k.Name("events"), "--group", k.Name("dwell"), "--system-topic", k.Name(d.System),
+		"--events-topic", k.Name(d.Events), "--late-topic", k.Name(d.Late), "--dlq-topic", k.Name(d.Dead),
+		"--changelog-topic", k.Name(d.Changelog)}
 
 	// Without --create-topics, missing outputs are an error that says what to do.
-	code, _, stderr := runCLI(t, "", "run", "--brokers", brokers, "--inputs", "events", "--data-dir", filepath.Join(dir, "x"))
+	code, _, stderr := runCLI(t, "", append([]string{"run", "--brokers", brokers, "--data-dir", filepath.Join(dir, "x")}, names...)...)
 	if code != exitFailure || !strings.Contains(stderr, "--create-topics") || !strings.Contains(stderr, "dwell.changelog") {
 		t.Fatalf("missing topics: exit %d, %q", code, stderr)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("events"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.DefaultProduceTopic(k.Name("events")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +72,10 @@ func TestRunAgainstKafka(t *testing.T) {
 	var errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"run", "--brokers", brokers, "--inputs", "events", "--create-topics",
-			"--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "127.0.0.1:0"}, strings.NewReader(""), &bytes.Buffer{}, &errb)
+		done <- run(ctx, append([]string{"run", "--brokers", brokers, "--create-topics",
+			"--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "127.0.0.1:0"}, names...), strings.NewReader(""), &bytes.Buffer{}, &errb)
 	}()
-	out, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("dwell.system-events"),
+	out, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(k.Name(d.System)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +122,7 @@ func TestRunAgainstKafka(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	_, body := get("/metrics")
-	for _, series := range []string{`dwell_records_in_total{topic="events"}`, `dwell_system_events_total{type="profile-created"}`,
+	for _, series := range []string{`dwell_records_in_total{topic="` + k.Name("events") + `"}`, `dwell_system_events_total{type="profile-created"}`,
 		`dwell_transactions_total{result="committed"}`, "dwell_cycle_duration_seconds_bucket", "dwell_open_visits",
 		"dwell_pebble_l0_files", "dwell_kafka_", "go_goroutines"} {
 		if !strings.Contains(body, series) {
