@@ -215,7 +215,9 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 		if time.Since(lastMoved) > stall {
 			cancel()
 			<-done
-			return nil, st, fmt.Errorf("bench: the processor made no progress for %s: %d of %d records committed", stall, max(last, 0), events)
+			st = live.Stats()
+			return nil, st, fmt.Errorf("bench: the processor made no progress for %s: %d of %d records committed, %d transactions committed, %d aborted",
+				stall, max(last, 0), events, st.Committed, st.Aborted)
 		}
 		select {
 		case err := <-done:
