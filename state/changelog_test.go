@@ -1,6 +1,7 @@
-package state
+package state_test
 
 import (
+	"github.com/dwellhq/dwell/state"
 	"slices"
 	"testing"
 	"time"
@@ -12,12 +13,12 @@ import (
 
 // compact keeps the last record of each key and drops tombstones, as Kafka's log compaction
 // eventually does.
-func compact(log []ChangelogRecord) []ChangelogRecord {
+func compact(log []state.ChangelogRecord) []state.ChangelogRecord {
 	last := map[string]int{}
 	for i, r := range log {
 		last[string(r.Key)] = i
 	}
-	var out []ChangelogRecord
+	var out []state.ChangelogRecord
 	for i, r := range log {
 		if last[string(r.Key)] == i && r.Value != nil {
 			out = append(out, r)
@@ -47,7 +48,7 @@ func TestChangelogRestore(t *testing.T) {
 	var before collect
 	s, _ := operators.NewSessionizer(cfg, 0, &before)
 	s.TrackChanges(true)
-	var log []ChangelogRecord
+	var log []state.ChangelogRecord
 	var buf []byte
 	for cycle := 0; cycle <= crashAfter; cycle++ {
 		for i := cycle * 100; i < (cycle+1)*100; i++ {
@@ -56,14 +57,14 @@ func TestChangelogRestore(t *testing.T) {
 		b := stLocal.NewBatch(0)
 		s.DrainChanges(func(c operators.Change) {
 			buf, _ = s.AppendKeySnapshot(buf[:0], c.Key)
-			k, v := ChangeRecord(c, buf)
-			log = append(log, ChangelogRecord{Offset: int64(len(log)), Key: k, Value: v})
+			k, v := state.ChangeRecord(c, buf)
+			log = append(log, state.ChangelogRecord{Offset: int64(len(log)), Key: k, Value: v})
 			if err := b.PutKey(c, buf); err != nil {
 				t.Fatal(err)
 			}
 		})
 		part := s.AppendPartitionSnapshot(nil)
-		log = append(log, ChangelogRecord{Offset: int64(len(log)), Key: PartitionRecordKey, Value: part})
+		log = append(log, state.ChangelogRecord{Offset: int64(len(log)), Key: state.PartitionRecordKey, Value: part})
 		if err := b.PutPartition(part, int64(len(log))); err != nil {
 			t.Fatal(err)
 		}
@@ -89,10 +90,10 @@ func TestChangelogRestore(t *testing.T) {
 	}
 
 	indexes := map[string][]string{}
-	for name, setup := range map[string]func() (*Store, []ChangelogRecord){
-		"lagging store + tail": func() (*Store, []ChangelogRecord) { return openMem(t, local), log },
-		"empty store + log":    func() (*Store, []ChangelogRecord) { return openMem(t, vfs.NewMem()), log },
-		"empty store + compacted log": func() (*Store, []ChangelogRecord) {
+	for name, setup := range map[string]func() (*state.Store, []state.ChangelogRecord){
+		"lagging store + tail": func() (*state.Store, []state.ChangelogRecord) { return openMem(t, local), log },
+		"empty store + log":    func() (*state.Store, []state.ChangelogRecord) { return openMem(t, vfs.NewMem()), log },
+		"empty store + compacted log": func() (*state.Store, []state.ChangelogRecord) {
 			return openMem(t, vfs.NewMem()), compact(log)
 		},
 	} {
@@ -149,14 +150,14 @@ func TestChangelogRestore(t *testing.T) {
 }
 
 func TestKeyRecordRoundTrip(t *testing.T) {
-	d := [numTimers]int64{5, 1 << 40, 0}
-	rec := AppendKeyRecord(nil, d, []byte("snap"))
-	got, snap, err := ParseKeyRecord(rec)
+	d := [state.NumTimers]int64{5, 1 << 40, 0}
+	rec := state.AppendKeyRecord(nil, d, []byte("snap"))
+	got, snap, err := state.ParseKeyRecord(rec)
 	if err != nil || got != d || string(snap) != "snap" {
 		t.Fatalf("round trip: %v %q %v", got, snap, err)
 	}
 	for i := range rec[:len(rec)-4] {
-		if _, _, err := ParseKeyRecord(rec[:i]); err == nil {
+		if _, _, err := state.ParseKeyRecord(rec[:i]); err == nil {
 			t.Fatalf("truncated record (%d bytes) parsed", i)
 		}
 	}

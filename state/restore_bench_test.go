@@ -1,7 +1,8 @@
-package state
+package state_test
 
 import (
 	"fmt"
+	"github.com/dwellhq/dwell/state"
 	"runtime"
 	"testing"
 
@@ -12,9 +13,9 @@ import (
 
 // restoreFixture stores n keys, each a profile with an open visit and session, as a live
 // partition's store would hold them, and returns the store and its changelog.
-func restoreFixture(b *testing.B, n int) (*Store, []ChangelogRecord) {
+func restoreFixture(b *testing.B, n int) (*state.Store, []state.ChangelogRecord) {
 	b.Helper()
-	st, err := Open(Options{Dir: "db", FS: vfs.NewMem()})
+	st, err := state.Open(state.Options{Dir: "db", FS: vfs.NewMem()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -26,7 +27,7 @@ func restoreFixture(b *testing.B, n int) (*Store, []ChangelogRecord) {
 			i, i, i, 1_767_225_600_000+int64(i), i%500)
 		s.Process(&operators.Record{Topic: "web", Offset: int64(i), Value: []byte(v), Timestamp: operators.NoTimestamp})
 	}
-	var log []ChangelogRecord
+	var log []state.ChangelogRecord
 	bt := st.NewBatch(0)
 	var buf []byte
 	s.DrainChanges(func(c operators.Change) {
@@ -34,8 +35,8 @@ func restoreFixture(b *testing.B, n int) (*Store, []ChangelogRecord) {
 		if err := bt.PutKey(c, buf); err != nil {
 			b.Fatal(err)
 		}
-		k, v := ChangeRecord(c, buf)
-		log = append(log, ChangelogRecord{Offset: int64(len(log)), Key: k, Value: v})
+		k, v := state.ChangeRecord(c, buf)
+		log = append(log, state.ChangelogRecord{Offset: int64(len(log)), Key: k, Value: v})
 	})
 	if err := bt.PutPartition(s.AppendPartitionSnapshot(nil), int64(len(log))); err != nil {
 		b.Fatal(err)
@@ -92,7 +93,7 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		fresh, err := Open(Options{Dir: "db", FS: vfs.NewMem()})
+		fresh, err := state.Open(state.Options{Dir: "db", FS: vfs.NewMem()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,8 +1,9 @@
-package state
+package state_test
 
 import (
 	"errors"
 	"fmt"
+	"github.com/dwellhq/dwell/state"
 	"slices"
 	"strings"
 	"testing"
@@ -23,9 +24,9 @@ func (c *collect) Emit(o *operators.Output) {
 	c.lines = append(c.lines, string(operators.AppendJSON(nil, o)))
 }
 
-func openMem(t *testing.T, fs vfs.FS) *Store {
+func openMem(t *testing.T, fs vfs.FS) *state.Store {
 	t.Helper()
-	s, err := Open(Options{Dir: "db", FS: fs, CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
+	s, err := state.Open(state.Options{Dir: "db", FS: fs, CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func genRecords(t *testing.T, n int) []operators.Record {
 
 // persist writes one processing cycle: every changed key, the partition snapshot, and the
 // offset of the next record (standing in for the changelog offset).
-func persist(t *testing.T, st *Store, s *operators.Sessionizer, next int64) {
+func persist(t *testing.T, st *state.Store, s *operators.Sessionizer, next int64) {
 	t.Helper()
 	b := st.NewBatch(0)
 	var buf []byte
@@ -271,17 +272,17 @@ func TestResetIsPerPartition(t *testing.T) {
 func TestFormatVersionGuard(t *testing.T) {
 	fs := vfs.NewMem()
 	st := openMem(t, fs)
-	if err := st.db.Set([]byte{tagFormat}, []byte{99}, nil); err != nil {
+	if err := st.CorruptFormat(); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Options{Dir: "db", FS: fs})
-	if !errors.Is(err, ErrFormat) {
-		t.Fatalf("opening a store of format 99: %v, want ErrFormat", err)
+	_, err := state.Open(state.Options{Dir: "db", FS: fs})
+	if !errors.Is(err, state.ErrFormat) {
+		t.Fatalf("opening a store of format 99: %v, want state.ErrFormat", err)
 	}
-	if _, err := Open(Options{}); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+	if _, err := state.Open(state.Options{}); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Fatalf("no dir: %v", err)
 	}
 }
