@@ -216,8 +216,14 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 			cancel()
 			<-done
 			st = live.Stats()
-			return nil, st, fmt.Errorf("bench: the processor made no progress for %s: %d of %d records committed, %d transactions committed, %d aborted",
-				stall, max(last, 0), events, st.Committed, st.Aborted)
+			hint := ""
+			if st.Aborted > 0 {
+				// Seen with many events waiting in the reorder buffer: the partition snapshot
+				// carries them and outgrows the broker's record size limit.
+				hint = " (if every produce fails, the partition snapshot may exceed the broker's record size: lower --max-out-of-orderness or the rate, or add partitions)"
+			}
+			return nil, st, fmt.Errorf("bench: the processor made no progress for %s: %d of %d records committed, %d transactions committed, %d aborted%s",
+				stall, max(last, 0), events, st.Committed, st.Aborted, hint)
 		}
 		select {
 		case err := <-done:
