@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var c config
 	short := fs.Bool("short", os.Getenv("GATE_SHORT") != "", "CI budget: fewer benchmarks, short benchtime, a smaller warm state (also GATE_SHORT=1)")
-	fs.StringVar(&c.base, "base", os.Getenv("BASE"), "base commit (default: the merge-base of HEAD and main; also BASE=)")
+	fs.StringVar(&c.base, "base", os.Getenv("BASE"), "base commit (default: the merge-base of HEAD and main, else origin/main, else HEAD; also BASE=)")
 	fs.StringVar(&c.pkg, "pkg", "./bench", "package holding the benchmarks")
 	fs.StringVar(&c.bench, "bench", "", "benchmark regexp (default: every in-process benchmark; -short: a subset)")
 	fs.StringVar(&c.benchtime, "benchtime", envOr("BENCHTIME", ""), "go test -benchtime (default 1s; -short 200ms; also BENCHTIME=)")
@@ -110,7 +110,10 @@ func gate(c config, stdout, stderr io.Writer) (bool, error) {
 			}
 		}
 		if err != nil {
-			return false, fmt.Errorf("no merge-base with main or origin/main; pass BASE=<commit>: %w", err)
+			// A clone without main (a detached CI checkout): gate the working tree against
+			// its own commit, which catches uncommitted changes only.
+			fmt.Fprintln(stderr, "gate: no merge-base with main or origin/main; comparing with HEAD (pass BASE=<commit> to choose)")
+			c.base = "HEAD"
 		}
 	}
 	baseRev, err := output(root, "git", "rev-parse", "--short", c.base+"^{commit}")
