@@ -7,7 +7,12 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 COUNT     ?= 6
 
-.PHONY: all build demo test test-short lint fuzz bench clean
+KAFKA_DIR      ?= /tmp/dwell-kafka
+KAFKA_TEST_DIR ?= /tmp/dwell-kafka-test
+BROKERS        ?= 1
+HARNESS        := $(GO) run ./deploy/kafka/cmd/kafka-harness
+
+.PHONY: all build demo test test-short test-kafka kafka-up kafka-down lint fuzz bench clean
 
 all: lint test
 
@@ -23,6 +28,29 @@ demo:
 test:
 	$(GO) test -race -count=1 $(PKGS)
 	$(GO) test -count=1 -run 'TestLiveRepeatedCrashes' ./pipeline
+
+## test-kafka: the Kafka suites on a real Apache Kafka (fetched from Maven Central; needs java,
+## mvn and kcat): the end-to-end, crash, rebalance, metrics, CLI and kcat tests that make test
+## runs on kfake, then the fault suite (kills of dwell and of brokers, scaling), which prints a
+## table. The broker is stopped afterwards, also when a test fails.
+test-kafka:
+	@command -v kcat >/dev/null || { echo "test-kafka: kcat is not installed (Debian: apt-get install kcat)" >&2; exit 1; }
+	@$(HARNESS) down --dir $(KAFKA_TEST_DIR) 2>/dev/null || true
+	@addr=$$($(HARNESS) up --dir $(KAFKA_TEST_DIR)) || exit 1; \
+	trap '$(HARNESS) down --dir $(KAFKA_TEST_DIR)' EXIT; \
+	echo "== Kafka integration suite on $$addr"; \
+	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
+		-run '^(TestLive|TestRunAgainstKafka|TestKcatInterop)' ./pipeline ./cmd/dwell || exit 1; \
+	echo "== fault suite"; \
+	DWELL_FAULT_SUITE=1 $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/dwell
+
+## kafka-up: start Apache Kafka (KRaft) on loopback in the background and print its address;
+## BROKERS=3 for a cluster. kafka-down stops it.
+kafka-up:
+	$(HARNESS) up --dir $(KAFKA_DIR) --brokers $(BROKERS)
+
+kafka-down:
+	$(HARNESS) down --dir $(KAFKA_DIR)
 
 ## test-short: the same without -race, for a quick loop
 test-short:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -70,5 +71,40 @@ func EnsureTopics(ctx context.Context, brokers []string, inputs []string, out To
 			errs = append(errs, fmt.Errorf("pipeline: creating topic %q: %w", o, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return waitForLeaders(ctx, adm, missing, partitions)
+}
+
+// waitForLeaders waits until every partition of topics has a leader in the metadata a client
+// sees: a created topic reaches the brokers' metadata caches asynchronously, and the first
+// cycle would otherwise find its changelog without partitions.
+func waitForLeaders(ctx context.Context, adm *kadm.Client, topics []string, partitions int32) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		md, err := adm.Metadata(ctx, topics...)
+		ready := err == nil
+		for _, t := range topics {
+			d, ok := md.Topics[t]
+			if !ok || d.Err != nil || int32(len(d.Partitions)) != partitions {
+				ready = false
+				break
+			}
+			for _, p := range d.Partitions {
+				if p.Leader < 0 || p.Err != nil {
+					ready = false
+				}
+			}
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline: created topics %q but they have no leaders after 30s; check the brokers' health", topics)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

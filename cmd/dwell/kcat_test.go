@@ -90,7 +90,11 @@ func TestKcatInterop(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("dwell did not consume kcat's records in 2 minutes:\n%s", errb.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case code := <-done:
+			t.Fatalf("dwell run stopped on its own: exit %d\n%s", code, errb.String())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	cancel()
 	if code := <-done; code != exitOK {
