@@ -37,6 +37,18 @@ type PipelineConfig struct {
 	Brokers []string `json:",omitempty"`
 	// Logger for the processor. Default: discard.
 	Logger *slog.Logger `json:"-"`
+	// Kafka, if set, is a Kafka the caller prepared (tests: pipeline/pipelinetest): its topics
+	// exist and are the caller's to delete; the level only labels the result.
+	Kafka *Kafka `json:"-"`
+}
+
+// Kafka is a prepared Kafka for a pipeline run: brokers, existing input and output topics
+// (the changelog compacted) and a consumer group name.
+type Kafka struct {
+	Brokers []string
+	Input   string
+	Topics  pipeline.Topics
+	Group   string
 }
 
 // EnsureDefaults fills zero fields and returns c.
@@ -88,6 +100,9 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 	switch level {
 	case LevelKfake:
 	case LevelBroker:
+		if pc.Kafka != nil {
+			break
+		}
 		if len(pc.Brokers) == 0 {
 			pc.Brokers = BrokersFromEnv()
 		}
@@ -109,7 +124,12 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 	group := "dwell" + suffix
 	all := []string{input, topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog}
 
-	if level == LevelKfake {
+	prepared := pc.Kafka != nil
+	if prepared {
+		brokers, input, topics, group = pc.Kafka.Brokers, pc.Kafka.Input, pc.Kafka.Topics, pc.Kafka.Group
+		all = []string{input, topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog}
+	}
+	if level == LevelKfake && !prepared {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(pc.Partitions), all...))
 		if err != nil {
 			return nil, st, fmt.Errorf("bench: kfake: %w", err)
@@ -133,7 +153,7 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	if level == LevelBroker {
+	if level == LevelBroker && !prepared {
 		if _, err := adm.CreateTopics(ctx, int32(pc.Partitions), -1, nil, all[:5]...); err != nil {
 			return nil, st, fmt.Errorf("bench: creating topics: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // BenchmarkPipelineKfake is the end-to-end figure: records pre-produced to a 4-partition topic
@@ -89,5 +90,49 @@ func benchPipelineKfake(b *testing.B, guarantee string) {
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkWorkloadPipeline runs the web and Query 11 workloads through the exactly-once live
+// processor, on kfake or, when DWELL_TEST_BROKERS is set, on that broker
+// (pipeline/pipelinetest gives every run its own topics and group). Input is produced first;
+// ns/op includes producing it, the events/s and events/core-s metrics do not (the processor's
+// stretch only, as dwell bench reports them).
+//
+//	go test ./bench -run '^$' -bench WorkloadPipeline -benchtime 200000x -count 3
+//	DWELL_TEST_BROKERS=127.0.0.1:9092 go test ./bench -run '^$' -bench WorkloadPipeline -benchtime 200000x
+func BenchmarkWorkloadPipeline(b *testing.B) {
+	for _, w := range []string{"web", "nexmark-q11"} {
+		b.Run("workload="+w, func(b *testing.B) {
+			t := pipeline.DefaultTopics()
+			env := pipelinetest.New(b, 4, []string{"events", t.System, t.Events, t.Late, t.Dead, t.Changelog},
+				pipelinetest.Compacted(t.Changelog))
+			level := bench.LevelKfake
+			if env.Real {
+				level = bench.LevelBroker
+			}
+			pc := bench.PipelineConfig{Kafka: &bench.Kafka{Brokers: env.Brokers, Input: env.Name("events"), Group: env.Name("dwell"),
+				Topics: pipeline.Topics{System: env.Name(t.System), Events: env.Name(t.Events), Late: env.Name(t.Late),
+					Dead: env.Name(t.Dead), Changelog: env.Name(t.Changelog)}}}
+			var r *bench.Result
+			var err error
+			if w == "web" {
+				r, err = bench.RunWeb(context.Background(), bench.WebRunConfig{Level: level, Events: int64(b.N), Pipeline: pc,
+					Operators: bench.OperatorsConfig{Web: bench.WebConfig{Profiles: 100_000, Rate: 250}}})
+			} else {
+				// A 1ms watermark delay (the stream is in order): each partition snapshot
+				// carries the buffered events, and at 100,000 events/s even 100ms of them
+				// outgrow the broker's record size limit and every transaction aborts.
+				r, err = bench.RunNexmark(context.Background(), bench.NexmarkRunConfig{Level: level, Events: int64(b.N), Pipeline: pc,
+					Q11: bench.Q11Config{MaxOutOfOrderness: time.Millisecond}})
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(r.BytesInPerEvent))
+			b.ReportMetric(r.EventsPerS, "events/s")
+			b.ReportMetric(r.EventsPerCoreS, "events/core-s")
+			b.ReportMetric(r.AllocsPerEvent, "allocs/event")
+		})
 	}
 }
