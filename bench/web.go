@@ -1,6 +1,3 @@
-// Package bench holds dwell's workloads: generators of realistic input and the Run functions
-// that measure dwell on them. Workloads are plain Config structs with no package state, so the
-// CLI, the demo, the tests and the Go benchmarks all drive the same code.
 package bench
 
 import (
