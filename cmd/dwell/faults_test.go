@@ -80,8 +80,8 @@ func TestFaults(t *testing.T) {
 	}{
 		{"sigkill x10 + empty dir, exactly-once", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 500_000,
 			func(f *faultRun) string { return f.killRestarts(rng, 10, true) }},
-		{"sigkill x5 + empty dir, at-least-once", func() *kafka.Cluster { return single }, pipeline.AtLeastOnce, 200_000,
-			func(f *faultRun) string { return f.killRestarts(rng, 5, true) }},
+		{"sigkill x10 + empty dir, at-least-once", func() *kafka.Cluster { return single }, pipeline.AtLeastOnce, 200_000,
+			func(f *faultRun) string { return f.killRestarts(rng, 10, true) }},
 		{"scale 1 -> 3 -> 1 instances", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
 			func(f *faultRun) string { return f.scale() }},
 		{"broker stop + start (1 node)", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
