@@ -84,51 +84,6 @@ func produceWeb(t *testing.T, brokers []string, topic string, cfg bench.WebConfi
 	return values
 }
 
-// consumeAll reads every committed record of topic.
-func consumeAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
-	t.Helper()
-	// Control records are kept (and skipped) so that every offset up to the end is seen.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.KeepControlRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListCommittedOffsets(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := int64(0)
-	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
-	var out []*kgo.Record
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	seen := map[int32]int64{}
-	for {
-		total := int64(0)
-		ends.Each(func(o kadm.ListedOffset) {
-			if seen[o.Partition] >= o.Offset {
-				total += o.Offset
-			}
-		})
-		if total == want {
-			return out
-		}
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: timed out with %d records", topic, len(out))
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r)
-			}
-			seen[r.Partition] = r.Offset + 1
-		})
-	}
-}
-
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -273,7 +228,7 @@ func TestLiveCrashRecovery(t *testing.T) {
 				// Repeats are allowed; wait until the distinct events are all there.
 				waitFor(t, "every distinct system event", 60*time.Second, func() bool {
 					e.now.Add(time.Minute.Milliseconds())
-					got = consumeAll(t, e.brokers, e.topics.System)
+					got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.System)
 					return len(dedupeIdentical(t, got)) >= e.wantCount
 				})
 			}
@@ -477,7 +432,7 @@ func drainSystemEvents(t *testing.T, e *liveEnv) []*kgo.Record {
 	var got []*kgo.Record
 	waitFor(t, "every system event", 60*time.Second, func() bool {
 		e.now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
-		got = consumeAll(t, e.brokers, e.topics.System)
+		got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.System)
 		return len(got) >= e.wantCount
 	})
 	return got

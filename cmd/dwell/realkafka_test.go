@@ -15,6 +15,7 @@ import (
 
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // Helpers shared by the Kafka acceptance tests (kcat) and the fault suite: a generated stream
@@ -201,46 +202,14 @@ func produceAll(t testing.TB, brokers []string, topic string, recs []*kgo.Record
 	}
 }
 
-// readCommitted returns the values of every committed record of topic (read_committed, up to
-// the end offsets at the time of the call).
+// readCommitted returns the values of every committed record of topic.
 func readCommitted(t testing.TB, brokers []string, topic string) [][]byte {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.KeepControlRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := map[int32]int64{}
 	var out [][]byte
-	for {
-		done := true
-		ends.Each(func(o kadm.ListedOffset) {
-			if next[o.Partition] < o.Offset {
-				done = false
-			}
-		})
-		if done {
-			return out
-		}
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: timed out after %d records", topic, len(out))
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() {
-				out = append(out, r.Value)
-			}
-			next[r.Partition] = r.Offset + 1
-		})
+	for _, r := range pipelinetest.ReadCommitted(t, brokers, topic) {
+		out = append(out, r.Value)
 	}
+	return out
 }
 
 // progress is the share of topic's records the group has committed.

@@ -169,3 +169,47 @@ func (e *Env) Names(bases ...string) []string {
 
 // Fake is the kfake cluster, or nil on a real broker.
 func (e *Env) Fake() *kfake.Cluster { return e.kfake }
+
+// ReadCommitted returns every record of topic up to its last stable offsets at the time of the
+// call, read_committed: what a downstream consumer sees once the transactions in flight are
+// decided. Control records are kept by the client (and dropped here) so that every offset up to
+// the end is seen.
+func ReadCommitted(t testing.TB, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("pipelinetest: stable offsets of %s: %v", topic, err)
+	}
+	next := map[int32]int64{}
+	var out []*kgo.Record
+	for {
+		done := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if next[o.Partition] < o.Offset {
+				done = false
+			}
+		})
+		if done {
+			return out
+		}
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("pipelinetest: reading %s: timed out after %d records", topic, len(out))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			next[r.Partition] = r.Offset + 1
+		})
+	}
+}
