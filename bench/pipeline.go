@@ -91,8 +91,9 @@ const latencyPipeline = "pipeline: wall time from each input record's timestamp 
 
 // runPipeline produces events records from next to an input topic, then runs the live
 // processor until its group has committed every one, and measures that stretch.
+// active says which open things of the processor count as active sessions.
 func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg operators.Config, events int64,
-	next func(dst []byte) Record) (*Result, pipeline.LiveStats, error) {
+	next func(dst []byte) Record, active func(pipeline.LiveStats) int) (*Result, pipeline.LiveStats, error) {
 	var st pipeline.LiveStats
 	pc.EnsureDefaults()
 	suffix := ""
@@ -257,12 +258,19 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 	}
 	m.stop()
 	st = live.Stats()
+	// The heap while the processor (and, on kfake, the broker) still holds its state.
+	heap := liveHeap()
+	runtime.KeepAlive(live)
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		return nil, st, err
 	}
 
 	r := &Result{Level: level, Events: events, LatencyMeaning: latencyPipeline}
+	if n := active(st); n > 0 {
+		r.ActiveSessions = int64(n)
+		r.HeapPerSession = float64(heap) / float64(n)
+	}
 	m.into(r)
 	r.BytesInPerEvent = float64(bytesIn) / float64(events)
 	mfs, err := reg.Gather()
@@ -296,7 +304,7 @@ func runPipeline(ctx context.Context, level string, pc PipelineConfig, opCfg ope
 	r.BytesOutPerEvent = float64(bytesOut) / float64(events)
 	r.Notes = append(r.Notes, fmt.Sprintf("%d transactions committed, %d aborted", st.Committed, st.Aborted))
 	if level == LevelKfake {
-		r.Notes = append(r.Notes, "the kfake broker runs in this process: its CPU, allocations and memory (every record) are included")
+		r.Notes = append(r.Notes, "the kfake broker runs in this process: its CPU, allocations and memory (every record, so heap per session too) are included")
 	}
 	return r, st, nil
 }
