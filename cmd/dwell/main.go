@@ -44,6 +44,7 @@ Usage:
   dwell tail TOPIC --brokers H:P [--from-start]    print committed records as JSON lines
   dwell gen [--events N] [--out FILE] [flags]      write a generated web-tracking stream
   dwell bench web|nexmark|restore [flags]          measure throughput, latency and memory
+  dwell deliver --queue NAME --url URL [flags]     deliver a queue's records as webhooks
   dwell version
 
 Run 'dwell COMMAND -h' for a command's flags.
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdGen(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout, stderr)
+	case "deliver":
+		err = cmdDeliver(ctx, args[1:], stderr)
 	case "registry":
 		err = cmdRegistry(args[1:], stdout, stderr)
 	case "version":

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -24,6 +25,8 @@ type Deliverer struct {
 	hardCancel context.CancelFunc
 
 	work chan item
+
+	ready atomic.Bool // the group assigned partitions at least once
 
 	fatalOnce sync.Once
 	fatal     chan error // a dead letter could not be written
@@ -217,6 +220,9 @@ func (d *Deliverer) poll(ctx context.Context) {
 				return
 			}
 			d.mu.Lock()
+			if low := p.t.lowest(); low >= 0 && p.hwm >= 0 && !p.revoked {
+				d.qm.setLag(p.id, max(0, p.hwm-low))
+			}
 			if !p.revoked && !p.paused && len(p.t.pending) >= d.cfg.MaxPending {
 				p.paused = true
 				pause = append(pause, p.id)
@@ -379,7 +385,12 @@ func containsPart(ps []int32, id int32) bool {
 	return false
 }
 
+// Ready reports whether the deliverer has joined its group (it may own no partition: a group
+// can have more members than the topic has partitions).
+func (d *Deliverer) Ready() bool { return d.ready.Load() }
+
 func (d *Deliverer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	d.ready.Store(true)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, id := range assigned[d.cfg.Topic] {

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/dwellhq/dwell/pipeline/deliver"
+)
+
+// cmdDeliver delivers one queue's records as webhooks until ctx is cancelled: deliveries in
+// flight finish (bounded by --drain-timeout), offsets are committed, and it exits 0.
+func cmdDeliver(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("deliver", stderr)
+	var cfg deliver.Config
+	fs.StringVar(&cfg.Queue, "queue", "", "the queue to deliver (required); its topic is dwell.queue.NAME")
+	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	fs.StringVar(&cfg.Topic, "topic", "", "the queue topic (default dwell.queue.NAME)")
+	fs.StringVar(&cfg.Group, "group", "", "consumer group (default dwell-deliver-NAME)")
+	fs.StringVar(&cfg.DeadTopic, "dlq-topic", "dwell.dlq", "dead-letter topic for what cannot be delivered")
+	url := fs.String("url", "", "default endpoint: records without a channel listed in --endpoints are POSTed here")
+	endpoints := fs.String("endpoints", "", "YAML file: a default URL and URLs (with headers) per notification channel")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 8, "deliveries at once")
+	fs.IntVar(&cfg.MaxPending, "max-pending", 1000, "pause a partition with this many uncommitted records")
+	fs.DurationVar(&cfg.AttemptTimeout, "attempt-timeout", 0, "timeout of one HTTP request (default 10s)")
+	fs.IntVar(&cfg.MaxAttempts, "max-attempts", 10, "attempts per record before it is dead-lettered")
+	fs.DurationVar(&cfg.MaxElapsed, "max-elapsed", 0, "time from a record's first attempt to its last (default 5m)")
+	fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", 0, "wait before the first retry, doubling per retry (default 250ms)")
+	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", 0, "cap of the computed wait; a longer Retry-After is honoured (default 30s)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "on shutdown or revocation, wait this long for deliveries in flight (default 20s)")
+	metricsAddr := fs.String("metrics-addr", "localhost:9091", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
+	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
+	verbose := fs.Bool("v", false, "log at debug level")
+	kafka := bindKafka(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if cfg.Queue == "" {
+		return usageError{errors.New("deliver: name the queue: dwell deliver --queue NAME --url URL")}
+	}
+	if *endpoints != "" {
+		b, err := os.ReadFile(*endpoints)
+		if err != nil {
+			return usageError{fmt.Errorf("deliver: --endpoints: %w", err)}
+		}
+		if cfg.Endpoints, err = deliver.ParseEndpoints(b, os.Getenv); err != nil {
+			return usageError{err}
+		}
+	}
+	if *url != "" {
+		if err := deliver.CheckURL(*url); err != nil {
+			return usageError{fmt.Errorf("deliver: --url: %w", err)}
+		}
+		cfg.Endpoints.Default = &deliver.Endpoint{URL: *url}
+	}
+	if cfg.Endpoints.Default == nil && len(cfg.Endpoints.Channels) == 0 {
+		return usageError{errors.New("deliver: no endpoint: pass --url or --endpoints FILE")}
+	}
+	cfg.Brokers = splitList(*brokers)
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	kopts, err := kafka.opts()
+	if err != nil {
+		return usageError{err}
+	}
+	cfg.ClientOpts = kopts
+	reg := newRegistry()
+	cfg.Metrics = deliver.NewMetrics(reg)
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	d, err := deliver.New(cfg)
+	if err != nil {
+		return err
+	}
+	if *metricsAddr != "" {
+		_, stop, err := serveHTTP(*metricsAddr, reg, d.Ready, cfg.Logger)
+		if err != nil {
+			return errors.Join(err, d.Close())
+		}
+		defer stop()
+	}
+	cfg.Logger.Info("dwell deliver running", "queue", cfg.Queue, "topic", cfg.Topic, "group", cfg.Group,
+		"concurrency", cfg.Concurrency, "dlq", cfg.DeadTopic)
+	runErr := d.Run(ctx)
+	if err := errors.Join(runErr, d.Close()); err != nil {
+		return fmt.Errorf("deliver: %w", err)
+	}
+	cfg.Logger.Info("dwell deliver stopped cleanly")
+	return nil
+}
