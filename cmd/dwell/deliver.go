@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/dwellhq/dwell/pipeline/deliver"
 )
@@ -79,6 +80,12 @@ func cmdDeliver(ctx context.Context, args []string, stderr io.Writer) error {
 	d, err := deliver.New(cfg)
 	if err != nil {
 		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = d.CheckTopics(cctx)
+	cancel()
+	if err != nil {
+		return errors.Join(err, d.Close())
 	}
 	if *metricsAddr != "" {
 		_, stop, err := serveHTTP(*metricsAddr, reg, d.Ready, cfg.Logger)

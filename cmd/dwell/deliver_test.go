@@ -178,3 +178,12 @@ func TestDeliverUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliverMissingTopic(t *testing.T) {
+	env := pipelinetest.New(t, 1, []string{"dwell.dlq"})
+	code, _, stderr := runCLI(t, "", "deliver", "--queue", "nosuch", "--url", "http://127.0.0.1:1/", "--metrics-addr", "",
+		"--brokers", strings.Join(env.Brokers, ","), "--dlq-topic", env.Name("dwell.dlq"), "--topic", env.Name("dwell.queue.nosuch"))
+	if code != exitFailure || !strings.Contains(stderr, "dwell.queue.nosuch") || !strings.Contains(stderr, "do not exist") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}

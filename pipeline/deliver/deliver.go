@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -87,6 +88,24 @@ func New(cfg Config) (*Deliverer, error) {
 	}
 	d.cl = cl
 	return d, nil
+}
+
+// CheckTopics returns an error naming the queue or dead-letter topic if it does not exist.
+func (d *Deliverer) CheckTopics(ctx context.Context) error {
+	details, err := kadm.NewClient(d.cl).ListTopics(ctx, d.cfg.Topic, d.cfg.DeadTopic)
+	if err != nil {
+		return fmt.Errorf("deliver: listing topics: %w", err)
+	}
+	var missing []string
+	for _, t := range []string{d.cfg.Topic, d.cfg.DeadTopic} {
+		if td, ok := details[t]; !ok || td.Err != nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("deliver: topics %v do not exist; create them (the queue topic is dwell.queue.NAME unless --topic says otherwise)", missing)
+	}
+	return nil
 }
 
 // Close stops deliveries still in flight and leaves the group. It is idempotent.
@@ -214,6 +233,8 @@ func (d *Deliverer) poll(ctx context.Context) {
 				case d.work <- item{r: r, p: p}:
 				case <-ctx.Done():
 					p.wg.Done() // left pending: not committed, redelivered
+				case <-p.ctx.Done(): // revoked while every worker is busy
+					p.wg.Done()
 				}
 			}
 			if p == nil {

@@ -3,6 +3,7 @@ package deliver_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -565,4 +566,55 @@ channels:
 			t.Errorf("%q: no error", bad)
 		}
 	}
+}
+
+// TestDeliverRebalance adds a second deliverer to the group mid-run: the first drains and
+// commits the partitions it gives up, and together they deliver everything.
+func TestDeliverRebalance(t *testing.T) {
+	h := newHook(false)
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(3 * time.Millisecond)
+		h.ServeHTTP(w, r)
+	})
+	rig := newRig(t, slow)
+	const n = 240
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Topic: rig.queue, Key: []byte("p" + strconv.Itoa(i%13)),
+			Value: notification(fmt.Sprintf("n%03d", i), "")})
+	}
+	produce(t, rig.env.Brokers, recs...)
+	cfg := rig.config(prometheus.NewRegistry())
+	cfg.Concurrency = 2
+	var logA lockedBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logA, nil))
+	stopA := start(t, cfg)
+	waitFor(t, "the first deliverer to start", 10*time.Second, func() bool { return len(h.deliveredIDs()) >= 30 })
+	stopB := start(t, rig.config(prometheus.NewRegistry()))
+	waitFor(t, "both to finish", 30*time.Second, func() bool {
+		return len(h.deliveredIDs()) == n && caughtUp(t, rig.env.Brokers, cfg.Group, rig.queue)
+	})
+	if err := errors.Join(stopA(), stopB()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logA.String(), "partitions revoked") {
+		t.Errorf("the first deliverer gave up no partition:\n%s", logA.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
