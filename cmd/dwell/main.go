@@ -45,6 +45,7 @@ Usage:
   dwell gen [--events N] [--out FILE] [flags]      write a generated web-tracking stream
   dwell bench web|nexmark|restore [flags]          measure throughput, latency and memory
   dwell deliver --queue NAME --url URL [flags]     deliver a queue's records as webhooks
+  dwell move --from T --to T [--filter EXPR]       copy matching records (dead letters) for reprocessing
   dwell version
 
 Run 'dwell COMMAND -h' for a command's flags.
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "deliver":
 		err = cmdDeliver(ctx, args[1:], stderr)
+	case "move":
+		err = cmdMove(ctx, args[1:], stdout, stderr)
 	case "registry":
 		err = cmdRegistry(args[1:], stdout, stderr)
 	case "version":
