@@ -182,7 +182,7 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				return enc.Encode(tailRecord(r))
 			}
 			if p := produceErr.Load(); p != nil {
-				return fmt.Errorf("move: writing to %s: %w", *to, *p)
+				return fmt.Errorf("writing to %s: %w", *to, *p)
 			}
 			cl.Produce(ctx, copyRecord(r, *to), onCopy)
 			if *eventLog != "" {
@@ -196,6 +196,9 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				fmt.Fprintln(stderr, st.line(written.Load()))
 			}
 		})
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		runErr = fmt.Errorf("move: %w", runErr)
 	}
 	if !*dryRun {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -266,13 +269,13 @@ func moveScan(ctx context.Context, cl *kgo.Client, topic string, spans map[int32
 					short = append(short, fmt.Sprintf("%d (at %d of %d)", p, next[p], s[1]))
 				}
 			}
-			return fmt.Errorf("move: %s: nothing more to read for 15s from partitions %s; their ends may be aborted transaction records, or the brokers unreachable", topic, strings.Join(short, ", "))
+			return fmt.Errorf("%s: nothing more to read for 15s from partitions %s; their ends may be aborted transaction records, or the brokers unreachable", topic, strings.Join(short, ", "))
 		}
 		for _, fe := range fetches.Errors() {
 			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
 				continue
 			}
-			return fmt.Errorf("move: reading %s partition %d: %w", fe.Topic, fe.Partition, fe.Err)
+			return fmt.Errorf("reading %s partition %d: %w", fe.Topic, fe.Partition, fe.Err)
 		}
 		var err error
 		fetches.EachRecord(func(r *kgo.Record) {
