@@ -12,7 +12,7 @@ KAFKA_TEST_DIR ?= /tmp/dwell-kafka-test
 BROKERS        ?= 1
 HARNESS        := $(GO) run ./deploy/kafka/cmd/kafka-harness
 
-.PHONY: all build demo test test-short test-kafka kafka-up kafka-down lint fuzz bench clean
+.PHONY: all build demo test test-short test-kafka kafka-up kafka-down lint fuzz bench bench-gate clean
 
 all: lint test
 
@@ -69,7 +69,16 @@ fuzz:
 ## bench: the throughput benchmarks on one core, COUNT times, into bench-new.txt (compare
 ## two such files with benchstat)
 bench:
-	$(GO) test ./bench ./operators/... -run '^$$' -bench . -benchtime $(BENCHTIME) -cpu 1 -count $(COUNT) | tee bench-new.txt
+	$(GO) test ./bench ./operators/... -run '^$$' -bench '^Benchmark(Decode|DecodeStdlib|Sessionize|DecodeSessionize|Process|NexmarkQ11|Reschedule|Advance)$$' \
+		-benchtime $(BENCHTIME) -cpu 1 -count $(COUNT) | tee bench-new.txt
+
+## bench-gate: build the in-process benchmarks of BASE (default: the merge-base with main) in a
+## git worktree and of the working tree, run them interleaved COUNT (>= 6) times on one core,
+## compare with benchstat (pinned, via go run); fail on a significant median slowdown over 10%
+## or any rise in allocs/op. GATE_SHORT=1: the CI budget (a subset, small warm state, ~1.5 min).
+bench-gate:
+	$(GO) run ./bench/gate -count $(COUNT) $(if $(BASE),-base $(BASE)) $(if $(GATE_SHORT),-short) \
+		$(if $(filter command line environment,$(origin BENCHTIME)),-benchtime $(BENCHTIME))
 
 clean:
 	rm -rf bin bench-*.txt
