@@ -76,11 +76,17 @@ func New(cfg Config) (*Deliverer, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		// A resumed partition joins the next fetch request only after the one in flight
+		// returns: keep the long poll short so a healed partition restarts within a second.
+		kgo.FetchMaxWait(time.Second),
 		kgo.DisableAutoCommit(),
 		kgo.OnPartitionsAssigned(d.onAssigned),
 		kgo.OnPartitionsRevoked(d.onRevoked),
 		kgo.OnPartitionsLost(d.onLost),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // dead letters: idempotent, all replicas
+		// A dead letter that cannot be written within this stops the run (uncommitted) rather
+		// than holding its partition back forever.
+		kgo.RecordDeliveryTimeout(2*time.Minute),
 	}, cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -465,13 +471,20 @@ func (d *Deliverer) detach(ids []int32) []*partition {
 }
 
 func (d *Deliverer) forget(parts []*partition) {
+	var paused []int32
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	for _, p := range parts {
 		p.cancel()
+		if p.paused {
+			paused = append(paused, p.id)
+		}
 		if d.mu.parts[p.id] == p {
 			delete(d.mu.parts, p.id)
 			d.qm.dropLag(p.id)
 		}
+	}
+	d.mu.Unlock()
+	if len(paused) > 0 { // a pause outlives the assignment in the client: lift it for the next one
+		d.cl.ResumeFetchPartitions(map[string][]int32{d.cfg.Topic: paused})
 	}
 }

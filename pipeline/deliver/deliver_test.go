@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -617,4 +618,50 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestDeliverPausesBehindAStuckRecord: a record that keeps failing holds its partition's
+// commit back; the partition pauses at MaxPending instead of running ahead without bound, and
+// resumes once the record is delivered.
+func TestDeliverPausesBehindAStuckRecord(t *testing.T) {
+	h := newHook(false)
+	var healed atomic.Bool
+	srv := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Idempotency-Key") == "stuck" && !healed.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	rig := newRig(t, srv)
+	recs := []*kgo.Record{{Topic: rig.queue, Key: []byte("p1"), Value: notification("stuck", "")}}
+	for i := range 60 {
+		recs = append(recs, &kgo.Record{Topic: rig.queue, Key: []byte("p1"), Value: notification(fmt.Sprintf("n%02d", i), "")})
+	}
+	produce(t, rig.env.Brokers, recs...)
+	cfg := rig.config(prometheus.NewRegistry())
+	cfg.MaxPending = 10
+	cfg.MaxAttempts = 1000
+	stop := start(t, cfg)
+	waitFor(t, "the records behind the stuck one to be delivered up to the bound", 10*time.Second, func() bool {
+		return len(h.deliveredIDs()) >= cfg.MaxPending-cfg.Concurrency
+	})
+	time.Sleep(300 * time.Millisecond)
+	if n := len(h.deliveredIDs()); n > cfg.MaxPending+2*cfg.Concurrency {
+		t.Errorf("%d records delivered behind a stuck one with MaxPending %d: the partition did not pause", n, cfg.MaxPending)
+	}
+	if _, commits := committed(t, rig.env.Brokers, cfg.Group, rig.queue); len(commits) > 0 {
+		for p, c := range commits {
+			if c > 0 {
+				t.Errorf("partition %d committed up to %d past the stuck record", p, c)
+			}
+		}
+	}
+	healed.Store(true)
+	waitFor(t, "everything after the stuck record heals", 10*time.Second, func() bool {
+		return len(h.deliveredIDs()) == len(recs) && caughtUp(t, rig.env.Brokers, cfg.Group, rig.queue)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -66,11 +66,11 @@ func (d *Deliverer) post(ctx context.Context, ep *Endpoint, r *kgo.Record, key s
 	if err != nil {
 		return attemptResult{permanent: true, detail: err.Error()}
 	}
-	for k, v := range ep.Headers {
-		req.Header.Set(k, v)
-	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "dwell-deliver")
+	for k, v := range ep.Headers { // may override the two above, not the three below
+		req.Header.Set(k, v)
+	}
 	req.Header.Set(HeaderIdempotencyKey, key)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(n))
 	req.Header.Set(HeaderQueue, d.cfg.Queue)
