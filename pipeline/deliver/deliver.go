@@ -86,7 +86,7 @@ func New(cfg Config) (*Deliverer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()), // dead letters: idempotent, all replicas
 		// A dead letter that cannot be written within this stops the run (uncommitted) rather
 		// than holding its partition back forever.
-		kgo.RecordDeliveryTimeout(2*time.Minute),
+		kgo.RecordDeliveryTimeout(2 * time.Minute),
 	}, cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
