@@ -439,7 +439,11 @@ func (l *Live) cycle(ctx context.Context) error {
 		l.committed.Add(1)
 	} else {
 		l.aborted.Add(1)
-		l.log.Info("transaction aborted; partitions will restore", "produce_failed", produceErr.Load() != nil)
+		var produceFailure error
+		if p := produceErr.Load(); p != nil {
+			produceFailure = *p
+		}
+		l.log.Warn("transaction aborted; partitions will restore", "produce_error", produceFailure, "work_error", workErr)
 	}
 	return nil
 }
@@ -841,7 +845,12 @@ func (w *worker) work(j job) {
 		return
 	}
 	w.partSnap = appendPartitionRecord(w.partSnap[:0], w.next, w.s.AppendPartitionSnapshot(nil))
-	w.produceChangelog(state.PartitionRecordKey, append([]byte(nil), w.partSnap...), j.promise)
+	// A large reorder buffer makes a snapshot larger than a Kafka record may be: it goes out in
+	// chunks, followed by the partition record (state.PartitionRecords).
+	keys, values := state.PartitionRecords(append([]byte(nil), w.partSnap...), state.MaxPartitionChunk)
+	for i := range keys {
+		w.produceChangelog(keys[i], values[i], j.promise)
+	}
 }
 
 func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, error)) {

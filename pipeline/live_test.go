@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/bench"
+	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
@@ -560,4 +561,73 @@ func setupLive(t *testing.T, web bench.WebConfig, n int) *liveEnv {
 	e.want, e.wantCount = offlineWant(t, values)
 	e.now.Store(web.EnsureDefaults().Start.UnixMilli())
 	return e
+}
+
+// TestLiveLargePartitionSnapshot holds a whole stream in the reorder buffer (an hour of
+// max_out_of_orderness), so each partition's snapshot outgrows a Kafka record (about 1 MB): it
+// must go to the changelog in chunks. A processor abandoned after such cycles is replaced by one
+// on an empty data dir, which restores from the chunks alone; the output must equal dwell
+// process's with the same settings.
+func TestLiveLargePartitionSnapshot(t *testing.T) {
+	e := newLiveEnv(t)
+	web := bench.WebConfig{Profiles: 300, Rate: 20, MalformedShare: 0.005, Jitter: time.Second}
+	values := produceWeb(t, e.brokers, e.input, web, 12_000)
+	ops := operators.Config{MaxOutOfOrderness: time.Hour}
+	var offline bytes.Buffer
+	if _, err := pipeline.RunOffline(context.Background(), pipeline.OfflineConfig{Partitions: livePartitions, Operators: ops},
+		bytes.NewReader(bytes.Join(values, []byte("\n"))), pipeline.OfflineOutputs{System: &offline}); err != nil {
+		t.Fatal(err)
+	}
+	e.want = byKey(strings.Split(strings.TrimSpace(offline.String()), "\n"))
+	for _, v := range e.want {
+		e.wantCount += len(v)
+	}
+	e.now.Store(web.EnsureDefaults().Start.UnixMilli())
+	cfg := e.config("data", vfs.NewMem())
+	cfg.Operators, cfg.MaxPollRecords = ops, 3000
+	cfg.ClientOpts = []kgo.Opt{kgo.TransactionTimeout(5 * time.Second)}
+	first, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cycles := 0
+	first.SetCrashAt(func(point string) bool {
+		if point == "after-end" {
+			cycles++
+		}
+		return point == "after-end" && cycles == 4
+	})
+	if err := first.Run(context.Background()); err != pipeline.ErrCrashed {
+		t.Fatalf("first run: %v, want the crash", err)
+	}
+	if err := first.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for _, r := range pipelinetest.ReadCommitted(t, e.brokers, e.topics.Changelog) {
+		if bytes.HasPrefix(r.Key, []byte("\x00partition-chunk-")) {
+			chunks++
+		}
+	}
+	if chunks == 0 {
+		t.Fatal("no partition snapshot was chunked: the test no longer exercises large snapshots")
+	}
+	cfg.FS = vfs.NewMem()
+	second, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- second.Run(ctx) }()
+	got := drainSystemEvents(t, e)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	compareWithOffline(t, got, e, "output restored from a chunked snapshot")
+	t.Logf("%d system events after a restore from %d snapshot chunks match the offline run", len(got), chunks)
 }

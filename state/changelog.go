@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -20,6 +21,91 @@ import (
 
 // PartitionRecordKey is the changelog key of the partition snapshot.
 var PartitionRecordKey = []byte("\x00partition")
+
+// A partition snapshot holds the events waiting in the reorder buffer, so it grows with the
+// input rate times max_out_of_orderness; a Kafka record is limited to about 1 MB (the broker's
+// message.max.bytes and the producer's batch limit), and one too large fails every cycle. Past
+// MaxPartitionChunk bytes the snapshot goes to the changelog as chunk records (keys
+// PartitionChunkKey(i), written just before it, in the same transaction) and the partition
+// record itself holds only a descriptor: chunkedMarker, the chunk count, the total length and a
+// CRC-32C of the whole. Each cycle rewrites every chunk it names, so after compaction the
+// latest chunk records are still the ones the latest descriptor names; stale chunks of a
+// larger earlier snapshot are ignored. Unchunked values must not start with chunkedMarker.
+const (
+	MaxPartitionChunk = 512 << 10
+	chunkedMarker     = 0xFF
+)
+
+// PartitionChunkKey is the changelog key of chunk i of the partition snapshot.
+func PartitionChunkKey(i int) []byte {
+	return binary.AppendUvarint([]byte("\x00partition-chunk-"), uint64(i))
+}
+
+func parseChunkKey(k []byte) (int, bool) {
+	const p = "\x00partition-chunk-"
+	if !bytes.HasPrefix(k, []byte(p)) {
+		return 0, false
+	}
+	i, n := binary.Uvarint(k[len(p):])
+	if n <= 0 || len(p)+n != len(k) || i > 1<<20 {
+		return 0, false
+	}
+	return int(i), true
+}
+
+// PartitionRecords returns the changelog records (keys and values) that carry the partition
+// snapshot value: the value itself under PartitionRecordKey when it fits in max bytes, else
+// chunk records followed by a descriptor under PartitionRecordKey. The values are views into
+// value.
+func PartitionRecords(value []byte, max int) (keys, values [][]byte) {
+	if len(value) <= max {
+		return [][]byte{PartitionRecordKey}, [][]byte{value}
+	}
+	n := 0
+	for off := 0; off < len(value); off += max {
+		keys = append(keys, PartitionChunkKey(n))
+		values = append(values, value[off:min(off+max, len(value))])
+		n++
+	}
+	desc := []byte{chunkedMarker}
+	desc = binary.AppendUvarint(desc, uint64(n))
+	desc = binary.AppendUvarint(desc, uint64(len(value)))
+	desc = binary.BigEndian.AppendUint32(desc, crc32.Checksum(value, castagnoli))
+	return append(keys, PartitionRecordKey), append(values, desc)
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// assemblePartition turns a partition record value into the snapshot: unchanged when it is not
+// a descriptor, else the chunks it names, checked against its length and CRC.
+func assemblePartition(v []byte, chunks map[int][]byte) ([]byte, error) {
+	if len(v) == 0 || v[0] != chunkedMarker {
+		return v, nil
+	}
+	b := v[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 1<<20 {
+		return nil, errors.New("corrupt partition descriptor")
+	}
+	b = b[k:]
+	total, k := binary.Uvarint(b)
+	if k <= 0 || len(b[k:]) != 4 || total > 1<<40 {
+		return nil, errors.New("corrupt partition descriptor")
+	}
+	sum := binary.BigEndian.Uint32(b[k:])
+	out := make([]byte, 0, total)
+	for i := range int(n) {
+		c, ok := chunks[i]
+		if !ok {
+			return nil, fmt.Errorf("partition snapshot chunk %d of %d missing from the changelog", i, n)
+		}
+		out = append(out, c...)
+	}
+	if uint64(len(out)) != total || crc32.Checksum(out, castagnoli) != sum {
+		return nil, fmt.Errorf("partition snapshot chunks do not match their descriptor (%d bytes, want %d)", len(out), total)
+	}
+	return out, nil
+}
 
 // numTimers is the number of timer kinds a key record carries.
 const numTimers = len(operators.Change{}.Deadlines)
@@ -96,19 +182,43 @@ func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
 		pending = 0
 		return nil
 	}
+	// Chunks of a partition snapshot wait here for their descriptor; no batch commits while
+	// some are pending, so a replay resumed from the stored offset never starts between them.
+	chunks := map[int][]byte{}
+	firstChunk := int64(-1)
 	for _, r := range recs {
 		if r.Offset < from {
 			continue
+		}
+		if i, ok := parseChunkKey(r.Key); ok {
+			if len(chunks) == 0 {
+				firstChunk = r.Offset
+			}
+			chunks[i] = r.Value
+			from = r.Offset + 1
+			continue
+		}
+		if bytes.Equal(r.Key, PartitionRecordKey) && r.Value != nil {
+			v, err := assemblePartition(r.Value, chunks)
+			if err != nil {
+				return fmt.Errorf("state: partition %d changelog offset %d: %w", partition, r.Offset, err)
+			}
+			r.Value = v
+			clear(chunks)
 		}
 		if err := s.applyRecord(b, partition, r); err != nil {
 			return fmt.Errorf("state: partition %d changelog offset %d: %w", partition, r.Offset, err)
 		}
 		from = r.Offset + 1
-		if pending++; pending == replayBatchRecords {
+		if pending++; pending >= replayBatchRecords && len(chunks) == 0 {
 			if err := commit(from); err != nil {
 				return err
 			}
 		}
+	}
+	if len(chunks) > 0 {
+		// Chunks without their descriptor (a cycle cut short): read them again next time.
+		from = firstChunk
 	}
 	if pending > 0 {
 		return commit(from)

@@ -1,14 +1,16 @@
 package state_test
 
 import (
-	"github.com/dwellhq/dwell/state"
+	"bytes"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/state"
 )
 
 // compact keeps the last record of each key and drops tombstones, as Kafka's log compaction
@@ -160,5 +162,77 @@ func TestKeyRecordRoundTrip(t *testing.T) {
 		if _, _, err := state.ParseKeyRecord(rec[:i]); err == nil {
 			t.Fatalf("truncated record (%d bytes) parsed", i)
 		}
+	}
+}
+
+// TestPartitionChunks: a partition snapshot larger than a Kafka record goes to the changelog as
+// chunks plus a descriptor, and replay assembles it, also from a compacted changelog that
+// still holds a stale chunk of an earlier, larger snapshot; a damaged chunk is an error.
+func TestPartitionChunks(t *testing.T) {
+	const max = 1000
+	snapshot := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i*7)
+		}
+		b[0] = 1 // a partition record's version byte, never the chunk marker
+		return b
+	}
+	var log []state.ChangelogRecord
+	write := func(v []byte) {
+		keys, values := state.PartitionRecords(v, max)
+		for i := range keys {
+			log = append(log, state.ChangelogRecord{Offset: int64(len(log)), Key: keys[i], Value: values[i]})
+		}
+	}
+	replay := func(recs []state.ChangelogRecord) ([]byte, error) {
+		st := openMem(t, vfs.NewMem())
+		defer st.Close()
+		if err := st.Replay(0, recs); err != nil {
+			return nil, err
+		}
+		p, err := st.Load(0, func([]byte) error { return nil })
+		return p.Snapshot, err
+	}
+	big, small, mid := snapshot(2500, 3), snapshot(400, 5), snapshot(1800, 9)
+	if keys, _ := state.PartitionRecords(big, max); len(keys) != 4 {
+		t.Fatalf("2500 bytes in %d records, want 3 chunks and a descriptor", len(keys))
+	}
+	for _, c := range []struct {
+		name string
+		vals [][]byte
+	}{{"big", [][]byte{big}}, {"big then small", [][]byte{big, small}}, {"big then mid", [][]byte{big, mid}}} {
+		log = nil
+		for _, v := range c.vals {
+			write(v)
+		}
+		want := c.vals[len(c.vals)-1]
+		got, err := replay(log)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: replay gave %d bytes (%v), want %d", c.name, len(got), err, len(want))
+		}
+		// Compaction keeps the latest record of each key, in offset order.
+		latest := map[string]state.ChangelogRecord{}
+		for _, r := range log {
+			latest[string(r.Key)] = r
+		}
+		var compacted []state.ChangelogRecord
+		for _, r := range log {
+			if latest[string(r.Key)].Offset == r.Offset {
+				compacted = append(compacted, r)
+			}
+		}
+		if got, err := replay(compacted); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s, compacted: replay gave %d bytes (%v), want %d", c.name, len(got), err, len(want))
+		}
+	}
+	log = nil
+	write(big)
+	log[1].Value = append([]byte{log[1].Value[0] ^ 1}, log[1].Value[1:]...)
+	if _, err := replay(log); err == nil || !strings.Contains(err.Error(), "descriptor") {
+		t.Fatalf("a damaged chunk replayed without error (%v)", err)
+	}
+	if _, err := replay(log[1:]); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("a missing chunk replayed without error (%v)", err)
 	}
 }

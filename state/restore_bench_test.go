@@ -2,13 +2,13 @@ package state_test
 
 import (
 	"fmt"
-	"github.com/dwellhq/dwell/state"
 	"runtime"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/state"
 )
 
 // restoreFixture stores n keys, each a profile with an open visit and session, as a live

@@ -3,7 +3,6 @@ package state_test
 import (
 	"errors"
 	"fmt"
-	"github.com/dwellhq/dwell/state"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/state"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
