@@ -153,3 +153,17 @@ func TestDecodeLogEntry(t *testing.T) {
 		t.Errorf("tolerant decode: %+v %v", e, ok)
 	}
 }
+
+// FuzzDecodeLogEntry: any record on the event-log topic decodes or is skipped, never panics,
+// and an entry written by rules.AppendLogJSON always decodes.
+func FuzzDecodeLogEntry(f *testing.F) {
+	f.Add([]byte(`{"event_id":"a","type":"t","partition":"x"}`), "e", int64(3))
+	f.Add([]byte(`not json`), "", int64(-1))
+	f.Fuzz(func(t *testing.T, raw []byte, id string, offset int64) {
+		decodeLogEntry(raw)
+		v := rules.AppendLogJSON(nil, &rules.LogEntry{EventID: id, Type: id, Key: id, Offset: offset, State: rules.Processed})
+		if e, ok := decodeLogEntry(v); !ok || e.Offset != offset || e.State != "processed" {
+			t.Fatalf("%s decoded as %+v, %v", v, e, ok)
+		}
+	})
+}

@@ -39,7 +39,8 @@ type moveRecord struct {
 const moveFilterHelp = `expression selecting the records to move (expr language), over:
   value (the JSON object: value.type, value.properties.x), raw, key, headers["name"],
   reason (the dead-letter reason header), topic, partition, offset, timestamp (a time:
-  timestamp > now() - duration("2h")); e.g. reason == "invalid-time" && value.type == "purchase"`
+  timestamp > now() - duration("2h")); e.g. reason == "invalid-time" && value?.type == "purchase"
+  (value?.x: some values may not be JSON objects; a filter that fails on a record skips it)`
 
 // cmdMove copies the records of one topic that match a filter to another topic, from the
 // start (or --since) to the end offsets at the time it starts.

@@ -3,6 +3,8 @@ package deliver
 import (
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestTrackCommitsOnlyTheHandledPrefix(t *testing.T) {
@@ -77,4 +79,21 @@ func TestEnvelope(t *testing.T) {
 	if err != nil || *env.ID != "x" || *env.Channel != "email" {
 		t.Errorf("%+v %v", env, err)
 	}
+}
+
+// FuzzEnvelope: any record value is parsed or rejected without a panic, and the idempotency
+// key is never empty.
+func FuzzEnvelope(f *testing.F) {
+	f.Add([]byte(`{"id":"x","channel":"email"}`))
+	f.Add([]byte(`{"id":""}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		env, err := parseEnvelope(v)
+		if err != nil {
+			return
+		}
+		if idempotencyKey(&kgo.Record{Topic: "q", Value: v}, &env) == "" {
+			t.Fatal("empty idempotency key")
+		}
+	})
 }
