@@ -106,7 +106,7 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if *eventLog != "" && strings.Contains(err.Error(), *eventLog) {
 			err = fmt.Errorf("%w (or pass --event-log-topic '' to move without logging)", err)
 		}
-		return err
+		return fmt.Errorf("move: %w", err)
 	}
 	ends, err := adm.ListCommittedOffsets(ctx, *from) // read_committed: the last stable offsets
 	if err != nil {

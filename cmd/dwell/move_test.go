@@ -250,8 +250,9 @@ func TestMoveUsageErrors(t *testing.T) {
 
 func TestMoveMissingTopic(t *testing.T) {
 	m := newMoveRig(t)
-	code, _, stderr := runCLI(t, "", "move", "--brokers", m.brokers, "--from", m.dlq, "--to", m.env.Name("nosuch"))
-	if code != exitFailure || !strings.Contains(stderr, "nosuch do not exist") {
+	code, _, stderr := runCLI(t, "", "move", "--brokers", m.brokers, "--from", m.dlq, "--to", m.env.Name("nosuch"),
+		"--event-log-topic", m.elog)
+	if code != exitFailure || !strings.Contains(stderr, "move: topics "+m.env.Name("nosuch")+" do not exist") {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
 }
