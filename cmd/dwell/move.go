@@ -91,7 +91,7 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("move: %w", err)
 	}
-	defer func() { cl.Close() }()
+	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
 	// Where to start and stop in each partition.
@@ -185,9 +185,11 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if p := produceErr.Load(); p != nil {
 				return fmt.Errorf("writing to %s: %w", *to, *p)
 			}
-			cl.Produce(ctx, copyRecord(r, *to), onCopy)
+			// An interrupt stops the scan; what it matched is still written and counted.
+			wctx := context.WithoutCancel(ctx)
+			cl.Produce(wctx, copyRecord(r, *to), onCopy)
 			if *eventLog != "" {
-				cl.Produce(ctx, transferLog(r, *eventLog), onLog)
+				cl.Produce(wctx, transferLog(r, *eventLog), onLog)
 			}
 			return nil
 		}, func(pos int64) {
