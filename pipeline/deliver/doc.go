@@ -35,13 +35,14 @@
 // handled (delivered or dead-lettered): a crash or a rebalance redelivers, never skips. A
 // partition holding Config.MaxPending handled-or-in-flight records behind an unfinished one is
 // paused until it drains. Offsets are committed every Config.CommitInterval, when partitions
-// are revoked, and at shutdown. A dead letter that cannot be written stops Run with an error
+// are revoked, and at shutdown. Records are delivered in no particular order, even within a
+// key: receivers deduplicate by Idempotency-Key and order by the body's time. A dead letter that cannot be written stops Run with an error
 // (the record is not committed).
 //
 // # Goroutines and shutdown
 //
-// Run owns everything it starts: the poll loop (its own goroutine), Concurrency workers, and
-// nothing else. When its context ends it stops polling, lets the deliveries in flight finish
+// Run owns everything it starts: the poll loop, Concurrency workers and, while draining, one
+// waiter; all have ended when Run returns. When its context ends it stops polling, lets the deliveries in flight finish
 // for up to Config.DrainTimeout (then cancels them; they stay uncommitted), commits, and
 // returns nil. Records fetched but not started are left for the next run. Revoked partitions
 // are drained the same way inside the revoke callback, bounded by DrainTimeout.
