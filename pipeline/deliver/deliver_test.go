@@ -665,3 +665,25 @@ func TestDeliverPausesBehindAStuckRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDeliverRetryAfterBeyondBudget: a Retry-After longer than what is left of MaxElapsed
+// dead-letters at once instead of holding the partition.
+func TestDeliverRetryAfterBeyondBudget(t *testing.T) {
+	var calls atomic.Int32
+	rig := newRig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "60")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	produce(t, rig.env.Brokers, &kgo.Record{Topic: rig.queue, Key: []byte("p1"), Value: notification("a", "")})
+	cfg := rig.config(prometheus.NewRegistry())
+	stop := start(t, cfg)
+	dead := consumeAll(t, rig.env.Brokers, rig.dlq, 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if r := header(dead[0], "dwell-reason"); r != deliver.ReasonExhausted || calls.Load() != 1 ||
+		!strings.Contains(header(dead[0], "dwell-detail"), "next in 1m0s would pass 8s; last: HTTP 429") {
+		t.Errorf("%d calls; dead letter %s: %s", calls.Load(), r, header(dead[0], "dwell-detail"))
+	}
+}
