@@ -30,9 +30,9 @@ test:
 	$(GO) test -count=1 -run 'TestLiveRepeatedCrashes' ./pipeline
 
 ## test-kafka: the Kafka suites on a real Apache Kafka (fetched from Maven Central; needs java,
-## mvn and kcat): the end-to-end, crash, rebalance, metrics, CLI and kcat tests that make test
-## runs on kfake, then the fault suite (kills of dwell and of brokers, scaling), which prints a
-## table. The broker is stopped afterwards, also when a test fails.
+## mvn and kcat): the end-to-end, crash, rebalance, metrics, CLI, kcat, deliver, move and log
+## tests that make test runs on kfake, then the fault suite (kills of dwell and of brokers,
+## scaling), which prints a table. The broker is stopped afterwards, also when a test fails.
 test-kafka:
 	@command -v kcat >/dev/null || { echo "test-kafka: kcat is not installed (Debian: apt-get install kcat)" >&2; exit 1; }
 	@$(HARNESS) down --dir $(KAFKA_TEST_DIR) 2>/dev/null || true
@@ -40,7 +40,8 @@ test-kafka:
 	trap '$(HARNESS) down --dir $(KAFKA_TEST_DIR)' EXIT; \
 	echo "== Kafka integration suite on $$addr"; \
 	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
-		-run '^(TestLive|TestRunAgainstKafka|TestKcatInterop)' ./pipeline ./cmd/dwell || exit 1; \
+		-run '^(TestLive|TestRunAgainstKafka|TestKcatInterop|TestDeliver|TestMove|TestLogSearch)' \
+		./pipeline ./pipeline/deliver ./cmd/dwell || exit 1; \
 	echo "== fault suite"; \
 	DWELL_FAULT_SUITE=1 $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/dwell
 
