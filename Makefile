@@ -33,6 +33,8 @@ test:
 ## mvn and kcat): the end-to-end, crash, rebalance, metrics, CLI, kcat, deliver, move and log
 ## tests that make test runs on kfake, then the fault suite (kills of dwell and of brokers,
 ## scaling), which prints a table. The broker is stopped afterwards, also when a test fails.
+## TestDeliverRebalance stays on kfake: on a real broker the first deliverer can finish the
+## whole queue before the second one's join triggers a rebalance, so it would test nothing.
 test-kafka:
 	@command -v kcat >/dev/null || { echo "test-kafka: kcat is not installed (Debian: apt-get install kcat)" >&2; exit 1; }
 	@$(HARNESS) down --dir $(KAFKA_TEST_DIR) 2>/dev/null || true
@@ -41,6 +43,7 @@ test-kafka:
 	echo "== Kafka integration suite on $$addr"; \
 	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
 		-run '^(TestLive|TestRunAgainstKafka|TestKcatInterop|TestDeliver|TestMove|TestLogSearch)' \
+		-skip '^TestDeliverRebalance$$' \
 		./pipeline ./pipeline/deliver ./cmd/dwell || exit 1; \
 	echo "== fault suite"; \
 	DWELL_FAULT_SUITE=1 $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/dwell
