@@ -414,11 +414,17 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// newClusterID is a random Kafka cluster id: a UUID in URL-safe base64 without padding.
+// newClusterID is a random Kafka cluster id: a UUID in URL-safe base64 without padding. Like
+// Kafka's own Uuid.randomUuid, it never starts with '-', which the storage tool's argument
+// parser would take for an option (it failed one run in 64).
 func newClusterID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 func tail(b []byte, n int) string {
