@@ -21,6 +21,8 @@ const (
 	// TimerForget forgets a key unseen for profile_ttl (in memory and, through the index, in
 	// the store).
 	TimerForget TimerKind = timerForget
+	// TimerExt is the key extension's next deadline (ext.go): rules' scheduled events.
+	TimerExt TimerKind = timerExt
 )
 
 // Change describes a key changed since the last drain.
@@ -70,6 +72,7 @@ func (s *Sessionizer) deadlines(k *keyState) (d [numTimers]int64) {
 	if k.seen {
 		d[timerForget] = k.lastSeen + s.ttl
 	}
+	d[timerExt] = k.extDeadline()
 	return d
 }
 
@@ -94,7 +97,7 @@ func ParseTimerKey(b []byte) (partition int32, deadline int64, kind TimerKind, k
 	partition = int32(binary.BigEndian.Uint32(b))
 	deadline = int64(binary.BigEndian.Uint64(b[4:]))
 	kind = TimerKind(b[12])
-	if kind > TimerForget || deadline < 0 {
+	if kind > TimerExt || deadline < 0 {
 		return 0, 0, 0, nil, errors.New("operators: malformed timer key")
 	}
 	return partition, deadline, kind, b[timerKeyLen:], nil

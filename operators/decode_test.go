@@ -555,7 +555,7 @@ func TestDecodeDeadLetters(t *testing.T) {
 		if err.Reason != tt.reason || tt.detail != "" && err.Detail != tt.detail {
 			t.Errorf("Decode(%q) = %s: %s, want %s: %s", name, err.Reason, err.Detail, tt.reason, tt.detail)
 		}
-		if !slices.Contains(DeadReasons(), err.Reason) {
+		if !slices.Contains(DecodeReasons(), err.Reason) {
 			t.Errorf("Decode(%q): reason %q is not in DeadReasons", name, err.Reason)
 		}
 		if err.Error() != string(err.Reason)+": "+err.Detail {
@@ -1031,7 +1031,7 @@ func checkDecode(t testing.TB, d *Decoder, b []byte, ts int64) Reason {
 	var reason Reason
 	if err != nil {
 		reason = err.Reason
-		if !slices.Contains(DeadReasons(), reason) || err.Detail == "" {
+		if !slices.Contains(DecodeReasons(), reason) || err.Detail == "" {
 			t.Fatalf("Decode(%q) = %v: unknown reason or no detail", b, err)
 		}
 	}
@@ -1556,7 +1556,7 @@ func TestDecodeAgainstEncodingJSON(t *testing.T) {
 	if counts["accepted"] < n/10 || valid < n/3 {
 		t.Errorf("only %d accepted, %d valid JSON", counts["accepted"], valid)
 	}
-	for _, r := range DeadReasons() {
+	for _, r := range DecodeReasons() {
 		if counts[r] == 0 {
 			t.Errorf("no input was rejected as %s", r)
 		}

@@ -74,6 +74,19 @@ const (
 
 // DeadReasons lists every dead-letter reason, for metrics that pre-register their series.
 func DeadReasons() []Reason {
+	return append(DecodeReasons(), ReasonUnregistered, ReasonSchemaViolation, ReasonRuleError)
+}
+
+// DecodeReasons lists the dead-letter reasons of decoding.
+func DecodeReasons() []Reason {
 	return []Reason{ReasonTooLarge, ReasonMalformedJSON, ReasonTooDeep, ReasonInvalidUTF8, ReasonMissingType,
 		ReasonWrongFieldType, ReasonInvalidTime, ReasonMissingTime, ReasonSystemEventType}
 }
+
+// Dead-letter reasons of the rules layer (operators/rules): the registry rejected the event's
+// type or its properties, or a rule failed on it and the rules say to dead-letter such events.
+const (
+	ReasonUnregistered    Reason = "unregistered-type"
+	ReasonSchemaViolation Reason = "schema-violation"
+	ReasonRuleError       Reason = "rule-error"
+)

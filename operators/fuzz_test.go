@@ -133,7 +133,7 @@ func TestFuzzDecodeCorpus(t *testing.T) {
 			}
 		}
 	}
-	for _, r := range append(DeadReasons(), "") {
+	for _, r := range append(DecodeReasons(), "") {
 		if !seen[r] {
 			t.Errorf("no seed gives %q", r)
 		}

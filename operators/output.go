@@ -23,9 +23,12 @@ const (
 	// KindPassThrough is an event with neither profile nor session: not sessionized, counted,
 	// and written to the events output like any other.
 	KindPassThrough
+	// KindTimer says that the key's extension timer is due at Due (ext.go); it is for the
+	// layer that keeps the extension, never an output record itself.
+	KindTimer
 )
 
-var kindNames = [...]string{"system", "event", "late", "dead", "pass-through"}
+var kindNames = [...]string{"system", "event", "late", "dead", "pass-through", "timer"}
 
 func (k OutputKind) String() string { return kindNames[k] }
 
@@ -40,13 +43,21 @@ type Output struct {
 	// Event is set for KindEvent, KindLate and KindPassThrough. For a system event it is the
 	// triggering input event when there is one (nil for timer-fired events).
 	Event *Event
-	// VisitID is the event's visit (KindEvent); empty when the key has no visit.
+	// VisitID is the event's visit (KindEvent; KindLate when the key has an open visit).
 	VisitID []byte
+	// Visit is the summary so far of that visit, Session of the event's open session (nil
+	// when it has none) whose id is SessionID: what rules read as visit.* and session.*.
+	Visit, Session *Summary
+	SessionID      []byte
+	// Due is the deadline of a KindTimer output.
+	Due int64
 	// Reason is set for KindLate and KindDead; Detail for KindDead.
 	Reason Reason
 	Detail string
 	// Record is the undecodable record (KindDead).
 	Record *Record
+
+	k *keyState // the output's key state, for Ext and SetExt
 }
 
 // CloseReason says why a visit ended or a session closed.

@@ -51,6 +51,7 @@ type Sessionizer struct {
 	freeSess  []*sessionState
 	keyBuf    []byte
 	hashBuf   []byte
+	extBuf    []byte
 	o         Output
 	se        SystemEvent
 	ev        Event
@@ -62,6 +63,10 @@ type Sessionizer struct {
 	err        error
 
 	partition int32 // the partition this sessionizer owns (for error messages)
+
+	// Key extensions (ext.go).
+	extDec func([]byte) (KeyExt, error)
+	admit  func(*Event) Admission
 
 	track bool // record changed keys for DrainChanges
 	dirty []*keyState
@@ -122,7 +127,8 @@ const (
 	timerSession = 0
 	timerVisit   = 1
 	timerForget  = 2
-	numTimers    = 3
+	timerExt     = 3
+	numTimers    = 4
 )
 
 // keyState is what dwell keeps for one key (a profile, or the session of a profile-less
@@ -152,6 +158,7 @@ type keyState struct {
 	timers   [numTimers]timerwheel.Node[*keyState]
 	// persisted are the deadlines last reported by DrainChanges (or restored).
 	persisted [numTimers]int64
+	ext       KeyExt // the layer above's state for the key (ext.go); nil: none
 }
 
 // activity is an open visit or session.
@@ -262,6 +269,21 @@ func (s *Sessionizer) Process(rec *Record) {
 		s.o = Output{Kind: KindDead, Record: rec, Reason: err.Reason, Detail: err.Detail}
 		s.out.Emit(&s.o)
 		return
+	}
+	if s.admit != nil {
+		a := s.admit(ev)
+		switch {
+		case a.Reason != "":
+			s.stats.Dead++
+			s.stats.DeadByReason[a.Reason]++
+			s.o = Output{Kind: KindDead, Record: rec, Reason: a.Reason, Detail: a.Detail}
+			s.out.Emit(&s.o)
+			return
+		case a.Drop:
+			return
+		case a.Ephemeral:
+			ev.Ephemeral = true
+		}
 	}
 	s.ProcessEvent(ev)
 }
@@ -452,7 +474,10 @@ func (s *Sessionizer) processLate(ev *Event) {
 		}
 		if reason != "" {
 			s.stats.Late++
-			s.o = Output{Kind: KindLate, Key: key[1:], Event: ev, Reason: reason}
+			s.o = Output{Kind: KindLate, Key: key[1:], Event: ev, Reason: reason, k: k}
+			if v := k.visit; v != nil {
+				s.o.VisitID, s.o.Visit = v.id[:], &v.Summary
+			}
 			s.out.Emit(&s.o)
 			return
 		}
@@ -468,7 +493,7 @@ func (s *Sessionizer) processEvent(ev *Event) {
 	key, ok := s.stateKey(ev)
 	if !ok {
 		s.stats.PassThrough++
-		if !ev.Ephemeral {
+		if !ev.Ephemeral || s.extDec != nil {
 			s.o = Output{Kind: KindPassThrough, Event: ev}
 			s.out.Emit(&s.o)
 		}
@@ -530,8 +555,11 @@ func (s *Sessionizer) processEvent(ev *Event) {
 		s.record(&sess.activity, ev)
 	}
 
-	if !ev.Ephemeral {
-		s.o = Output{Kind: KindEvent, Key: unsafeBytes(outKey), Event: ev, VisitID: v.id[:]}
+	if !ev.Ephemeral || s.extDec != nil {
+		s.o = Output{Kind: KindEvent, Key: unsafeBytes(outKey), Event: ev, VisitID: v.id[:], Visit: &v.Summary, k: k}
+		if sess != nil {
+			s.o.Session, s.o.SessionID = &sess.Summary, sess.id
+		}
 		s.out.Emit(&s.o)
 	}
 
@@ -747,15 +775,21 @@ func (s *Sessionizer) fire(n *timerwheel.Node[*keyState]) {
 				d = max(d, s.sessionDeadline(ss))
 			}
 		}
+		ext := k.extDeadline()
+		d = max(d, ext)
 		if d != n.At() {
 			s.wheel.Schedule(n, d)
 			return
 		}
-		if k.visit == nil && k.sessions == nil {
+		if k.visit == nil && k.sessions == nil && ext == 0 {
 			s.forget(k)
 			return
 		}
 		s.wheel.Schedule(n, d+1) // what is open closes at d, after this timer (kind order)
+		return
+	}
+	if n == &k.timers[timerExt] {
+		s.fireExt(k, n)
 		return
 	}
 	if n == &k.timers[timerVisit] {
@@ -889,7 +923,7 @@ func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session 
 
 // emitSystem emits s.se; ev is the triggering input event, nil for timers.
 func (s *Sessionizer) emitSystem(k *keyState, ev *Event) {
-	s.o = Output{Kind: KindSystem, Key: unsafeBytes(k.key[1:]), System: &s.se, Event: ev}
+	s.o = Output{Kind: KindSystem, Key: unsafeBytes(k.key[1:]), System: &s.se, Event: ev, k: k}
 	s.out.Emit(&s.o)
 }
 

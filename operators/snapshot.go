@@ -18,7 +18,8 @@ import (
 // from content (visit ids) are not stored but recomputed.
 
 const (
-	keySnapshotVersion       = 1
+	// keySnapshotVersion 2 added the key extension (flag 8); version 1 is still read.
+	keySnapshotVersion       = 2
 	partitionSnapshotVersion = 1
 	// maxSnapshotItems bounds counts read from a snapshot before allocating for them.
 	maxSnapshotItems = 1 << 16
@@ -46,6 +47,9 @@ func (s *Sessionizer) AppendKeySnapshot(dst []byte, key string) (_ []byte, ok bo
 	if k.seen {
 		flags |= 4
 	}
+	if k.ext != nil {
+		flags |= 8
+	}
 	dst = append(dst, flags)
 	dst = binary.AppendVarint(dst, k.visitEnd)
 	dst = binary.AppendUvarint(dst, k.visitSeq)
@@ -61,6 +65,10 @@ func (s *Sessionizer) AppendKeySnapshot(dst []byte, key string) (_ []byte, ok bo
 		dst = binary.AppendUvarint(dst, ss.seq)
 		dst = binary.AppendUvarint(dst, ss.countedIn)
 		dst = appendActivity(dst, &ss.activity)
+	}
+	if k.ext != nil {
+		s.extBuf = k.ext.AppendEncode(s.extBuf[:0])
+		dst = appendBytes(dst, s.extBuf)
 	}
 	return dst, true
 }
@@ -170,18 +178,19 @@ func (s *Sessionizer) RestoreKey(b []byte) error { return s.restoreKey(b, true) 
 // to the gauges (a partition restore) or were counted while the key was evicted.
 func (s *Sessionizer) restoreKey(b []byte, count bool) error {
 	r := &snapReader{b: b}
-	if v := r.byte(); v != keySnapshotVersion {
+	version := r.byte()
+	if version != 1 && version != keySnapshotVersion {
 		if r.err != nil {
 			return r.err
 		}
-		return fmt.Errorf("operators: key snapshot version %d is not supported", v)
+		return fmt.Errorf("operators: key snapshot version %d is not supported", version)
 	}
 	key := r.bytes()
 	lastSeen := r.time()
 	flags := r.byte()
 	visitEnd := r.varint()
 	visitSeq, sessSeq := r.uvarint(math.MaxUint64), r.uvarint(math.MaxUint64)
-	if r.err != nil || len(key) < 2 || key[0] != 'p' && key[0] != 's' || flags > 7 {
+	if r.err != nil || len(key) < 2 || key[0] != 'p' && key[0] != 's' || flags > 15 || version == 1 && flags > 7 {
 		return errSnapshot
 	}
 	k := s.keys[string(key)]
@@ -218,8 +227,18 @@ func (s *Sessionizer) restoreKey(b []byte, count bool) error {
 			s.stats.OpenSessions++
 		}
 	}
+	var extErr error
+	if flags&8 != 0 {
+		b := r.bytes()
+		if r.err == nil {
+			k.ext, extErr = s.decodeExt(b)
+		}
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
+	}
+	if r.err == nil && extErr != nil {
+		r.err = extErr
 	}
 	if r.err != nil {
 		visits, sessions := s.stats.OpenVisits, s.stats.OpenSessions
@@ -253,6 +272,7 @@ func (s *Sessionizer) dropKeyState(k *keyState) {
 		ss = next
 	}
 	k.sessions, k.lastSess, k.nsess = nil, nil, 0
+	k.ext = nil
 	for i := range k.timers {
 		s.wheel.Cancel(&k.timers[i])
 	}

@@ -110,7 +110,9 @@ func assemblePartition(v []byte, chunks map[int][]byte) ([]byte, error) {
 // numTimers is the number of timer kinds a key record carries.
 const numTimers = len(operators.Change{}.Deadlines)
 
-const keyRecordVersion = 1
+// keyRecordVersion 2 carries four deadlines (TimerExt, rules' scheduled events, was added);
+// version 1 records carry three and are still read.
+const keyRecordVersion = 2
 
 // AppendKeyRecord appends a key record: a version, the key's timer deadlines by kind (so the
 // timer index can be maintained without decoding snapshots), and the key snapshot.
@@ -126,11 +128,15 @@ var errRecord = errors.New("corrupt key record")
 
 // ParseKeyRecord splits a key record; snapshot aliases b.
 func ParseKeyRecord(b []byte) (deadlines [numTimers]int64, snapshot []byte, err error) {
-	if len(b) == 0 || b[0] != keyRecordVersion {
+	if len(b) == 0 || b[0] != 1 && b[0] != keyRecordVersion {
 		return deadlines, nil, errRecord
 	}
+	n := numTimers
+	if b[0] == 1 {
+		n = 3
+	}
 	b = b[1:]
-	for i := range deadlines {
+	for i := range n {
 		d, n := binary.Uvarint(b)
 		if n <= 0 || d > 1<<62 {
 			return deadlines, nil, errRecord

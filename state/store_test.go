@@ -149,7 +149,7 @@ func TestTimerIndexFollowsDeadlines(t *testing.T) {
 	s, _ := operators.NewSessionizer(operators.Config{ProfileTTL: 40 * time.Minute}, 0, &out)
 	s.TrackChanges(true)
 	deleted := 0
-	model := map[string][3]int64{}
+	model := map[string][len(operators.Change{}.Deadlines)]int64{}
 	for cycle := range 20 {
 		for i := cycle * 100; i < (cycle+1)*100; i++ {
 			s.Process(&recs[i])
@@ -231,7 +231,7 @@ func TestResetIsPerPartition(t *testing.T) {
 	for p := range int32(3) {
 		b := st.NewBatch(p)
 		for i := range 10 {
-			c := operators.Change{Key: fmt.Sprintf("pkey-%d", i), Deadlines: [3]int64{0, int64(1000 + i)}}
+			c := operators.Change{Key: fmt.Sprintf("pkey-%d", i), Deadlines: [len(operators.Change{}.Deadlines)]int64{0, int64(1000 + i)}}
 			if err := b.PutKey(c, []byte{1}); err != nil {
 				t.Fatal(err)
 			}
