@@ -47,6 +47,7 @@ Usage:
   dwell deliver --queue NAME --url URL [flags]     deliver a queue's records as webhooks
   dwell move --from T --to T [--filter EXPR]       copy matching records (dead letters) for reprocessing
   dwell log [--type T] [--profile P] [--state S]   search the event log (--since 1h, --json)
+  dwell config validate|apply FILE [--registry F]  check rules; publish them to running instances
   dwell version
 
 Run 'dwell COMMAND -h' for a command's flags.
@@ -81,6 +82,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdLog(ctx, args[1:], stdout, stderr)
 	case "registry":
 		err = cmdRegistry(args[1:], stdout, stderr)
+	case "config":
+		err = cmdConfig(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dwell", version())
 	case "-h", "--help", "help":

@@ -3,17 +3,26 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/rulesrc"
 )
 
 // cmdRun runs the live processor until ctx is cancelled (SIGINT/SIGTERM): the cycle in flight
-// finishes and commits, then it exits 0.
+// finishes and commits, then it exits 0. With --rules/--registry or --config-topic, new rule
+// versions are applied while it runs (SIGHUP reloads the files).
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	var cfg pipeline.LiveConfig
@@ -28,7 +37,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Topics.Late, "late-topic", def.Late, "late events output topic")
 	fs.StringVar(&cfg.Topics.Dead, "dlq-topic", def.Dead, "dead-letter output topic")
 	fs.StringVar(&cfg.Topics.Changelog, "changelog-topic", def.Changelog, "state changelog topic (compacted)")
-	createTopics := fs.Bool("create-topics", false, "create missing output topics (the changelog compacted)")
+	fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", def.EventLog, "event log topic (one record per processed event; see --event-log)")
+	fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", def.QueuePrefix, "queue topics are this prefix plus the queue name (notifications, routed events)")
+	createTopics := fs.Bool("create-topics", false, "create missing output topics (the changelog compacted), the topics a rule set writes to, and the config topic")
+	rf := bindRules(fs)
+	eventLog := fs.String("event-log", "", "which events go to the event log: all, errors or none (default: all with a rules source, else none)")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", 10_000, "records per processing cycle (one transaction)")
 	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", 1_000_000, "keys kept in memory per partition; the rest are read from Pebble")
 	fs.StringVar(&cfg.Compression, "compression", "lz4", "compression of produced batches: lz4, zstd, snappy or none")
@@ -45,6 +58,21 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg.Brokers = splitList(*brokers)
 	cfg.Inputs = splitList(*inputs)
+	if rf.fromFiles() && rf.topic != "" {
+		return usageError{errors.New("run: rules come from files (--rules, --registry) or from --config-topic, not both")}
+	}
+	switch *eventLog {
+	case "":
+		cfg.EventLog = "none"
+		if rf.given() {
+			cfg.EventLog = "all"
+		}
+	case "all", "errors", "none":
+		cfg.EventLog = *eventLog
+	default:
+		return usageError{fmt.Errorf("run: --event-log %q: use all, errors or none", *eventLog)}
+	}
+	cfg.CreateTopics = *createTopics
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -58,11 +86,30 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{err}
 	}
 	cfg.ClientOpts = kopts
-	if err := pipeline.EnsureTopics(ctx, cfg.Brokers, cfg.Inputs, cfg.Topics, *createTopics, kopts...); err != nil {
+	outputs := cfg.Topics
+	if cfg.EventLog == "none" {
+		outputs.EventLog = "" // not written: need not exist
+	}
+	if err := pipeline.EnsureTopics(ctx, cfg.Brokers, cfg.Inputs, outputs, *createTopics, kopts...); err != nil {
 		return err
 	}
 	reg := newRegistry()
 	cfg.Metrics = pipeline.NewMetrics(reg)
+
+	// The rules to start with, and where new versions come from.
+	var src rulesrc.Source
+	if rf.given() {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		if src, err = rf.source(ctx, &cfg, hup, rulesrc.NewMetrics(reg)); err != nil {
+			return err
+		}
+		defer src.Close()
+		if cfg.Rules, err = src.Load(ctx); err != nil {
+			return err
+		}
+	}
 	live, err := pipeline.NewLive(cfg)
 	if err != nil {
 		if strings.Contains(err.Error(), "pass --") {
@@ -70,18 +117,83 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return err
 	}
+	// The watcher stops before the processor closes; if it cannot go on, neither does the run,
+	// rather than run on with rules that no longer follow their source.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	watchCtx, stopWatch := context.WithCancel(runCtx)
+	var watchErr error
+	var watching sync.WaitGroup
+	if src != nil {
+		watching.Go(func() {
+			if err := src.Watch(watchCtx, live.SetRules); err != nil {
+				watchErr = fmt.Errorf("rules: %w", err)
+				cancelRun()
+			}
+		})
+	}
 	if *metricsAddr != "" {
 		_, stop, err := serveHTTP(*metricsAddr, reg, live.Ready, cfg.Logger)
 		if err != nil {
+			stopWatch()
+			watching.Wait()
 			return errors.Join(err, live.Close())
 		}
 		defer stop()
 	}
-	cfg.Logger.Info("dwell running", "brokers", cfg.Brokers, "inputs", cfg.Inputs, "group", cfg.Group, "data_dir", cfg.DataDir)
-	runErr := live.Run(ctx)
-	if err := errors.Join(runErr, live.Close()); err != nil {
+	cfg.Logger.Info("dwell running", "brokers", cfg.Brokers, "inputs", cfg.Inputs, "group", cfg.Group, "data_dir", cfg.DataDir,
+		"rules", live.RuleSetVersion(), "event_log", cfg.EventLog)
+	runErr := live.Run(runCtx)
+	stopWatch()
+	watching.Wait()
+	if err := errors.Join(runErr, watchErr, live.Close()); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	cfg.Logger.Info("dwell stopped cleanly")
 	return nil
+}
+
+// ruleFlags say where dwell run's rules come from: files, or the config topic.
+type ruleFlags struct {
+	rules, registry, topic string
+	interval               time.Duration
+}
+
+func bindRules(fs *flag.FlagSet) *ruleFlags {
+	r := &ruleFlags{}
+	fs.StringVar(&r.rules, "rules", "", "rules file (workflows); reloaded on SIGHUP and when it changes")
+	fs.StringVar(&r.registry, "registry", "", "event registry file (unless the rules file has a registry section); reloaded with the rules")
+	fs.StringVar(&r.topic, "config-topic", "", "follow the rule sets `dwell config apply` publishes to this topic (e.g. "+rulesrc.DefaultTopic+") instead of files")
+	fs.DurationVar(&r.interval, "reload-interval", 2*time.Second, "how often --rules and --registry are checked for changes (0: only on SIGHUP)")
+	return r
+}
+
+func (r *ruleFlags) fromFiles() bool { return r.rules != "" || r.registry != "" }
+func (r *ruleFlags) given() bool     { return r.fromFiles() || r.topic != "" }
+
+// source returns the source of the rules: the files, or the config topic (checked, or created
+// with --create-topics). hup reloads the files, or retries a version the processor refused.
+func (r *ruleFlags) source(ctx context.Context, cfg *pipeline.LiveConfig, hup <-chan os.Signal, m *rulesrc.Metrics) (rulesrc.Source, error) {
+	if r.fromFiles() {
+		interval := r.interval
+		if interval <= 0 {
+			interval = -1 // only on SIGHUP
+		}
+		return rulesrc.NewFiles(rulesrc.FileConfig{RulesPath: r.rules, RegistryPath: r.registry, Interval: interval,
+			Signals: hup, Logger: cfg.Logger, Metrics: m}), nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	err = rulesrc.EnsureTopic(ctx, cl, r.topic, cfg.CreateTopics)
+	cl.Close()
+	if errors.Is(err, rulesrc.ErrNoTopic) {
+		return nil, fmt.Errorf("run: %w, or pass --create-topics", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	return rulesrc.NewTopic(rulesrc.TopicConfig{Brokers: cfg.Brokers, ClientOpts: cfg.ClientOpts, Topic: r.topic,
+		Signals: hup, Logger: cfg.Logger, Metrics: m})
 }
