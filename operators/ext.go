@@ -108,6 +108,9 @@ func (s *Sessionizer) fireExt(k *keyState, n nodeT) {
 		return
 	}
 	s.o = Output{Kind: KindTimer, Key: unsafeBytes(k.key[1:]), Due: d, k: k}
+	if k.key[0] == 's' {
+		s.o.SessionID = s.o.Key // a profile-less key: the key is a session id
+	}
 	s.out.Emit(&s.o)
 	if next := k.extDeadline(); next != 0 {
 		// An emitter that left the due timer in place would fire it forever: the next firing

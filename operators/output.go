@@ -46,7 +46,8 @@ type Output struct {
 	// VisitID is the event's visit (KindEvent; KindLate when the key has an open visit).
 	VisitID []byte
 	// Visit is the summary so far of that visit, Session of the event's open session (nil
-	// when it has none) whose id is SessionID: what rules read as visit.* and session.*.
+	// when it has none) whose id is SessionID: what rules read as visit.* and session.*. A
+	// KindTimer output of a profile-less key has SessionID set to Key.
 	Visit, Session *Summary
 	SessionID      []byte
 	// Due is the deadline of a KindTimer output.

@@ -19,17 +19,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/rules"
 	"github.com/dwellhq/dwell/state"
 )
 
 // Topics names the output topics.
 type Topics struct {
 	System, Events, Late, Dead, Changelog string
+	// EventLog is the event log's topic (written unless LiveConfig.EventLog is none).
+	EventLog string
+	// QueuePrefix names queue topics: QueuePrefix + queue name.
+	QueuePrefix string
 }
 
-// DefaultTopics are the topic names of DESIGN.md §4.
+// DefaultTopics are the topic names of DESIGN.md §4, and those of the rules' outputs.
 func DefaultTopics() Topics {
-	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq", Changelog: "dwell.changelog"}
+	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq", Changelog: "dwell.changelog",
+		EventLog: "dwell.event-log", QueuePrefix: "dwell.queue."}
 }
 
 // LiveConfig configures the live processor. Zero fields take the defaults given.
@@ -81,6 +87,13 @@ type LiveConfig struct {
 	// KafkaLogLevel is what the Kafka client logs through Logger: none, error, warn (default),
 	// info or debug.
 	KafkaLogLevel string
+	// Rules is the rule set to run from the start (nil: none); SetRules replaces it.
+	Rules *RuleSet
+	// EventLog says which events go to Topics.EventLog: all, errors or none (default).
+	EventLog string
+	// CreateTopics lets SetRules create the topics a rule set writes to (queues, emit topics)
+	// when they are missing; otherwise such a rule set is refused.
+	CreateTopics bool
 }
 
 // Guarantees.
@@ -98,7 +111,8 @@ func (c *LiveConfig) ensureDefaults() {
 		p *string
 		d string
 	}{{&c.Topics.System, def.System}, {&c.Topics.Events, def.Events},
-		{&c.Topics.Late, def.Late}, {&c.Topics.Dead, def.Dead}, {&c.Topics.Changelog, def.Changelog}} {
+		{&c.Topics.Late, def.Late}, {&c.Topics.Dead, def.Dead}, {&c.Topics.Changelog, def.Changelog},
+		{&c.Topics.EventLog, def.EventLog}, {&c.Topics.QueuePrefix, def.QueuePrefix}} {
 		if *f.p == "" {
 			*f.p = f.d
 		}
@@ -127,6 +141,9 @@ func (c *LiveConfig) ensureDefaults() {
 	if c.Guarantee == "" {
 		c.Guarantee = ExactlyOnce
 	}
+	if c.EventLog == "" {
+		c.EventLog = "none"
+	}
 	c.Operators.EnsureDefaults()
 }
 
@@ -146,6 +163,9 @@ func (c *LiveConfig) validate() error {
 	}
 	if c.MaxPollRecords < 1 || c.MaxCachedKeys < 0 || c.PollTimeout <= 0 {
 		errs = append(errs, errors.New("pipeline: max poll records and poll timeout must be positive"))
+	}
+	if _, err := rules.ParseLogLevel(c.EventLog); err != nil {
+		errs = append(errs, fmt.Errorf("pipeline: event log %q: use all, errors or none; pass --event-log", c.EventLog))
 	}
 	errs = append(errs, c.Operators.Validate())
 	return errors.Join(errs...)
@@ -178,6 +198,10 @@ type Live struct {
 	statsMu   sync.Mutex
 	partStats map[int32]operators.Stats // each worker's stats after its last cycle
 
+	logLevel rules.LogLevel
+	rules    atomic.Pointer[RuleSet] // the rule set workers switch to at their next cycle
+	rulesMu  sync.Mutex              // serialises SetRules
+
 	mu       sync.Mutex
 	revoked  map[int32]bool // partitions lost since the last cycle
 	assigned map[int32]bool // partitions assigned and not yet started
@@ -199,6 +223,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	}
 	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}, revoked: map[int32]bool{},
 		assigned: map[int32]bool{}, partStats: map[int32]operators.Stats{}}
+	l.logLevel, _ = rules.ParseLogLevel(cfg.EventLog)
 	instance, err := st.InstanceID()
 	if err != nil {
 		return nil, errors.Join(err, st.Close())
@@ -243,11 +268,39 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		return nil, errors.Join(fmt.Errorf("pipeline: %w", err), st.Close())
 	}
 	l.adm = kadm.NewClient(l.cl)
+	if cfg.Rules != nil {
+		if err := l.SetRules(cfg.Rules); err != nil {
+			l.cl.Close()
+			return nil, errors.Join(err, st.Close())
+		}
+	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.attach(l)
 	}
 	return l, nil
 }
+
+// SetRules makes rs (nil: no rules) the rule set: every partition switches to it at its next
+// cycle boundary, so a cycle runs one version throughout. It first checks that the topics rs
+// writes to exist (creating them when LiveConfig.CreateTopics is set); if they do not, rs is
+// refused and the running set stays. Safe to call from any goroutine.
+func (l *Live) SetRules(rs *RuleSet) error {
+	l.rulesMu.Lock()
+	defer l.rulesMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ensureRuleTopics(ctx, l.adm, l.cfg.Inputs, rs.OutputTopics(l.cfg.Topics.QueuePrefix), l.cfg.CreateTopics); err != nil {
+		return err
+	}
+	old := l.rules.Swap(rs)
+	if old != rs {
+		l.log.Info("rule set applied", "version", rs.versionOrNone(), "previous", old.versionOrNone())
+	}
+	return nil
+}
+
+// RuleSetVersion is the version of the rule set SetRules last applied ("none": no rules).
+func (l *Live) RuleSetVersion() string { return l.rules.Load().versionOrNone() }
 
 func compressionCodec(name string) (kgo.CompressionCodec, error) {
 	switch name {
@@ -630,8 +683,10 @@ type worker struct {
 	lastCL    atomic.Int64 // offset of the last changelog record produced this cycle
 	err       error
 	out       emitter
+	f         *flow
 	counts    cycleCounts      // this cycle's metrics, applied when it commits
 	prev      operators.Stats  // the sessionizer's counters when last applied
+	prevFlow  flowStats        // the flow's counters when last applied
 	next      map[string]int64 // next input offset per topic that the state does not hold yet
 }
 
@@ -677,10 +732,13 @@ func (w *worker) restore(ctx context.Context) error {
 			return err
 		}
 	}
-	s, err := operators.NewSessionizer(l.cfg.Operators, w.partition, &w.out)
+	w.f = newFlow(l.rules.Load(), l.cfg.Topics, w.partition, l.logLevel, &w.out)
+	w.f.clock = l.cfg.Now
+	s, err := operators.NewSessionizer(l.cfg.Operators, w.partition, w.f)
 	if err != nil {
 		return err
 	}
+	w.f.setSessionizer(s)
 	loaded, err := l.store.Load(w.partition, func(b []byte) error { return s.RestoreKey(b) })
 	if err != nil {
 		return err
@@ -796,6 +854,9 @@ func (w *worker) work(j job) {
 	w.err = nil
 	w.lastCL.Store(-1)
 	w.out.promise = j.promise
+	if rs := l.rules.Load(); rs != w.f.rs {
+		w.f.setRules(rs) // at the cycle boundary
+	}
 	before := w.s.Watermark()
 	metered := l.cfg.Metrics != nil
 	if metered {
@@ -815,6 +876,7 @@ func (w *worker) work(j job) {
 	w.s.Tick(j.now)
 	stats := w.s.Stats()
 	w.counts.stats = stats
+	w.counts.flow = w.f.stats
 	l.statsMu.Lock()
 	l.partStats[w.partition] = stats
 	l.statsMu.Unlock()
@@ -927,6 +989,8 @@ func (w *worker) applyMetrics() {
 		m.dead.WithLabelValues(string(r)).Add(float64(n - prev.DeadByReason[r]))
 	}
 	m.late.Add(float64(c.stats.Late - prev.Late))
+	m.applyFlow(&c.flow, &w.prevFlow)
+	w.prevFlow = c.flow
 	now := time.Now().UnixMilli()
 	for _, t := range c.times {
 		m.latency.Observe(float64(now-t) / 1000)
@@ -964,6 +1028,20 @@ type emitter struct {
 	l       *Live
 	w       *worker
 	promise func(*kgo.Record, error)
+}
+
+// Record produces a record of the flow's (rules outputs, the event log) into the cycle's
+// transaction, partitioned by key like the other outputs.
+func (e *emitter) Record(topic string, key, value []byte, headers []kgo.RecordHeader) {
+	r := &kgo.Record{Topic: topic, Partition: e.w.partition, Key: bytes.Clone(key), Value: bytes.Clone(value)}
+	if len(headers) > 0 {
+		r.Headers = make([]kgo.RecordHeader, len(headers))
+		for i, h := range headers {
+			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: bytes.Clone(h.Value)}
+		}
+	}
+	e.w.count(topic)
+	e.l.cl.Produce(context.Background(), r, e.promise)
 }
 
 func (e *emitter) Emit(o *operators.Output) {

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/rules"
 )
 
 // Metrics are the live processor's Prometheus series, on a registry the caller owns. Counters
@@ -26,6 +27,11 @@ type Metrics struct {
 	restores     prometheus.Counter
 	watermarkLag *prometheus.GaugeVec // partition
 	consumerLag  *prometheus.GaugeVec // partition
+	ruleEvents   *prometheus.CounterVec // state
+	ruleOutputs  *prometheus.CounterVec // kind
+	ruleErrors   prometheus.Counter
+	scheduled    prometheus.Counter
+	eventLog     prometheus.Counter
 	kprom        *kprom.Metrics
 }
 
@@ -66,8 +72,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		consumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dwell", Name: "consumer_lag_records",
 			Help: "Records between the partition's last fetched offset and its high watermark."}, []string{"partition"}),
 	}
+	m.ruleEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "rule_events_total",
+		Help: "Events the rules layer handled, by event-log state (processed, error, ignored, dead-lettered, late)."}, []string{"state"})
+	m.ruleOutputs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "rule_outputs_total",
+		Help: "Records rules produced, by kind (emit, notify, route)."}, []string{"kind"})
+	m.ruleErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "rule_errors_total",
+		Help: "Rule run-time errors (a condition or an action that failed on an event)."})
+	m.scheduled = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "scheduled_events_fired_total",
+		Help: "Scheduled events (rules' schedule action) that fired."})
+	m.eventLog = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "event_log_records_total",
+		Help: "Records written to the event log."})
 	reg.MustRegister(m.recordsIn, m.recordsOut, m.system, m.dead, m.late, m.cycle, m.latency, m.txns,
-		m.rebalances, m.restores, m.watermarkLag, m.consumerLag)
+		m.rebalances, m.restores, m.watermarkLag, m.consumerLag, m.ruleEvents, m.ruleOutputs, m.ruleErrors, m.scheduled, m.eventLog)
+	for _, s := range []rules.LogState{rules.Processed, rules.Errored, rules.Ignored, rules.DeadLettered, rules.Late} {
+		m.ruleEvents.WithLabelValues(s.String())
+	}
+	for _, k := range []rules.OutputKind{rules.OutEmit, rules.OutNotify, rules.OutRoute} {
+		m.ruleOutputs.WithLabelValues(k.String())
+	}
 	for _, t := range operators.SystemTypes() {
 		m.system.WithLabelValues(t.String())
 	}
@@ -110,7 +132,26 @@ type cycleCounts struct {
 	in    map[string]int
 	out   map[string]int
 	stats operators.Stats // the sessionizer's counters at the end of the cycle
+	flow  flowStats       // the flow's counters at the end of the cycle
 	times []int64         // input record timestamps (Unix ms), for latency
 }
 
 func partitionLabel(p int32) string { return strconv.Itoa(int(p)) }
+
+// applyFlow adds the flow's counters since prev.
+func (m *Metrics) applyFlow(cur, prev *flowStats) {
+	for s := range cur.States {
+		if n := cur.States[s] - prev.States[s]; n > 0 {
+			m.ruleEvents.WithLabelValues(rules.LogState(s).String()).Add(float64(n))
+		}
+	}
+	for k := range cur.Outputs {
+		if n := cur.Outputs[k] - prev.Outputs[k]; n > 0 {
+			m.ruleOutputs.WithLabelValues(rules.OutputKind(k).String()).Add(float64(n))
+		}
+	}
+	m.ruleErrors.Add(float64(cur.RuleErrors - prev.RuleErrors))
+	m.scheduled.Add(float64(cur.Scheduled - prev.Scheduled))
+	m.eventLog.Add(float64(cur.Logged - prev.Logged))
+	m.dead.WithLabelValues(string(operators.ReasonRuleError)).Add(float64(cur.RuleDead - prev.RuleDead))
+}

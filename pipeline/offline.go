@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/rules"
 )
 
 // OfflineConfig configures a run over a file instead of Kafka.
@@ -20,12 +24,23 @@ type OfflineConfig struct {
 	Partitions int
 	// Topic names the input in derived event ids and dead letters. Default "file".
 	Topic string
+	// Rules run on every event as in the live pipeline (nil: none). EventLog says which events
+	// are logged: all, errors or none (default).
+	Rules    *RuleSet
+	EventLog string
+	// Topics name the rules' output topics in Rules lines (default DefaultTopics).
+	Topics Topics
 }
 
 // OfflineOutputs are where the output streams go, as JSON Lines; a nil writer discards its
 // stream (it is still counted).
 type OfflineOutputs struct {
 	System, Events, Late, Dead io.Writer
+	// Rules gets what rules write to queues and emit topics, one JSON object per record:
+	// {"topic":"dwell.queue.q","key":"p1","headers":{"dwell-rule":"r",...},"value":{...}}. Fired
+	// schedules go to Events and the event log to EventLog, as their values; dead letters of
+	// failed events go to Dead as Rules lines.
+	Rules, EventLog io.Writer
 }
 
 // OfflineSummary counts what a run read and wrote.
@@ -51,18 +66,40 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	}
 	opCfg := cfg.Operators
 	opCfg.EnsureDefaults()
-	w := &jsonlEmitter{}
-	for i, dst := range []io.Writer{out.System, out.Events, out.Late, out.Dead} {
+	if cfg.EventLog == "" {
+		cfg.EventLog = "none"
+	}
+	level, err := rules.ParseLogLevel(cfg.EventLog)
+	if err != nil {
+		return sum, err
+	}
+	def := DefaultTopics()
+	if cfg.Topics.QueuePrefix == "" {
+		cfg.Topics.QueuePrefix = def.QueuePrefix
+	}
+	if cfg.Topics.EventLog == "" {
+		cfg.Topics.EventLog = def.EventLog
+	}
+	if cfg.Topics.Events == "" {
+		cfg.Topics.Events = def.Events
+	}
+	if cfg.Topics.Dead == "" {
+		cfg.Topics.Dead = def.Dead
+	}
+	w := &jsonlEmitter{topics: cfg.Topics}
+	for i, dst := range []io.Writer{out.System, out.Events, out.Late, out.Dead, out.Rules, out.EventLog} {
 		if dst != nil {
 			w.w[i] = bufio.NewWriterSize(dst, 256<<10)
 		}
 	}
 	parts := make([]*operators.Sessionizer, cfg.Partitions)
 	for i := range parts {
-		s, err := operators.NewSessionizer(opCfg, int32(i), w)
+		f := newFlow(cfg.Rules, cfg.Topics, int32(i), level, w)
+		s, err := operators.NewSessionizer(opCfg, int32(i), f)
 		if err != nil {
 			return sum, err
 		}
+		f.setSessionizer(s)
 		parts[i] = s
 	}
 	keyDec := operators.NewDecoder(&opCfg)
@@ -138,12 +175,64 @@ func addStats(parts []*operators.Sessionizer) operators.Stats {
 
 // jsonlEmitter writes each output stream as JSON Lines.
 type jsonlEmitter struct {
-	w   [4]*bufio.Writer // system, events, late, dead
-	buf []byte
-	err error
+	w      [6]*bufio.Writer // system, events, late, dead, rules, event log
+	topics Topics
+	buf    []byte
+	err    error
+}
+
+// Record writes a flow's record: fired schedules to the events stream and event-log records to
+// the event log as their values; the rest, as Rules lines, to the dead stream (dead letters)
+// or the rules stream.
+func (e *jsonlEmitter) Record(topic string, key, value []byte, headers []kgo.RecordHeader) {
+	var w *bufio.Writer
+	switch topic {
+	case e.topics.Events:
+		w = e.w[1]
+	case e.topics.EventLog:
+		w = e.w[5]
+	case e.topics.Dead:
+		w = e.w[3]
+	default:
+		w = e.w[4]
+	}
+	if w == nil || e.err != nil {
+		return
+	}
+	if topic == e.topics.Events || topic == e.topics.EventLog {
+		e.buf = append(append(e.buf[:0], value...), '\n')
+	} else {
+		e.buf = appendRecordLine(e.buf[:0], topic, key, value, headers)
+	}
+	if _, err := w.Write(e.buf); err != nil {
+		e.err = fmt.Errorf("pipeline: writing %s output: %w", topic, err)
+	}
+}
+
+// appendRecordLine appends a Rules line (see OfflineOutputs) and a newline. A value that is not
+// JSON (a dead letter's original bytes) is written as a JSON string.
+func appendRecordLine(dst []byte, topic string, key, value []byte, headers []kgo.RecordHeader) []byte {
+	h := make(map[string]string, len(headers))
+	for _, x := range headers {
+		h[x.Key] = string(x.Value)
+	}
+	v := json.RawMessage(value)
+	if !json.Valid(value) {
+		v, _ = json.Marshal(string(value))
+	}
+	b, _ := json.Marshal(struct {
+		Topic   string            `json:"topic"`
+		Key     string            `json:"key"`
+		Headers map[string]string `json:"headers,omitempty"`
+		Value   json.RawMessage   `json:"value"`
+	}{topic, string(key), h, v})
+	return append(append(dst, b...), '\n')
 }
 
 func (e *jsonlEmitter) Emit(o *operators.Output) {
+	if o.Event != nil && o.Event.Ephemeral && (o.Kind == operators.KindEvent || o.Kind == operators.KindPassThrough) {
+		return
+	}
 	var w *bufio.Writer
 	switch o.Kind {
 	case operators.KindSystem:

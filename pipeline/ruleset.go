@@ -127,3 +127,10 @@ func (rs *RuleSet) OutputTopics(prefix string) []string {
 	slices.Sort(out)
 	return out
 }
+
+func (rs *RuleSet) versionOrNone() string {
+	if rs == nil {
+		return "none"
+	}
+	return rs.Version
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,6 +24,9 @@ func EnsureTopics(ctx context.Context, brokers []string, inputs []string, out To
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	outputs := []string{out.System, out.Events, out.Late, out.Dead, out.Changelog}
+	if out.EventLog != "" {
+		outputs = append(outputs, out.EventLog)
+	}
 	details, err := adm.ListTopics(ctx, append(slices.Clone(inputs), outputs...)...)
 	if err != nil {
 		return fmt.Errorf("pipeline: listing topics on %v: %w; check --brokers and that the brokers are up", brokers, err)
@@ -107,4 +111,47 @@ func waitForLeaders(ctx context.Context, adm *kadm.Client, topics []string, part
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// ensureRuleTopics checks that the topics a rule set writes to exist and, with create, creates
+// the missing ones with the inputs' partition count. A rule set whose topics are missing is
+// refused before it runs: its first record would otherwise abort every cycle.
+func ensureRuleTopics(ctx context.Context, adm *kadm.Client, inputs, topics []string, create bool) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	details, err := adm.ListTopics(ctx, append(slices.Clone(inputs), topics...)...)
+	if err != nil {
+		return fmt.Errorf("pipeline: listing topics: %w", err)
+	}
+	var missing []string
+	for _, t := range topics {
+		if d, ok := details[t]; !ok || d.Err != nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	partitions := int32(1)
+	if d, ok := details[inputs[0]]; ok && d.Err == nil {
+		partitions = int32(len(d.Partitions))
+	}
+	if !create {
+		return fmt.Errorf("pipeline: the rules write to topics %q, which do not exist; create them or pass --create-topics", missing)
+	}
+	var errs []error
+	for _, t := range missing {
+		resp, err := adm.CreateTopic(ctx, partitions, -1, nil, t)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("pipeline: creating topic %q: %w", t, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return waitForLeaders(ctx, adm, missing, partitions)
 }

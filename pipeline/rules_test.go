@@ -1,0 +1,439 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/operators/rules"
+	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
+)
+
+// cartRules is the cart-abandonment workflow of issue 5: a schedule on add-to-cart, cancelled
+// by a purchase; an abandoned cart notifies; purchases emit an order event to a queue; the
+// visit's size tags engaged profiles; a registry validates carts and ignores debug events.
+const cartRules = `
+version: cart-1
+registry:
+  unregistered: accept
+  types:
+    add-to-cart:
+      schema: {type: object, required: [sku], properties: {sku: {type: string}}}
+    purchase:
+      queue: orders
+    debug:
+      enabled: false
+rules:
+  - name: cart-timer
+    on: add-to-cart
+    actions:
+      - schedule: {name: cart, type: cart-abandoned, after: 1h, properties: {sku: "{{.event.properties.sku}}"}}
+  - name: cart-bought
+    on: purchase
+    actions:
+      - cancel: cart
+      - increment: purchases
+      - emit: {type: order-placed, queue: orders, properties: {n: "{{.profile.counters.purchases}}"}}
+  - name: abandoned
+    on: cart-abandoned
+    actions:
+      - increment: abandoned
+      - notify:
+          channel: email
+          queue: carts
+          to: ["{{.profile.id}}@example.com"]
+          subject: "you left {{.event.properties.sku}}"
+  - name: engaged
+    on: page-view
+    when: visit.event_count >= 3 && !("engaged" in profile.tags)
+    actions:
+      - tag: engaged
+`
+
+// cartStream generates n events for profiles: page views, carts and purchases, in time order,
+// with a few carts that break the schema and some debug events. It returns the values, the
+// record keys, and per profile the times at which cart-abandoned must fire (with its sku).
+func cartStream(seed uint64, profiles, n int) (values, keys [][]byte, want map[string][]string) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).UnixMilli()
+	type cart struct {
+		deadline int64
+		sku      string
+	}
+	pending := map[string]*cart{}
+	want = map[string][]string{}
+	fire := func(p string, before int64) { // timers due before `before` fire
+		if c := pending[p]; c != nil && c.deadline < before {
+			want[p] = append(want[p], fmt.Sprintf("%d/%s", c.deadline, c.sku))
+			delete(pending, p)
+		}
+	}
+	t := start
+	for i := range n {
+		t += int64(rng.IntN(8000)) // about 900 events an hour: carts expire mid-stream
+		p := fmt.Sprintf("u%03d", rng.IntN(profiles))
+		fire(p, t)
+		var v string
+		switch r := rng.IntN(100); {
+		case r < 60:
+			v = fmt.Sprintf(`{"id":"e%d","type":"page-view","profile":%q,"session":"%s-s","time":%d,"context":{"page":{"url":"/p/%d"}}}`, i, p, p, t, i%7)
+		case r < 80:
+			sku := fmt.Sprintf("sku-%d", i)
+			v = fmt.Sprintf(`{"id":"e%d","type":"add-to-cart","profile":%q,"session":"%s-s","time":%d,"properties":{"sku":%q}}`, i, p, p, t, sku)
+			pending[p] = &cart{deadline: t + time.Hour.Milliseconds(), sku: sku}
+		case r < 90:
+			v = fmt.Sprintf(`{"id":"e%d","type":"purchase","profile":%q,"session":"%s-s","time":%d}`, i, p, p, t)
+			delete(pending, p)
+		case r < 95:
+			v = fmt.Sprintf(`{"id":"e%d","type":"add-to-cart","profile":%q,"time":%d,"properties":{"sku":42}}`, i, p, t) // schema violation
+		default:
+			v = fmt.Sprintf(`{"id":"e%d","type":"debug","profile":%q,"time":%d}`, i, p, t) // ignored
+		}
+		values = append(values, []byte(v))
+		keys = append(keys, []byte(p))
+	}
+	for p := range pending {
+		fire(p, 1<<62) // the end of input fires the rest
+	}
+	return values, keys, want
+}
+
+func cartRuleSet(t *testing.T) *pipeline.RuleSet {
+	t.Helper()
+	rs, err := pipeline.ParseRuleSet([]byte(cartRules), nil, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// offlineCart runs the stream through dwell process's pipeline with the cart rules.
+type cartOutputs struct {
+	events, rulesOut, eventLog, dead []string
+}
+
+func offlineCart(t *testing.T, rs *pipeline.RuleSet, values [][]byte) cartOutputs {
+	t.Helper()
+	var ev, ru, lg, dead bytes.Buffer
+	_, err := pipeline.RunOffline(context.Background(),
+		pipeline.OfflineConfig{Partitions: livePartitions, Rules: rs, EventLog: "all"},
+		bytes.NewReader(bytes.Join(values, []byte("\n"))),
+		pipeline.OfflineOutputs{Events: &ev, Rules: &ru, EventLog: &lg, Dead: &dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := func(b *bytes.Buffer) []string {
+		s := strings.TrimSpace(b.String())
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, "\n")
+	}
+	return cartOutputs{events: lines(&ev), rulesOut: lines(&ru), eventLog: lines(&lg), dead: lines(&dead)}
+}
+
+// abandonedFrom lists, per profile, the cart-abandoned events among events as "deadline/sku".
+func abandonedFrom(t *testing.T, events []string) map[string][]string {
+	t.Helper()
+	got := map[string][]string{}
+	for _, l := range events {
+		if !strings.Contains(l, `"type":"cart-abandoned"`) {
+			continue
+		}
+		var e struct {
+			Profile, Time string
+			Properties    struct{ SKU string }
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatal(err)
+		}
+		tm, err := time.Parse(time.RFC3339Nano, e.Time)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[e.Profile] = append(got[e.Profile], fmt.Sprintf("%d/%s", tm.UnixMilli(), e.Properties.SKU))
+	}
+	return got
+}
+
+// TestCartAbandonmentOffline checks the workflow against a model: cart-abandoned fires exactly
+// once for every cart left alone for an hour, at its deadline, with its sku; each one notifies
+// once; purchases emit orders; schema violations are dead-lettered with the path; debug events
+// are ignored; every input event has one event-log record.
+func TestCartAbandonmentOffline(t *testing.T) {
+	values, _, want := cartStream(1, 200, 6000)
+	out := offlineCart(t, cartRuleSet(t), values)
+	got := abandonedFrom(t, out.events)
+	fired := 0
+	for p, w := range want {
+		fired += len(w)
+		if !slices.Equal(got[p], w) {
+			t.Fatalf("profile %s: cart-abandoned %v, want %v", p, got[p], w)
+		}
+	}
+	if len(got) != len(want) || fired < 50 {
+		t.Fatalf("%d profiles with abandoned carts, want %d (%d fired; the stream should abandon dozens)", len(got), len(want), fired)
+	}
+	queues := map[string]int{}
+	ids := map[string]bool{}
+	for _, l := range out.rulesOut {
+		var r struct {
+			Topic string
+			Value struct{ ID string }
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		queues[r.Topic]++
+		if ids[r.Value.ID] {
+			t.Fatalf("duplicate output id %s", r.Value.ID)
+		}
+		ids[r.Value.ID] = true
+	}
+	purchases := 0
+	for _, v := range values {
+		if bytes.Contains(v, []byte(`"purchase"`)) {
+			purchases++
+		}
+	}
+	if queues["dwell.queue.carts"] != fired || queues["dwell.queue.orders"] != purchases || len(queues) != 2 {
+		t.Fatalf("queue records %v, want %d notifications on carts and %d orders", queues, fired, purchases)
+	}
+	states := map[string]int{}
+	schema := 0
+	for _, l := range out.eventLog {
+		var e struct{ State, Type, Reason, Detail string }
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatal(err)
+		}
+		states[e.State]++
+		if e.Reason == "schema-violation" {
+			schema++
+			if !strings.Contains(e.Detail, "sku") {
+				t.Fatalf("schema violation without the failing path: %s", l)
+			}
+		}
+	}
+	inputs := len(values)
+	logged := states["processed"] + states["ignored"] + states["dead-lettered"]
+	if logged != inputs+fired { // every input, and every fired schedule (a rule matches each)
+		t.Fatalf("event log states %v: %d records, want %d inputs + %d fired", states, logged, inputs, fired)
+	}
+	if states["ignored"] == 0 || schema == 0 || len(out.dead) != schema {
+		t.Fatalf("event log states %v, %d schema violations, %d dead letters", states, schema, len(out.dead))
+	}
+	t.Logf("%d events: %d carts abandoned, %d orders, log %v", inputs, fired, purchases, states)
+}
+
+var processingField = regexp.MustCompile(`,"processing_us":[0-9]+`)
+
+// TestCartAbandonmentLive runs the workflow through the live processor on Kafka while one
+// instance crashes mid-transaction, its replacement starts on an empty data dir (rule state and
+// pending schedules restore from the changelog alone), and a second instance joins and takes
+// partitions over. The events, queue and event-log topics must equal the offline run's per key
+// and in order: each abandoned cart emitted and notified exactly once.
+func TestCartAbandonmentLive(t *testing.T) {
+	d := pipeline.DefaultTopics()
+	names := []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog, d.EventLog, "dwell.queue.carts", "dwell.queue.orders"}
+	k := pipelinetest.New(t, livePartitions, names, pipelinetest.Compacted(d.Changelog))
+	topics := pipeline.Topics{System: k.Name(d.System), Events: k.Name(d.Events), Late: k.Name(d.Late), Dead: k.Name(d.Dead),
+		Changelog: k.Name(d.Changelog), EventLog: k.Name(d.EventLog), QueuePrefix: k.Name("dwell.queue.")}
+	input := k.Name("events")
+	values, keys, _ := cartStream(2, 200, 6000)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.DefaultProduceTopic(input),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range values {
+		recs = append(recs, &kgo.Record{Key: keys[i], Value: values[i]})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	rs := cartRuleSet(t)
+	want := offlineCart(t, rs, values)
+
+	now := new(atomic.Int64)
+	now.Store(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).UnixMilli())
+	config := func() pipeline.LiveConfig {
+		return pipeline.LiveConfig{Brokers: k.Brokers, Group: k.Name("dwell"), Inputs: []string{input}, Topics: topics,
+			DataDir: "data", FS: vfs.NewMem(), Now: func() time.Time { return time.UnixMilli(now.Load()) },
+			PollTimeout: 50 * time.Millisecond, MaxPollRecords: 200, Rules: rs, EventLog: "all",
+			ClientOpts: []kgo.Opt{kgo.TransactionTimeout(2 * time.Second)}}
+	}
+	// The first instance crashes with its fifth transaction open.
+	first, err := pipeline.NewLive(config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cycles := 0
+	first.SetCrashAt(func(point string) bool {
+		if point == "before-end" {
+			cycles++
+		}
+		return point == "before-end" && cycles == 5
+	})
+	if err := first.Run(context.Background()); err != pipeline.ErrCrashed {
+		t.Fatalf("first run: %v, want the crash", err)
+	}
+	if err := first.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	// Its replacement (empty data dir) and, once it is under way, a second instance.
+	var processed atomic.Int64
+	start := func() (*pipeline.Live, context.CancelFunc, chan error) {
+		l, err := pipeline.NewLive(config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.SetCrashAt(func(point string) bool {
+			if point == "after-end" {
+				processed.Add(200)
+				time.Sleep(5 * time.Millisecond)
+			}
+			return false
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		return l, cancel, done
+	}
+	a, stopA, doneA := start()
+	waitFor(t, "a third of the stream", 60*time.Second, func() bool { return processed.Load() > 2000 })
+	b, stopB, doneB := start()
+	waitFor(t, "the group to consume every record", 90*time.Second, func() bool { return groupCaughtUp(t, k.Brokers, k.Name("dwell"), input) })
+	// Idle advancement: the wall clock moves on, every pending cart fires.
+	now.Add(48 * time.Hour.Milliseconds())
+	wantFired := 0
+	for _, l := range want.events {
+		if strings.Contains(l, `"cart-abandoned"`) {
+			wantFired++
+		}
+	}
+	var events []*kgo.Record
+	waitFor(t, "every abandoned cart", 60*time.Second, func() bool {
+		now.Add(time.Minute.Milliseconds())
+		events = pipelinetest.ReadCommitted(t, k.Brokers, topics.Events)
+		n := 0
+		for _, r := range events {
+			if bytes.Contains(r.Value, []byte(`"cart-abandoned"`)) {
+				n++
+			}
+		}
+		return n >= wantFired
+	})
+	for _, s := range []struct {
+		l    *pipeline.Live
+		stop context.CancelFunc
+		done chan error
+	}{{a, stopA, doneA}, {b, stopB, doneB}} {
+		s.stop()
+		if err := <-s.done; err != nil {
+			t.Fatal(err)
+		}
+		if err := s.l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Restores()+b.Restores() <= livePartitions {
+		t.Fatalf("partitions never moved between instances")
+	}
+	// Compare per key and in order with the offline run.
+	sameByKey(t, "events", values2lines(events), want.events)
+	var queue []string
+	for _, q := range []string{"carts", "orders"} {
+		for _, r := range pipelinetest.ReadCommitted(t, k.Brokers, topics.QueuePrefix+q) {
+			queue = append(queue, fmt.Sprintf(`{"topic":"dwell.queue.%s","key":%q,"value":%s}`, q, r.Key, r.Value))
+		}
+	}
+	var wantQueue []string
+	for _, l := range want.rulesOut {
+		var r struct {
+			Topic, Key string
+			Value      json.RawMessage
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		wantQueue = append(wantQueue, fmt.Sprintf(`{"topic":%q,"key":%q,"value":%s}`, r.Topic, r.Key, r.Value))
+	}
+	sameByKey(t, "queue records", queue, wantQueue)
+	var logLines []string
+	for _, r := range pipelinetest.ReadCommitted(t, k.Brokers, topics.EventLog) {
+		l := processingField.ReplaceAllString(string(r.Value), "")
+		logLines = append(logLines, strings.ReplaceAll(l, `"topic":"`+input+`"`, `"topic":"file"`))
+	}
+	sameByKey(t, "event log", normaliseOffsets(logLines), normaliseOffsets(want.eventLog))
+	t.Logf("%d abandoned carts, %d queue records and %d event-log records across a crash and a rebalance match the offline run",
+		wantFired, len(queue), len(logLines))
+}
+
+func values2lines(recs []*kgo.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = string(r.Value)
+	}
+	return out
+}
+
+var offsetField = regexp.MustCompile(`"offset":[0-9]+`)
+
+// normaliseOffsets blanks input offsets: offline numbers lines, Kafka numbers each partition's
+// records.
+func normaliseOffsets(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = offsetField.ReplaceAllString(l, `"offset":0`)
+	}
+	return out
+}
+
+// sameByKey requires got and want to hold the same lines per topic and key (profile, session
+// or the record's key), in the same order.
+func sameByKey(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	group := func(lines []string) map[string][]string {
+		m := map[string][]string{}
+		for _, l := range lines {
+			var e struct {
+				Profile, Session, Key, Topic string
+			}
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("%s: %v: %s", what, err, l)
+			}
+			k := e.Topic + "|" + e.Profile + "|" + e.Session + "|" + e.Key
+			m[k] = append(m[k], l)
+		}
+		return m
+	}
+	g, w := group(got), group(want)
+	keys := make([]string, 0, len(w))
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !slices.Equal(g[k], w[k]) {
+			t.Fatalf("%s of key %s differ from offline:\nlive:    %v\noffline: %v", what, k, head(g[k]), head(w[k]))
+		}
+	}
+	if len(got) != len(want) || len(g) != len(w) {
+		t.Fatalf("%s: %d lines over %d keys, want %d over %d", what, len(got), len(g), len(want), len(w))
+	}
+}
