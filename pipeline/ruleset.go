@@ -74,15 +74,14 @@ func LoadRuleSet(rulesPath, registryPath string, opt rules.Options) (*RuleSet, e
 			return nil, fmt.Errorf("pipeline: registry file %s is empty", registryPath)
 		}
 	}
-	rs, err := ParseRuleSet(rulesYAML, registryYAML, opt)
-	if err != nil {
-		where := rulesPath
-		if where == "" {
-			where = registryPath
-		}
-		return nil, fmt.Errorf("%s: %w", where, err)
+	// Each file alone first, so that an error names the file it is in.
+	if _, err := ParseRuleSet(rulesYAML, nil, opt); err != nil {
+		return nil, fmt.Errorf("%s: %w", rulesPath, err)
 	}
-	return rs, nil
+	if _, err := ParseRuleSet(nil, registryYAML, opt); err != nil {
+		return nil, fmt.Errorf("%s: %w", registryPath, err)
+	}
+	return ParseRuleSet(rulesYAML, registryYAML, opt)
 }
 
 // DefaultQueue is the queue of notifications and routes whose action names none and whose

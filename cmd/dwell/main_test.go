@@ -20,8 +20,8 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 }
 
 // TestProcessIsDeterministic runs dwell process twice on the same generated 100k-event file
-// (with malformed, late and out-of-order records, and idle gaps so visits end mid-stream) and
-// requires byte-identical output files.
+// (with malformed, late and out-of-order records, and idle gaps so visits end mid-stream) and a
+// rules file, and requires byte-identical output files, rule outputs and event log included.
 func TestProcessIsDeterministic(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.jsonl")
@@ -29,10 +29,30 @@ func TestProcessIsDeterministic(t *testing.T) {
 		"--idle-every", "30000", "--malformed", "0.003", "--late", "0.002", "--out", in); code != 0 {
 		t.Fatalf("gen exited %d: %s", code, stderr)
 	}
+	// Rules with state, schedules and every output kind, so that rules.jsonl and event-log.jsonl
+	// are compared too.
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(`version: det-1
+rules:
+  - name: count
+    on: "*"
+    actions: [{increment: events}]
+  - name: follow-up
+    on: visit-ended
+    actions:
+      - schedule: {name: follow, type: follow-up, after: 30m}
+      - notify: {channel: email, to: ["{{.profile.id}}@example.com"], subject: "{{.profile.counters.events}} events"}
+  - name: back
+    on: page-view
+    when: profile.counters.events > 5
+    actions: [{cancel: follow}, {route: busy}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var outputs [2]map[string][]byte
 	for i := range outputs {
 		outDir := filepath.Join(dir, "out", string(rune('a'+i)))
-		code, _, stderr := runCLI(t, "", "process", "--in", in, "--out", outDir, "--key-partitions", "3")
+		code, _, stderr := runCLI(t, "", "process", "--in", in, "--out", outDir, "--key-partitions", "3", "--rules", rulesFile)
 		if code != 0 {
 			t.Fatalf("run %d exited %d: %s", i, code, stderr)
 		}

@@ -11,21 +11,35 @@ import (
 	"strings"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/rules"
 	"github.com/dwellhq/dwell/pipeline"
 )
 
 // Output file names under --out.
-var outputFiles = [4]string{"system-events.jsonl", "events.jsonl", "late.jsonl", "dlq.jsonl"}
+var outputFiles = [6]string{"system-events.jsonl", "events.jsonl", "late.jsonl", "dlq.jsonl", "rules.jsonl", "event-log.jsonl"}
 
 func cmdProcess(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("process", stderr)
 	var cfg pipeline.OfflineConfig
 	bindOperators(fs, &cfg.Operators)
 	in := fs.String("in", "", "JSON Lines input file, or - for standard input (required)")
-	outDir := fs.String("out", "", "write system-events, events, late and dlq .jsonl files into this directory (default: system events to stdout)")
+	outDir := fs.String("out", "", "write system-events, events, late, dlq, rules and event-log .jsonl files into this directory (default: system events to stdout)")
 	fs.IntVar(&cfg.Partitions, "key-partitions", 1, "hash keys over this many partitions, as a keyed Kafka topic would")
+	rulesFile := fs.String("rules", "", "run the rules (and registry section) of this YAML file on every event")
+	registryFile := fs.String("registry", "", "check event types against this registry file")
+	fs.StringVar(&cfg.EventLog, "event-log", "", "which events the event log records: all, errors or none (default: all with --rules or --registry, else none)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *rulesFile != "" || *registryFile != "" {
+		rs, err := pipeline.LoadRuleSet(*rulesFile, *registryFile, rules.Options{})
+		if err != nil {
+			return err
+		}
+		cfg.Rules = rs
+		if cfg.EventLog == "" {
+			cfg.EventLog = "all"
+		}
 	}
 	if *in == "" {
 		return usageError{errors.New("process: --in is required (a file, or - for standard input)")}
@@ -68,7 +82,7 @@ func processFile(ctx context.Context, cfg pipeline.OfflineConfig, in, outDir str
 			}
 			files = append(files, f)
 		}
-		outs = pipeline.OfflineOutputs{System: files[0], Events: files[1], Late: files[2], Dead: files[3]}
+		outs = pipeline.OfflineOutputs{System: files[0], Events: files[1], Late: files[2], Dead: files[3], Rules: files[4], EventLog: files[5]}
 	}
 	sum, err := pipeline.RunOffline(ctx, cfg, r, outs)
 	if cerr := closeAll(files); err == nil {
