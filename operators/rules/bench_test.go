@@ -47,7 +47,7 @@ func BenchmarkCondition(b *testing.B) {
 				b.Fatal(err)
 			}
 			env, st := benchEnv()
-			env.ensureSlots(len(paths.paths))
+			env.ensureSlots(&paths)
 			ctx := &evalCtx{env: env, st: st}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -83,11 +83,11 @@ func BenchmarkCondition(b *testing.B) {
 			b.Fatal(err)
 		}
 		env, st := benchEnv()
-		env.ensureSlots(len(paths.paths))
+		env.ensureSlots(&paths)
 		ctx := &evalCtx{env: env, st: st}
 		b.ReportAllocs()
 		for b.Loop() {
-			clear(env.propDone)
+			env.resetProps()
 			if ok, err := cond.fn(ctx); !ok || err != nil {
 				b.Fatal(ok, err)
 			}
@@ -136,4 +136,70 @@ func BenchmarkApply(b *testing.B) {
 			}
 		})
 	}
+}
+
+// typicalRules are 3 rules on one type whose conditions hold for benchEnv's event, with the
+// state actions most rules take (no emits): the typical Apply.
+const typicalRules = `rules:
+  - name: cart-engaged
+    on: add-to-cart
+    when: event.source == "web" && event.properties.total > 100
+    actions: [{tag: engaged}]
+  - name: cart-count
+    on: add-to-cart
+    when: profile.counters.purchases >= 2 || visit.event_count > 3
+    actions: [{increment: carts}]
+  - name: cart-last
+    on: add-to-cart
+    when: event.properties.currency == "EUR"
+    actions:
+      - set_trait: {name: last_sku, value: "{{.event.properties.sku}}"}
+      - set_trait: {name: last_type, value: "{{.event.type}} at {{.event.time}}"}
+`
+
+// typicalApply returns an engine of typicalRules and a function applying it to benchEnv's
+// event, as the pipeline does for each event (the Env filled again, the state kept).
+func typicalApply(tb testing.TB) (apply func(), out *Outcome, env *Env) {
+	cfg, err := Load([]byte(typicalRules), Options{Version: "v7"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	eng := NewEngine(cfg, nil)
+	env, st := benchEnv()
+	ev, visit := env.Event, env.Visit
+	out = &Outcome{}
+	return func() {
+		env.Reset()
+		env.Event, env.Key, env.Visit = ev, "alice", visit
+		eng.Apply(env, st, out)
+	}, out, env
+}
+
+// BenchmarkEventLog compares writing an event's event-log record (level all: one per event)
+// with applying the rules to it, on the typical event of typicalRules (3 rules fire).
+//
+//	go test -run '^$' -bench EventLog -cpu 1 -count 10 ./operators/rules/
+//	benchstat: op=AppendLogJSON against op=Apply, and across commits
+func BenchmarkEventLog(b *testing.B) {
+	apply, out, env := typicalApply(b)
+	apply()
+	if len(out.Fired) != 3 || len(out.Errors) > 0 {
+		b.Fatalf("fired %v, errors %v", out.Fired, out.Errors)
+	}
+	b.Run("op=Apply", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			apply()
+		}
+	})
+	b.Run("op=AppendLogJSON", func(b *testing.B) {
+		e := LogEntry{EventID: env.Event.ID, Type: env.Event.Type, Key: env.Key, Time: env.Event.Time, Topic: "events",
+			Partition: 3, Offset: 1234567, State: out.State, Outcome: out, ConfigVersion: "v7", ProcessingMicros: 12}
+		var buf []byte
+		b.ReportAllocs()
+		for b.Loop() {
+			buf = AppendLogJSON(buf[:0], &e)
+		}
+		b.SetBytes(int64(len(buf)))
+	})
 }

@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -105,10 +107,18 @@ type cval struct {
 }
 
 // pathTable numbers the property paths that a config's conditions name; an Env caches each
-// path's value in the slot of its number.
+// path's value in the slot of its number. It also numbers the paths' first names (the
+// top-level properties they start at), so that one scan of an event's properties finds every
+// top-level property any condition names (Env.scanProps).
 type pathTable struct {
 	idx   map[string]int
 	paths [][]string
+	// firsts are the distinct first names of paths (quoted: as JSON strings), slotFirst the
+	// index in firsts of each path's first name, firstIdx the index of each first name.
+	firsts    []string
+	quoted    [][]byte
+	slotFirst []int
+	firstIdx  map[string]int
 }
 
 func (p *pathTable) slot(path []string) int {
@@ -117,11 +127,35 @@ func (p *pathTable) slot(path []string) int {
 		return i
 	}
 	if p.idx == nil {
-		p.idx = map[string]int{}
+		p.idx, p.firstIdx = map[string]int{}, map[string]int{}
+	}
+	f, ok := p.firstIdx[path[0]]
+	if !ok {
+		f = len(p.firsts)
+		p.firstIdx[path[0]] = f
+		p.firsts = append(p.firsts, path[0])
+		p.quoted = append(p.quoted, appendJSONString(nil, path[0]))
 	}
 	p.idx[k] = len(p.paths)
 	p.paths = append(p.paths, path)
+	p.slotFirst = append(p.slotFirst, f)
 	return len(p.paths) - 1
+}
+
+// first returns the index of the first name k, or -1.
+func (p *pathTable) first(k string) int {
+	if len(p.firsts) <= 8 {
+		for i, f := range p.firsts {
+			if f == k {
+				return i
+			}
+		}
+		return -1
+	}
+	if i, ok := p.firstIdx[k]; ok {
+		return i
+	}
+	return -1
 }
 
 // condition is a compiled `when`.
@@ -271,16 +305,15 @@ func chain(n ast.Node) (root string, names []string, ok bool) {
 	return "", nil, false
 }
 
-func strField(f func(e *Env) string) cval {
-	return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return f(c.env), true, nil }}
-}
+// The fields' functions read the Env directly (not through a getter passed in: each level of
+// function value is an indirect call on every evaluation).
 
-func numField(f func(e *Env) int64) cval {
-	return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(f(c.env)), true, nil }}
-}
-
-func boolField(f func(e *Env) bool) cval {
-	return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return f(c.env), nil }}
+// act returns the visit, or with sess the session.
+func (e *Env) act(sess bool) *ActivityView {
+	if sess {
+		return &e.Session
+	}
+	return &e.Visit
 }
 
 func (cp *compiler) member(n ast.Node) (cval, error) {
@@ -306,29 +339,35 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 				return cval{}, nodeErr(n, "name a property: event.properties.NAME")
 			}
 			path := names[1:]
-			slot := cp.paths.slot(path)
-			return cval{t: tAny, a: func(c *evalCtx) (jval, error) { return c.env.prop(slot, path), nil }}, nil
+			slot, pt := cp.paths.slot(path), cp.paths
+			return cval{t: tAny, a: func(c *evalCtx) (jval, error) {
+				e, s := c.env, uint(slot)
+				if e.propDone[s/64]&(1<<(s%64)) != 0 { // Env.prop, inlined by hand
+					return e.props[s].v, nil
+				}
+				return e.loadProp(pt, slot), nil
+			}}, nil
 		}
 		if len(names) > 1 {
 			return tooDeep()
 		}
 		switch names[0] {
 		case "id":
-			return strField(func(e *Env) string { return e.Event.ID }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.Event.ID, true, nil }}, nil
 		case "type":
-			return strField(func(e *Env) string { return e.Event.Type }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.Event.Type, true, nil }}, nil
 		case "source":
-			return strField(func(e *Env) string { return e.Event.Source }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.Event.Source, true, nil }}, nil
 		case "profile":
-			return strField(func(e *Env) string { return e.Event.Profile }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.Event.Profile, true, nil }}, nil
 		case "session":
-			return strField(func(e *Env) string { return e.Event.Session }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.Event.Session, true, nil }}, nil
 		case "time":
-			return numField(func(e *Env) int64 { return e.Event.Time }), nil
+			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(c.env.Event.Time), true, nil }}, nil
 		case "late":
-			return boolField(func(e *Env) bool { return e.Event.Late }), nil
+			return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return c.env.Event.Late, nil }}, nil
 		case "system":
-			return boolField(func(e *Env) bool { return e.Event.System }), nil
+			return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return c.env.Event.System, nil }}, nil
 		case "tags":
 			return cval{t: tList,
 				has: func(c *evalCtx, s string) bool { return arrayHas(c.env.Event.Tags, s) },
@@ -340,7 +379,7 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 			if len(names) > 1 {
 				return tooDeep()
 			}
-			return strField(func(e *Env) string { return e.Key }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.Key, true, nil }}, nil
 		case "tags":
 			if len(names) > 1 {
 				return tooDeep()
@@ -368,57 +407,148 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 		if len(names) > 1 {
 			return tooDeep()
 		}
-		get := func(e *Env) *ActivityView { return &e.Visit }
-		if root == "session" {
-			get = func(e *Env) *ActivityView { return &e.Session }
-		}
+		sess := root == "session"
 		switch names[0] {
 		case "open":
-			return boolField(func(e *Env) bool { return get(e).Open }), nil
+			return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return c.env.act(sess).Open, nil }}, nil
 		case "id":
-			return strField(func(e *Env) string { return get(e).ID }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.act(sess).ID, true, nil }}, nil
 		case "started_at":
-			return numField(func(e *Env) int64 { return get(e).StartedAt }), nil
+			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(c.env.act(sess).StartedAt), true, nil }}, nil
 		case "last_activity":
-			return numField(func(e *Env) int64 { return get(e).LastActivity }), nil
+			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(c.env.act(sess).LastActivity), true, nil }}, nil
 		case "duration_ms":
-			return numField(func(e *Env) int64 {
-				if a := get(e); a.Open {
-					return a.LastActivity - a.StartedAt
+			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) {
+				if a := c.env.act(sess); a.Open {
+					return float64(a.LastActivity - a.StartedAt), true, nil
 				}
-				return 0
-			}), nil
+				return 0, true, nil
+			}}, nil
 		case "event_count":
-			return numField(func(e *Env) int64 { return get(e).EventCount }), nil
+			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(c.env.act(sess).EventCount), true, nil }}, nil
 		case "page_view_count":
-			return numField(func(e *Env) int64 { return get(e).PageViewCount }), nil
+			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(c.env.act(sess).PageViewCount), true, nil }}, nil
 		case "entry_url":
-			return strField(func(e *Env) string { return get(e).EntryURL }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.act(sess).EntryURL, true, nil }}, nil
 		case "exit_url":
-			return strField(func(e *Env) string { return get(e).ExitURL }), nil
+			return cval{t: tStr, s: func(c *evalCtx) (string, bool, error) { return c.env.act(sess).ExitURL, true, nil }}, nil
 		}
 	}
 	return cval{}, nodeErr(n, "unknown field %s.%s", root, names[0])
 }
 
-// prop returns the value at path in the event's properties, decoding it on first use.
-func (e *Env) prop(slot int, path []string) jval {
-	w, bit := slot/64, uint64(1)<<(slot%64)
-	if e.propDone[w]&bit == 0 {
-		e.props[slot].v = lookup(e.Event.Properties, path)
-		e.propDone[w] |= bit
+// prop returns the value of path slot in the event's properties, decoding it on first use.
+func (e *Env) prop(pt *pathTable, slot int) jval {
+	if e.propDone[slot/64]&(1<<(slot%64)) != 0 {
+		return e.props[slot].v
 	}
-	return e.props[slot].v
+	return e.loadProp(pt, slot)
+}
+
+func (e *Env) loadProp(pt *pathTable, slot int) jval {
+	if !e.propsScanned && len(e.Event.Properties) <= 64 {
+		// Before scanning small properties: a property whose name does not occur in them at
+		// all is absent, and most events lack most of the properties that rules name (those
+		// of other types). Without escapes in the bytes, a key is its name quoted, literally.
+		// (bytes.Contains is fast in up to 64 bytes; in more, a name starting with '"' makes
+		// it slower than the scan.)
+		if e.propsEscaped == 0 {
+			e.propsEscaped = 1
+			if bytes.IndexByte(e.Event.Properties, '\\') >= 0 {
+				e.propsEscaped = 2
+			}
+		}
+		if e.propsEscaped == 1 && !bytes.Contains(e.Event.Properties, pt.quoted[pt.slotFirst[slot]]) {
+			e.props[slot].v = jval{}
+			e.propDone[slot/64] |= 1 << (slot % 64)
+			return jval{}
+		}
+	}
+	if !e.propsScanned {
+		e.scanProps(pt)
+	}
+	var v jval
+	if raw := e.propRaw[pt.slotFirst[slot]]; raw != nil {
+		if path := pt.paths[slot]; len(path) == 1 {
+			v = parseScalar(raw)
+		} else {
+			v = lookup(raw, path[1:])
+		}
+	}
+	e.props[slot].v = v
+	e.propDone[slot/64] |= 1 << (slot % 64)
+	return v
+}
+
+// scanProps finds, in one pass over the event's properties, the raw value of every top-level
+// property that a path of pt starts at (nil: absent). As lookup does, it takes the first of
+// duplicate keys and stops at anything malformed (what follows is absent).
+func (e *Env) scanProps(pt *pathTable) {
+	e.propsScanned = true
+	raw := e.propRaw[:len(pt.firsts)]
+	clear(raw)
+	obj := e.Event.Properties
+	i := skipWS(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return
+	}
+	left := len(raw)
+	for i++; left > 0; i++ {
+		i = skipWS(obj, i)
+		if i >= len(obj) || obj[i] != '"' {
+			return
+		}
+		end, esc := skipString(obj, i)
+		if end < 0 {
+			return
+		}
+		var f int
+		if esc {
+			f = -1
+			var k string
+			if json.Unmarshal(obj[i:end], &k) == nil {
+				f = pt.first(k)
+			}
+		} else {
+			f = pt.first(view(obj[i+1 : end-1]))
+		}
+		i = skipWS(obj, end)
+		if i >= len(obj) || obj[i] != ':' {
+			return
+		}
+		start := skipWS(obj, i+1)
+		j := skipValue(obj, start)
+		if j < 0 {
+			return
+		}
+		if f >= 0 && raw[f] == nil {
+			raw[f] = obj[start:j]
+			left--
+		}
+		i = skipWS(obj, j)
+		if i >= len(obj) || obj[i] != ',' {
+			return
+		}
+	}
 }
 
 type propSlot struct{ v jval }
 
-// ensureSlots sizes the property cache for n paths.
-func (e *Env) ensureSlots(n int) {
-	if len(e.props) < n {
+// ensureSlots sizes the property cache for the paths of pt.
+func (e *Env) ensureSlots(pt *pathTable) {
+	if n := len(pt.paths); len(e.props) < n {
 		e.props = make([]propSlot, n)
 		e.propDone = make([]uint64, (n+63)/64)
 	}
+	if n := len(pt.firsts); len(e.propRaw) < n {
+		e.propRaw = make([][]byte, n)
+	}
+}
+
+// resetProps forgets the properties read so far (Reset does it for a new event).
+func (e *Env) resetProps() {
+	clear(e.propDone)
+	e.propsScanned, e.propsEscaped = false, 0
 }
 
 // truthy turns a property into a boolean: true and false as such, missing or null as false,
@@ -446,16 +576,21 @@ func asNum(v cval) (numFn, bool) {
 		a, what := v.a, v.what
 		return func(c *evalCtx) (float64, bool, error) {
 			j, _ := a(c)
-			switch j.k {
-			case jNum:
-				return j.n, true, nil
-			case jMissing, jNull:
-				return 0, false, nil
-			}
-			return 0, false, fmt.Errorf("%s is a %s, not a number", what, j.k)
+			return jnum(j, what)
 		}, true
 	}
 	return nil, false
+}
+
+// jnum makes a number of a property: missing and null are not ok, other kinds an error.
+func jnum(j jval, what string) (float64, bool, error) {
+	switch j.k {
+	case jNum:
+		return j.n, true, nil
+	case jMissing, jNull:
+		return 0, false, nil
+	}
+	return 0, false, fmt.Errorf("%s is a %s, not a number", what, j.k)
 }
 
 func asStr(v cval) (strFn, bool) {
@@ -486,6 +621,19 @@ func asBool(cp *compiler, v cval) (boolFn, bool) {
 		return cp.truthy(v).b, true
 	}
 	return nil, false
+}
+
+// constJval returns a constant number, string or nil as a property value.
+func constJval(v cval) (jval, bool) {
+	switch {
+	case v.isConst && v.t == tNum:
+		return jval{k: jNum, n: v.cn}, true
+	case v.isConst && v.t == tStr:
+		return jval{k: jStr, s: v.cs}, true
+	case v.t == tNil:
+		return jval{k: jNull}, true
+	}
+	return jval{}, false
 }
 
 // asAny turns a typed value into a property-like value, for equality with a property.
@@ -714,6 +862,12 @@ func (cp *compiler) equal(n ast.Node, l, r cval) (boolFn, error) {
 		if la == nil || ra == nil {
 			return nil, nodeErr(n, "cannot compare these values")
 		}
+		if k, ok := constJval(r); ok && l.t == tAny { // event.properties.x == "y": one call
+			return func(c *evalCtx) (bool, error) {
+				a, err := la(c)
+				return jequal(a, k), err
+			}, nil
+		}
 		return func(c *evalCtx) (bool, error) {
 			a, err := la(c)
 			if err != nil {
@@ -803,21 +957,35 @@ func (cp *compiler) order(n *ast.BinaryNode, l, r cval) (cval, error) {
 		return cval{}, nodeErr(n, "%s needs two numbers or two strings", op)
 	}
 	var cmp func(a, b float64) bool
+	var opc uint8
 	switch op {
 	case "<":
-		cmp = func(a, b float64) bool { return a < b }
+		cmp, opc = func(a, b float64) bool { return a < b }, 0
 	case "<=":
-		cmp = func(a, b float64) bool { return a <= b }
+		cmp, opc = func(a, b float64) bool { return a <= b }, 1
 	case ">":
-		cmp = func(a, b float64) bool { return a > b }
+		cmp, opc = func(a, b float64) bool { return a > b }, 2
 	default:
-		cmp = func(a, b float64) bool { return a >= b }
+		cmp, opc = func(a, b float64) bool { return a >= b }, 3
 	}
 	if r.isConst {
+		// The common case (event.properties.total > 100, profile.counters.n < 3), with as few
+		// calls through function values as can be: the operand's, none for the comparison.
 		k := r.cn
+		if l.t == tAny {
+			a, what := l.a, l.what
+			return cval{t: tBool, b: func(c *evalCtx) (bool, error) {
+				j, _ := a(c)
+				if j.k != jNum {
+					_, _, err := jnum(j, what)
+					return false, err
+				}
+				return cmpConst(opc, j.n, k), nil
+			}}, nil
+		}
 		return cval{t: tBool, b: func(c *evalCtx) (bool, error) {
 			a, ok, err := lf(c)
-			return ok && err == nil && cmp(a, k), err
+			return ok && err == nil && cmpConst(opc, a, k), err
 		}}, nil
 	}
 	return cval{t: tBool, b: func(c *evalCtx) (bool, error) {
@@ -831,6 +999,19 @@ func (cp *compiler) order(n *ast.BinaryNode, l, r cval) (cval, error) {
 		}
 		return cmp(a, b), nil
 	}}, nil
+}
+
+// cmpConst compares a with k by the operator numbered by order: < <= > >=.
+func cmpConst(op uint8, a, k float64) bool {
+	switch op {
+	case 0:
+		return a < k
+	case 1:
+		return a <= k
+	case 2:
+		return a > k
+	}
+	return a >= k
 }
 
 // in compiles `x in [constants]`, `s in event.tags`, `s in profile.tags`.
@@ -902,6 +1083,10 @@ func (cp *compiler) in(n *ast.BinaryNode, l cval) (cval, error) {
 		return cval{}, nodeErr(n, "`in` tags needs a string")
 	}
 	has := r.has
+	if l.isConst && l.t == tStr { // "vip" in profile.tags
+		x := l.cs
+		return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return has(c, x), nil }}, nil
+	}
 	return cval{t: tBool, b: func(c *evalCtx) (bool, error) {
 		x, ok, err := f(c)
 		if !ok || err != nil {

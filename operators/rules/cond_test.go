@@ -67,8 +67,8 @@ func TestConditionSemantics(t *testing.T) {
 			t.Errorf("%s: does not load: %v", c.src, err)
 			continue
 		}
-		env.ensureSlots(len(paths.paths))
-		clear(env.propDone)
+		env.ensureSlots(&paths)
+		env.resetProps()
 		ok, err := cond.fn(&evalCtx{env: env, st: st})
 		switch {
 		case c.want == "true" || c.want == "false":

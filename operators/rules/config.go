@@ -240,6 +240,7 @@ func Load(data []byte, opt Options) (*Config, error) {
 			return nil, err
 		}
 	}
+	bindPropSlots(cfg.Rules, &cfg.paths)
 	cfg.Limits.EnsureDefaults()
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, &LoadError{Msg: err.Error()}

@@ -49,7 +49,7 @@
 // booleans, nil; + - * / % on numbers; contains, startsWith, endsWith; matches with a constant
 // pattern; `x in [constants]`, `s in event.tags`, `s in profile.tags`; len(string or list).
 // Anything else is a load error. Properties are read lazily from the raw JSON, only the paths
-// conditions name, once per event; their type is known only at run time: a missing (or null)
+// conditions (and plain template fields) name, in one scan per event; their type is known only at run time: a missing (or null)
 // property makes an ordering comparison, contains/startsWith/endsWith/matches and `in` false
 // and equals only nil; a property of the wrong type (a string compared with a number) is a
 // run-time error of the rule. Numbers are float64.

@@ -129,10 +129,16 @@ type Outcome struct {
 	Stopped bool
 	// StateChanged: the ProfileState changed; the key must be changelogged.
 	StateChanged bool
+
+	// buf holds what Apply renders and writes for this event (template results, derived
+	// ids, output values), append-only during one Apply: strings and Values are views of it,
+	// valid until the next Apply with this Outcome, which reuses it.
+	buf []byte
 }
 
 func (o *Outcome) reset() {
-	*o = Outcome{Fired: o.Fired[:0], Actions: o.Actions[:0], Outputs: o.Outputs[:0], Timers: o.Timers[:0], Errors: o.Errors[:0]}
+	*o = Outcome{Fired: o.Fired[:0], Actions: o.Actions[:0], Outputs: o.Outputs[:0], Timers: o.Timers[:0], Errors: o.Errors[:0],
+		buf: o.buf[:0]}
 }
 
 // Engine applies a Config (and optionally a Registry) to the events of one partition. Like a
@@ -249,12 +255,13 @@ func glob(pattern, s string) bool {
 
 // run is the state of one Apply.
 type run struct {
-	env  *Env
-	st   *ProfileState
-	out  *Outcome
-	lim  *Limits
-	rule string
-	ctx  evalCtx
+	env   *Env
+	st    *ProfileState
+	out   *Outcome
+	lim   *Limits
+	paths *pathTable // the config's, for the properties templates read
+	rule  string
+	ctx   evalCtx
 
 	// Template data, built as templates need it (template.go).
 	tdata     map[string]any
@@ -265,7 +272,10 @@ type run struct {
 	propsDone bool
 	buf       limitedBuffer // reused across events
 	jbuf      []byte        // reused across events
-	fbuf      []byte        // reused across events
+	hbuf      []byte        // reused across events: the input of derivedID's hash
+	pvals     []string      // reused across events: rendered properties (renderProps)
+	params    paramSet      // reused across events: a notify action's rendered params
+	to        []string      // reused across events: a notify action's recipients
 	slow      bool          // tests: render every template with text/template
 }
 
@@ -275,7 +285,7 @@ type run struct {
 func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 	out.reset()
 	cfg := e.cfg
-	env.ensureSlots(len(cfg.paths.paths))
+	env.ensureSlots(&cfg.paths)
 	if e.reg != nil && !env.Event.System {
 		var v Verdict
 		if env.Admitted {
@@ -294,11 +304,14 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 			return
 		}
 	}
-	r := &e.run
-	*r = run{env: env, st: st, out: out, lim: &cfg.Limits, ctx: evalCtx{env: env, st: st}, buf: r.buf, jbuf: r.jbuf,
-		fbuf: r.fbuf, slow: r.slow}
-	defer func() { r.env, r.st, r.out, r.ctx, r.props, r.tdata = nil, nil, nil, evalCtx{}, nil, nil }()
-	for _, i := range e.candidates(env.Event.Type) {
+	cands := e.candidates(env.Event.Type)
+	if len(cands) == 0 {
+		return
+	}
+	r := &e.run // field by field: the buffers stay, and copying the whole struct costs
+	r.env, r.st, r.out, r.lim, r.paths, r.ctx = env, st, out, &cfg.Limits, &cfg.paths, evalCtx{env: env, st: st}
+	r.rule, r.tdata, r.built, r.stateGen, r.builtGen, r.props, r.propsDone = "", nil, 0, 0, 0, nil, false
+	for _, i := range cands {
 		rule := cfg.Rules[i]
 		if env.Event.Late && !rule.Late || len(rule.Source) > 0 && !contains(rule.Source, env.Event.Source) {
 			continue
@@ -340,6 +353,9 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 		out.State, out.Reason, out.Detail = Errored, ReasonRuleError, out.Errors[0].Error()
 		out.DeadLetter = cfg.DeadLetterErrors
 	}
+	// Keep nothing of this event past Apply (not deferred: Apply does not panic, and a
+	// deferred closure costs on every event).
+	r.env, r.st, r.out, r.ctx, r.props, r.tdata = nil, nil, nil, evalCtx{}, nil, nil
 }
 
 func contains(l []string, s string) bool {
@@ -352,18 +368,25 @@ func contains(l []string, s string) bool {
 }
 
 // derivedID is the id of something action ai of the current rule derives from the event:
-// SHA-256 over kind, event id, rule name and action index, as 32 hex digits.
+// SHA-256 over kind, event id, rule name and action index, as 32 hex digits (a view of the
+// Outcome's buffer).
 func (r *run) derivedID(kind string, ai int) string {
-	h := sha256.New()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(r.env.Event.ID))
-	h.Write([]byte{0})
-	h.Write([]byte(r.rule))
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(ai))
-	h.Write(b[:])
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	b := append(r.hbuf[:0], kind...)
+	b = append(b, 0)
+	b = append(b, r.env.Event.ID...)
+	b = append(b, 0)
+	b = append(b, r.rule...)
+	b = binary.BigEndian.AppendUint64(b, uint64(ai))
+	r.hbuf = b
+	sum := sha256.Sum256(b)
+	return r.appendOut(func(dst []byte) []byte { return hex.AppendEncode(dst, sum[:16]) })
+}
+
+// appendOut appends to the Outcome's buffer with f and returns what f appended, as a view.
+func (r *run) appendOut(f func([]byte) []byte) string {
+	start := len(r.out.buf)
+	r.out.buf = f(r.out.buf)
+	return view(r.out.buf[start:])
 }
 
 func (r *run) do(a *Action, ai int) error {
@@ -384,8 +407,8 @@ func (r *run) do(a *Action, ai int) error {
 		}
 		id := r.derivedID("emit", ai)
 		ev := &r.env.Event
-		var w jsonObject
-		w.b = r.jbuf[:0]
+		start := len(out.buf)
+		w := jsonObject{b: out.buf}
 		w.str("cause_event_id", ev.ID)
 		w.str("id", id)
 		w.strOmit("profile", ev.Profile)
@@ -393,21 +416,22 @@ func (r *run) do(a *Action, ai int) error {
 		w.str("rule", r.rule)
 		w.strOmit("session", ev.Session)
 		w.strOmit("source", ev.Source)
-		w.str("time", formatTime(ev.Time))
+		w.time("time", ev.Time)
 		w.str("type", a.Type)
-		r.jbuf = w.end()
+		out.buf = w.end()
 		out.Outputs = append(out.Outputs, Output{Kind: OutEmit, Rule: r.rule, Topic: a.Topic, Queue: a.Queue, Key: key, ID: id,
-			Value: slices.Clone(r.jbuf)})
+			Value: out.buf[start:len(out.buf):len(out.buf)]})
 	case ActNotify:
-		params := make(map[string]string, len(a.params))
+		params := &r.params
+		params.names, params.vals = a.params, params.vals[:0]
 		for _, p := range a.params {
 			s, err := r.render(p.t, params)
 			if err != nil {
 				return fmt.Errorf("params.%s: %w", p.name, err)
 			}
-			params[p.name] = s
+			params.vals = append(params.vals, s)
 		}
-		to := make([]string, 0, len(a.to))
+		to := r.to[:0]
 		for _, t := range a.to {
 			s, err := r.render(t, params)
 			if err != nil {
@@ -417,6 +441,7 @@ func (r *run) do(a *Action, ai int) error {
 				to = append(to, s)
 			}
 		}
+		r.to = to
 		if len(to) == 0 {
 			return fmt.Errorf("no recipients: every `to` rendered empty")
 		}
@@ -434,22 +459,22 @@ func (r *run) do(a *Action, ai int) error {
 		}
 		id := r.derivedID("notify", ai)
 		ev := &r.env.Event
-		var w jsonObject
-		w.b = r.jbuf[:0]
+		start := len(out.buf)
+		w := jsonObject{b: out.buf}
 		w.str("body", body)
 		w.str("channel", a.Channel)
 		w.str("event_id", ev.ID)
 		w.str("event_type", ev.Type)
 		w.str("id", id)
 		w.str("key", r.env.Key)
-		w.strMap("params", a.params, params)
+		w.strMap("params", a.params, params.vals)
 		w.str("rule", r.rule)
 		w.str("subject", subject)
-		w.str("time", formatTime(ev.Time))
+		w.time("time", ev.Time)
 		w.strList("to", to)
-		r.jbuf = w.end()
+		out.buf = w.end()
 		out.Outputs = append(out.Outputs, Output{Kind: OutNotify, Rule: r.rule, Queue: a.Queue, Key: r.env.Key, ID: id,
-			Value: slices.Clone(r.jbuf)})
+			Value: out.buf[start:len(out.buf):len(out.buf)]})
 	case ActRoute:
 		out.Outputs = append(out.Outputs, Output{Kind: OutRoute, Rule: r.rule, Queue: a.Queue, Key: r.env.Key, ID: r.env.Event.ID})
 	case ActSetTrait:
@@ -490,16 +515,18 @@ func (r *run) do(a *Action, ai int) error {
 	return nil
 }
 
-func (r *run) renderProps(props []namedTmpl) (map[string]string, error) {
-	m := make(map[string]string, len(props))
+// renderProps renders props, returning their values in order (valid until the next call).
+func (r *run) renderProps(props []namedTmpl) ([]string, error) {
+	vals := r.pvals[:0]
 	for _, p := range props {
 		s, err := r.render(p.t, nil)
 		if err != nil {
 			return nil, fmt.Errorf("properties.%s: %w", p.name, err)
 		}
-		m[p.name] = s
+		vals = append(vals, s)
 	}
-	return m, nil
+	r.pvals = vals
+	return vals, nil
 }
 
 func (r *run) schedule(a *Action) error {
@@ -528,8 +555,8 @@ func (r *run) schedule(a *Action) error {
 		}
 		var w jsonObject
 		w.b = r.jbuf[:0]
-		for _, p := range a.props {
-			w.str(p.name, props[p.name])
+		for i, p := range a.props {
+			w.str(p.name, props[i])
 		}
 		r.jbuf = w.end()
 		t.Data = slices.Clone(r.jbuf)
@@ -549,15 +576,16 @@ func (r *run) schedule(a *Action) error {
 
 // timerID derives a timer's id from key, name, deadline and cause.
 func timerID(key, name string, deadline int64, cause string) (id [16]byte) {
-	h := sha256.New()
-	for _, s := range []string{"timer", key, name, cause} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+	var a [256]byte
+	b := append(a[:0], "timer"...)
+	for _, s := range [...]string{key, name, cause} {
+		b = append(b, 0)
+		b = append(b, s...)
 	}
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(deadline))
-	h.Write(b[:])
-	copy(id[:], h.Sum(nil))
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(deadline))
+	sum := sha256.Sum256(b)
+	copy(id[:], sum[:])
 	return id
 }
 
@@ -575,8 +603,4 @@ func parseAt(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is neither RFC 3339 nor Unix milliseconds", s)
 	}
 	return ms, nil
-}
-
-func formatTime(ms int64) string {
-	return string(operators.AppendTime(nil, ms))
 }

@@ -21,9 +21,12 @@ type Env struct {
 
 	// props caches the property paths that conditions name, extracted from
 	// Event.Properties on first use (see Config.paths).
-	props    []propSlot
-	propDone []uint64
-	idBuf    [32]byte
+	props        []propSlot
+	propDone     []uint64
+	propRaw      [][]byte // the raw value of each first name (pathTable.firsts), by scanProps
+	propsScanned bool
+	propsEscaped uint8 // Properties has a backslash: 0 not known yet, 1 no, 2 yes
+	idBuf        [32]byte
 }
 
 // EventView is the event part of an Env. Time is Unix milliseconds.
@@ -54,9 +57,9 @@ type ActivityView struct {
 
 // Reset clears the Env for a new event, keeping its buffers.
 func (e *Env) Reset() {
-	props, done := e.props, e.propDone
+	props, done, raw := e.props, e.propDone, e.propRaw
 	clear(done)
-	*e = Env{props: props, propDone: done}
+	*e = Env{props: props, propDone: done, propRaw: raw}
 }
 
 // SetEvent fills the event part from a decoded input event. The Env's strings alias ev's

@@ -1,7 +1,10 @@
 package rules
 
 import (
+	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/dwellhq/dwell/operators"
@@ -111,10 +114,10 @@ func TestConditionAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 		env, st := benchEnv()
-		env.ensureSlots(len(paths.paths))
+		env.ensureSlots(&paths)
 		ctx := &evalCtx{env: env, st: st}
 		if n := testing.AllocsPerRun(100, func() {
-			clear(env.propDone)
+			env.resetProps()
 			_, _ = cond.fn(ctx)
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per evaluation", c.name, n)
@@ -164,5 +167,107 @@ registry:
 	}
 	if len(first) < 100 {
 		t.Fatalf("only %d keys have rule state", len(first))
+	}
+}
+
+// checkPropScan says whether the one-pass scan of Env.prop finds what lookup finds, for every
+// path of pt in obj.
+func checkPropScan(t *testing.T, pt *pathTable, obj []byte) {
+	t.Helper()
+	var env Env
+	env.ensureSlots(pt)
+	env.Event.Properties = obj
+	for slot := len(pt.paths) - 1; slot >= 0; slot-- { // not in scan order
+		path := pt.paths[slot]
+		got, want := env.prop(pt, slot), lookup(obj, path)
+		if got != want && !(got.k == jNum && want.k == jNum && got.n != got.n && want.n != want.n) {
+			t.Fatalf("%s: prop %v = %+v, lookup %+v", obj, path, got, want)
+		}
+	}
+}
+
+// TestPropScan: Env.prop reads every path a config names in one pass over the properties,
+// with lookup's results (first of duplicate keys, escaped keys, nothing past malformed JSON).
+func TestPropScan(t *testing.T) {
+	var pt pathTable
+	for _, p := range [][]string{{"a", "s"}, {"a", "n"}, {"a", "b", "c"}, {"ex"}, {"missing"}, {"d"}, {"n"}, {"a"}} {
+		pt.slot(p)
+	}
+	for _, obj := range []string{
+		` { "a" : {"b": [1, {"c": 2}], "s": "x\"y", "n": -1.5e3, "t": true, "z": null}, "e\u0078": "esc" } `,
+		`{"d": 1, "d": 2, "n": 0.1, "ex": "\\"}`, `{"n": 12345678901234567890, "d": -0, "a": 7}`,
+		``, `{`, `{"a"`, `{"a":`, `{"a": "x`, `[1]`, `{"d": 1,}`, `{"d": 1 "n": 2}`, `{"n": 3, "d": }`, `{"a\": 1}`,
+	} {
+		checkPropScan(t, &pt, []byte(obj))
+	}
+	var many pathTable // more first names than the linear search takes
+	for i := range 20 {
+		many.slot([]string{fmt.Sprintf("k%d", i)})
+	}
+	checkPropScan(t, &many, []byte(`{"k3": 3, "k19": "x", "k0": [0], "other": {}}`))
+}
+
+// TestSkipString checks the word-at-a-time string scan against a plain byte loop, with a quote
+// or an escape at every offset of a word.
+func TestSkipString(t *testing.T) {
+	ref := func(b []byte, i int) (int, bool) {
+		esc := false
+		for i++; i < len(b); i++ {
+			switch b[i] {
+			case '\\':
+				esc = true
+				i++
+			case '"':
+				return i + 1, esc
+			}
+		}
+		return -1, esc
+	}
+	base := `"abcdefghijklmnopqrstuvwxyz0123456789`
+	for i := 1; i < len(base); i++ {
+		for _, ins := range []string{`"`, `\"`, `\\`, `\`, `\\"`, "\x00", "\xff\"", `\u0022"`} {
+			for _, tail := range []string{"", `"`, `xyz"`, `"tail"`} {
+				b := []byte(base[:i] + ins + base[i:] + tail)
+				gotEnd, gotEsc := skipString(b, 0)
+				wantEnd, wantEsc := ref(b, 0)
+				if gotEnd != wantEnd || gotEnd >= 0 && gotEsc != wantEsc {
+					t.Fatalf("skipString(%q) = %d, %v; want %d, %v", b, gotEnd, gotEsc, wantEnd, wantEsc)
+				}
+			}
+		}
+	}
+}
+
+// TestParseSimpleNumber: the fast number path reads what strconv.ParseFloat reads.
+func TestParseSimpleNumber(t *testing.T) {
+	for _, s := range []string{"0", "-0", "1", "-1", "12.5", "0.1", "0.3", "123456789012345", "1234567890.12345",
+		"999999999999999", "0.000000000000001", "9007199254740993", "1e3", "1.", ".5", "-", "", "01", "1.2.3", "--1", "3.14159265358979"} {
+		want, werr := strconv.ParseFloat(s, 64)
+		got, ok := parseSimpleNumber([]byte(s))
+		if ok && (werr != nil || math.Float64bits(got) != math.Float64bits(want)) {
+			t.Errorf("parseSimpleNumber(%q) = %v, ParseFloat %v, %v", s, got, want, werr)
+		}
+	}
+	for i := range 100000 {
+		s := strconv.FormatFloat(float64(i)*0.37-5000, 'f', i%7, 64)
+		want, _ := strconv.ParseFloat(s, 64)
+		if got, ok := parseSimpleNumber([]byte(s)); !ok || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("parseSimpleNumber(%q) = %v, %v; ParseFloat %v", s, got, ok, want)
+		}
+	}
+}
+
+// TestApplyAllocs pins the allocation-free Apply of a typical event: 3 rules whose conditions
+// hold, tagging, counting and setting traits from templates (no emits), on a key whose state
+// already has them.
+func TestApplyAllocs(t *testing.T) {
+	apply, out, _ := typicalApply(t)
+	apply() // the first event creates the state's entries
+	apply()
+	if len(out.Fired) != 3 || len(out.Actions) != 4 || len(out.Errors) > 0 || !out.StateChanged {
+		t.Fatalf("fired %v, actions %v, errors %v, state changed %v", out.Fired, out.Actions, out.Errors, out.StateChanged)
+	}
+	if n := testing.AllocsPerRun(100, apply); n != 0 {
+		t.Errorf("Apply: %v allocations per event", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -67,7 +68,7 @@ func FuzzTemplate(f *testing.F) {
 		eng := NewEngine(&Config{}, nil)
 		r := &eng.run
 		*r = run{env: env, st: st, out: &Outcome{}, lim: &Limits{}, rule: "f", ctx: evalCtx{env: env, st: st}}
-		s, err := r.render(tp, map[string]string{"p1": "v"})
+		s, err := r.render(tp, &paramSet{names: []namedTmpl{{name: "p1"}}, vals: []string{"v"}})
 		if err == nil && len(s) > maxRender {
 			t.Fatalf("rendered %d bytes", len(s))
 		}
@@ -75,10 +76,22 @@ func FuzzTemplate(f *testing.F) {
 		// promises them: a valid JSON object (the decoder guarantees it).
 		if tp.fast != nil && json.Valid(props) && bytes.HasPrefix(bytes.TrimSpace(props), []byte("{")) {
 			r.slow = true
-			slow, serr := r.render(tp, map[string]string{"p1": "v"})
+			slow, serr := r.render(tp, &paramSet{names: []namedTmpl{{name: "p1"}}, vals: []string{"v"}})
 			r.slow = false
 			if (err == nil) != (serr == nil) || s != slow {
 				t.Fatalf("%q: fast %q (%v), text/template %q (%v)", src, s, err, slow, serr)
+			}
+		}
+		// Properties read through the Env's cache (as in a loaded config) render the same.
+		if tp.fast != nil {
+			var pt pathTable
+			bindPropSlots([]*Rule{{Actions: []*Action{{value: tp}}}}, &pt)
+			env.ensureSlots(&pt)
+			r.paths = &pt
+			cached, cerr := r.render(tp, &paramSet{names: []namedTmpl{{name: "p1"}}, vals: []string{"v"}})
+			r.paths = nil
+			if (err == nil) != (cerr == nil) || s != cached {
+				t.Fatalf("%q: lookup %q (%v), cached %q (%v)", src, s, err, cached, cerr)
 			}
 		}
 		// Rendered text goes into records through appendJSONString: it must round-trip.
@@ -122,5 +135,22 @@ func FuzzDecodeProfileState(f *testing.F) {
 		if got := st.AppendEncode(nil); !bytes.Equal(got, b) {
 			t.Fatalf("decoded state encodes to %x, not %x", got, b)
 		}
+	})
+}
+
+// FuzzPropScan: the one-pass scan behind Env.prop reads, for each of a few paths (dot-separated
+// in paths, one per line), exactly what lookup reads, on any bytes.
+func FuzzPropScan(f *testing.F) {
+	f.Add([]byte(`{"total": 12.5, "name": "x", "nested": {"a": [1, 2]}, "n\u0061me": 1}`), "total\nname\nnested.a\nmissing")
+	f.Add([]byte(`{"a": 1, "a": 2, "b": "\"}"}`), "a\nb\nb.c")
+	f.Add([]byte(`{"a": {"b": {"c": -0.5e-3}}}`), "a.b.c\na.b\na")
+	f.Fuzz(func(t *testing.T, props []byte, paths string) {
+		var pt pathTable
+		for _, p := range strings.Split(paths, "\n") {
+			if p != "" {
+				pt.slot(strings.Split(p, "."))
+			}
+		}
+		checkPropScan(t, &pt, props)
 	})
 }

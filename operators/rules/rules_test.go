@@ -330,3 +330,66 @@ func cmpOr(v, def string) string {
 	}
 	return v
 }
+
+// TestOutputsStayValid: outputs are written into the Outcome's buffer, which grows while one
+// Apply writes several; each output stays intact until the next Apply with that Outcome, and
+// an Apply with another Outcome leaves it alone.
+func TestOutputsStayValid(t *testing.T) {
+	cfg, err := Load([]byte(`rules:
+  - name: many
+    on: add-to-cart
+    actions:
+      - emit: {type: a, topic: t, key: "k-{{.event.properties.sku}}", properties: {sku: "{{.event.properties.sku}}", pad: "`+strings.Repeat("x", 3000)+`"}}
+      - notify: {channel: email, to: ["{{.params.who}}@example.com", " "], subject: "cart {{.event.properties.total}}", params: {who: "{{.profile.id}}"}}
+      - emit: {type: b, topic: t, properties: {src: "{{.event.source}}"}}
+      - set_trait: {name: last, value: "{{.event.properties.name}} {{.event.id}}"}
+`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := NewEngine(cfg, nil)
+	env, st := benchEnv()
+	var out1, out2 Outcome
+	eng.Apply(env, st, &out1)
+	if len(out1.Errors) > 0 || len(out1.Outputs) != 3 {
+		t.Fatalf("errors %v, %d outputs", out1.Errors, len(out1.Outputs))
+	}
+	snap := func(o *Outcome) string {
+		var b strings.Builder
+		for _, x := range o.Outputs {
+			fmt.Fprintf(&b, "%s %s %s %s\n", x.Kind, x.Key, x.ID, x.Value)
+		}
+		return b.String()
+	}
+	want := snap(&out1)
+	for _, s := range []string{`"id":"` + out1.Outputs[0].ID + `"`, `"pad":"xxx`, `"sku":"shoe-42"`, `"to":["alice@example.com"]`,
+		`"subject":"cart 120.5"`, `"params":{"who":"alice"}`, `"properties":{"src":"web"}`} {
+		if !strings.Contains(want, s) {
+			t.Errorf("outputs lack %s:\n%s", s, want)
+		}
+	}
+	if out1.Outputs[0].Key != "k-shoe-42" {
+		t.Errorf("emit key %q", out1.Outputs[0].Key)
+	}
+	if v, _ := st.Trait("last"); v != "Running shoe e1" {
+		t.Errorf("trait last = %q", v)
+	}
+	env.Event.ID = "e2"
+	eng.Apply(env, st, &out2)
+	if got := snap(&out1); got != want {
+		t.Errorf("an Apply with another Outcome changed the outputs:\n%s\nwant\n%s", got, want)
+	}
+	if snap(&out2) == want {
+		t.Error("a second event derived the same ids")
+	}
+	// The state keeps no view of an Outcome's buffer.
+	for _, o := range []*Outcome{&out1, &out2} {
+		b := o.buf[:cap(o.buf)]
+		for i := range b {
+			b[i] = 'Z'
+		}
+	}
+	if v, _ := st.Trait("last"); v != "Running shoe e2" {
+		t.Errorf("trait last = %q after the buffers were reused", v)
+	}
+}

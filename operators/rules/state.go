@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // ProfileState is what rules keep per key: traits, tags, counters, and scheduled events.
@@ -97,9 +98,70 @@ func (s *ProfileState) Reset() {
 	s.persisted = 0
 }
 
+// The searches of the sorted lists, written out: they run in every condition and action that
+// reads the state, and slices.BinarySearchFunc with cmp.Compare costs several times as much.
+// Small lists (most) are first scanned for equality, which compares lengths first.
+
+func searchTraits(l []Trait, name string) (int, bool) {
+	if len(l) <= 8 {
+		for i := range l {
+			if l[i].Name == name {
+				return i, true
+			}
+		}
+	}
+	lo, hi := 0, len(l)
+	for lo < hi {
+		if m := int(uint(lo+hi) >> 1); l[m].Name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(l) && l[lo].Name == name
+}
+
+func searchCounters(l []Counter, name string) (int, bool) {
+	if len(l) <= 8 {
+		for i := range l {
+			if l[i].Name == name {
+				return i, true
+			}
+		}
+	}
+	lo, hi := 0, len(l)
+	for lo < hi {
+		if m := int(uint(lo+hi) >> 1); l[m].Name < name {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(l) && l[lo].Name == name
+}
+
+func searchTags(l []string, tag string) (int, bool) {
+	if len(l) <= 8 {
+		for i := range l {
+			if l[i] == tag {
+				return i, true
+			}
+		}
+	}
+	lo, hi := 0, len(l)
+	for lo < hi {
+		if m := int(uint(lo+hi) >> 1); l[m] < tag {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(l) && l[lo] == tag
+}
+
 // Trait returns the value of the named trait.
 func (s *ProfileState) Trait(name string) (string, bool) {
-	i, ok := slices.BinarySearchFunc(s.Traits, name, func(t Trait, n string) int { return cmp.Compare(t.Name, n) })
+	i, ok := searchTraits(s.Traits, name)
 	if !ok {
 		return "", false
 	}
@@ -108,7 +170,7 @@ func (s *ProfileState) Trait(name string) (string, bool) {
 
 // Counter returns the named counter (0 when absent).
 func (s *ProfileState) Counter(name string) int64 {
-	i, ok := slices.BinarySearchFunc(s.Counters, name, func(c Counter, n string) int { return cmp.Compare(c.Name, n) })
+	i, ok := searchCounters(s.Counters, name)
 	if !ok {
 		return 0
 	}
@@ -117,7 +179,7 @@ func (s *ProfileState) Counter(name string) int64 {
 
 // HasTag says whether the key has the tag.
 func (s *ProfileState) HasTag(tag string) bool {
-	_, ok := slices.BinarySearch(s.Tags, tag)
+	_, ok := searchTags(s.Tags, tag)
 	return ok
 }
 
@@ -166,7 +228,8 @@ func checkLen(what, v string, lim *Limits) error {
 	return nil
 }
 
-// setTrait sets a trait; changed is false when it already had that value.
+// setTrait sets a trait; changed is false when it already had that value. The state keeps a
+// copy of value (which may be a view of a buffer).
 func (s *ProfileState) setTrait(name, value string, lim *Limits) (changed bool, err error) {
 	if err := checkLen("trait name", name, lim); err != nil {
 		return false, err
@@ -174,18 +237,18 @@ func (s *ProfileState) setTrait(name, value string, lim *Limits) (changed bool, 
 	if err := checkLen("trait value", value, lim); err != nil {
 		return false, err
 	}
-	i, ok := slices.BinarySearchFunc(s.Traits, name, func(t Trait, n string) int { return cmp.Compare(t.Name, n) })
+	i, ok := searchTraits(s.Traits, name)
 	if ok {
 		if s.Traits[i].Value == value {
 			return false, nil
 		}
-		s.Traits[i].Value = value
+		s.Traits[i].Value = strings.Clone(value)
 		return true, nil
 	}
 	if len(s.Traits) >= lim.MaxTraits {
 		return false, fmt.Errorf("%w: more than %d traits", ErrLimit, lim.MaxTraits)
 	}
-	s.Traits = slices.Insert(s.Traits, i, Trait{Name: name, Value: value})
+	s.Traits = slices.Insert(s.Traits, i, Trait{Name: name, Value: strings.Clone(value)})
 	return true, nil
 }
 
@@ -194,7 +257,7 @@ func (s *ProfileState) addTag(tag string, lim *Limits) (changed bool, err error)
 	if err := checkLen("tag", tag, lim); err != nil {
 		return false, err
 	}
-	i, ok := slices.BinarySearch(s.Tags, tag)
+	i, ok := searchTags(s.Tags, tag)
 	if ok {
 		return false, nil
 	}
@@ -207,7 +270,7 @@ func (s *ProfileState) addTag(tag string, lim *Limits) (changed bool, err error)
 
 // removeTag removes a tag; changed is false when the key did not have it.
 func (s *ProfileState) removeTag(tag string) bool {
-	i, ok := slices.BinarySearch(s.Tags, tag)
+	i, ok := searchTags(s.Tags, tag)
 	if ok {
 		s.Tags = slices.Delete(s.Tags, i, i+1)
 	}
@@ -219,7 +282,7 @@ func (s *ProfileState) increment(name string, by int64, lim *Limits) (int64, err
 	if err := checkLen("counter name", name, lim); err != nil {
 		return 0, err
 	}
-	i, ok := slices.BinarySearchFunc(s.Counters, name, func(c Counter, n string) int { return cmp.Compare(c.Name, n) })
+	i, ok := searchCounters(s.Counters, name)
 	if !ok {
 		if len(s.Counters) >= lim.MaxCounters {
 			return 0, fmt.Errorf("%w: more than %d counters", ErrLimit, lim.MaxCounters)

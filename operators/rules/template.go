@@ -141,10 +141,42 @@ type tmpl struct {
 	fast []fastPart
 }
 
-// fastPart is text, or (path set) the value of a field.
+// fastPart is text, or (path set) the value of a field. A property (event.properties.*) has
+// the number of its path in the config's pathTable + 1 in slot (bindPropSlots), so that it is
+// read from the Env's cache like the conditions' properties (0: looked up in the JSON).
 type fastPart struct {
 	text string
 	path []string
+	slot int
+}
+
+// bindPropSlots numbers, in pt, the property paths that the fast templates of rules read.
+func bindPropSlots(rules []*Rule, pt *pathTable) {
+	bind := func(t *tmpl) {
+		if t == nil {
+			return
+		}
+		for i := range t.fast {
+			if p := &t.fast[i]; len(p.path) > 2 && p.path[0] == "event" && p.path[1] == "properties" {
+				p.slot = pt.slot(p.path[2:]) + 1
+			}
+		}
+	}
+	for _, r := range rules {
+		for _, a := range r.Actions {
+			for _, t := range []*tmpl{a.key, a.value, a.subject, a.body, a.at} {
+				bind(t)
+			}
+			for _, t := range a.to {
+				bind(t)
+			}
+			for _, l := range [][]namedTmpl{a.props, a.params} {
+				for _, n := range l {
+					bind(n.t)
+				}
+			}
+		}
+	}
 }
 
 // roots is a set of the data's top-level names.
@@ -232,10 +264,39 @@ func fastKnown(path []string) bool {
 	return false
 }
 
+// paramSet is a notify action's params as rendered so far: vals[i] is the value of names[i].
+type paramSet struct {
+	names []namedTmpl
+	vals  []string
+}
+
+func (p *paramSet) get(name string) string {
+	if p != nil {
+		for i, v := range p.vals {
+			if p.names[i].name == name {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// asMap returns the params as text/template sees them (nil: none).
+func (p *paramSet) asMap() map[string]string {
+	if p == nil {
+		return nil
+	}
+	m := make(map[string]string, len(p.vals))
+	for i, v := range p.vals {
+		m[p.names[i].name] = v
+	}
+	return m
+}
+
 // fastField appends the text of a field; ok is false when only text/template can render it
 // (a property that is an object or an array).
-func (r *run) fastField(b []byte, path []string, params map[string]string) (_ []byte, ok bool) {
-	env := r.env
+func (r *run) fastField(b []byte, p *fastPart, params *paramSet) (_ []byte, ok bool) {
+	env, path := r.env, p.path
 	switch path[0] {
 	case "rule":
 		return append(b, r.rule...), true
@@ -259,7 +320,12 @@ func (r *run) fastField(b []byte, path []string, params map[string]string) (_ []
 		case "system":
 			return strconv.AppendBool(b, ev.System), true
 		}
-		v := lookup(ev.Properties, path[2:])
+		var v jval
+		if p.slot > 0 && r.paths != nil && p.slot <= len(r.paths.paths) {
+			v = env.prop(r.paths, p.slot-1)
+		} else {
+			v = lookup(ev.Properties, path[2:])
+		}
 		switch v.k {
 		case jStr:
 			return append(b, v.s...), true
@@ -281,7 +347,7 @@ func (r *run) fastField(b []byte, path []string, params map[string]string) (_ []
 		}
 		return strconv.AppendInt(b, r.st.Counter(path[2]), 10), true
 	case "params":
-		return append(b, params[path[1]]...), true
+		return append(b, params.get(path[1])...), true
 	}
 	a := &env.Visit
 	if path[0] == "session" {
@@ -312,24 +378,29 @@ func (r *run) fastField(b []byte, path []string, params map[string]string) (_ []
 	return append(b, a.ExitURL...), true
 }
 
-// renderFast renders a template of fastParts; ok is false when it must go the slow way.
-func (r *run) renderFast(t *tmpl, params map[string]string) (string, bool) {
-	b := r.fbuf[:0]
-	for _, p := range t.fast {
+// renderFast renders a template of fastParts onto the Outcome's buffer, returning a view of
+// it; ok is false when it must go the slow way.
+func (r *run) renderFast(t *tmpl, params *paramSet) (string, bool) {
+	b := r.out.buf
+	start := len(b)
+	for i := range t.fast {
+		p := &t.fast[i]
 		if p.path == nil {
 			b = append(b, p.text...)
 			continue
 		}
 		var ok bool
-		if b, ok = r.fastField(b, p.path, params); !ok {
+		if b, ok = r.fastField(b, p, params); !ok {
+			r.out.buf = b[:start]
 			return "", false
 		}
 	}
-	r.fbuf = b
-	if len(b) > maxRender {
+	if len(b)-start > maxRender {
+		r.out.buf = b[:start]
 		return "", false // the slow way reports the error
 	}
-	return string(b), true
+	r.out.buf = b
+	return view(b[start:]), true
 }
 
 // walk records which roots the template reads: the first name of each field chain (.event.type
@@ -413,8 +484,9 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// render executes t over the data of r's current event.
-func (r *run) render(t *tmpl, params map[string]string) (string, error) {
+// render executes t over the data of r's current event. The result is valid until the next
+// Apply with r's Outcome (it may be a view of the Outcome's buffer).
+func (r *run) render(t *tmpl, params *paramSet) (string, error) {
 	if t.t == nil {
 		return t.src, nil
 	}
@@ -442,7 +514,7 @@ func (r *run) render(t *tmpl, params map[string]string) (string, error) {
 
 // data returns the data t needs. It is built once per event, part by part as templates need
 // the parts; the profile part again after the state changed.
-func (r *run) data(t *tmpl, params map[string]string) (map[string]any, error) {
+func (r *run) data(t *tmpl, params *paramSet) (map[string]any, error) {
 	env, st := r.env, r.st
 	if r.tdata == nil {
 		r.tdata = make(map[string]any, 6)
@@ -490,7 +562,7 @@ func (r *run) data(t *tmpl, params map[string]string) (map[string]any, error) {
 	r.built |= need
 	d["rule"] = r.rule
 	if params != nil {
-		d["params"] = params
+		d["params"] = params.asMap()
 	} else {
 		delete(d, "params")
 	}
