@@ -91,6 +91,11 @@ type LiveConfig struct {
 	Rules *RuleSet
 	// EventLog says which events go to Topics.EventLog: all, errors or none (default).
 	EventLog string
+	// FailureTimeout is how long cycles may keep failing (a broker outage, a restore that
+	// cannot read the changelog) before Run gives up and returns the error; until then each
+	// failure aborts the cycle, rebuilds the partitions from Kafka and retries with backoff.
+	// Default 5m.
+	FailureTimeout time.Duration
 	// CreateTopics lets SetRules create the topics a rule set writes to (queues, emit topics)
 	// when they are missing; otherwise such a rule set is refused.
 	CreateTopics bool
@@ -144,6 +149,9 @@ func (c *LiveConfig) ensureDefaults() {
 	if c.EventLog == "" {
 		c.EventLog = "none"
 	}
+	if c.FailureTimeout == 0 {
+		c.FailureTimeout = 5 * time.Minute
+	}
 	c.Operators.EnsureDefaults()
 }
 
@@ -190,6 +198,7 @@ type Live struct {
 	// (transaction open) or "after-end" (transaction committed, Pebble not).
 	crashAt func(point string) bool
 
+	inTxn     bool         // a transaction was begun and not ended (Run's goroutine only)
 	ready     atomic.Bool  // every assigned partition is restored
 	restores  atomic.Int64 // partitions restored
 	committed atomic.Int64 // transactions committed
@@ -363,16 +372,66 @@ func (l *Live) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string]
 	}
 }
 
-// Run processes until ctx is cancelled, then finishes the cycle in flight and returns nil; it
-// returns an error when processing cannot go on.
+// Run processes until ctx is cancelled, then finishes the cycle in flight and returns nil. A
+// cycle that fails (the brokers unreachable, a transaction that cannot end, a partition that
+// cannot restore) is aborted, every partition is rebuilt from what Kafka holds, and the cycle is
+// retried with backoff; Run returns an error only when cycles have kept failing for
+// FailureTimeout, so that a supervisor can restart the process.
 func (l *Live) Run(ctx context.Context) error {
 	defer l.stopWorkers()
+	var failingSince time.Time
+	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
-		if err := l.cycle(ctx); err != nil {
+		err := l.cycle(ctx)
+		switch {
+		case err == nil:
+			failingSince, backoff = time.Time{}, 250*time.Millisecond
+			continue
+		case errors.Is(err, errCrashed):
 			return err
+		case ctx.Err() != nil:
+			// Stopping interrupted the cycle (a restore, say): nothing of it was committed.
+			l.recover()
+			return nil
 		}
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if failed := time.Since(failingSince); failed > l.cfg.FailureTimeout {
+			l.recover()
+			return fmt.Errorf("pipeline: processing has failed for %s (--failure-timeout); last error: %w", failed.Round(time.Second), err)
+		}
+		l.log.Warn("cycle failed; partitions will restore and the cycle is retried", "err", err, "retry_in", backoff)
+		if m := l.cfg.Metrics; m != nil {
+			m.cycleFailures.Inc()
+		}
+		l.recover()
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
 	}
 	return nil
+}
+
+// recover undoes a failed cycle: an open transaction is aborted (which rewinds the consumer to
+// the committed offsets), or without transactions the consumer is rewound; every partition
+// stops, to restore from Pebble and the changelog at its next cycle.
+func (l *Live) recover() {
+	if l.sess != nil && l.inTxn {
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.TransactionTimeout)
+		if _, err := l.sess.End(ctx, kgo.TryAbort); err != nil {
+			l.log.Warn("aborting the failed cycle's transaction", "err", err)
+		}
+		cancel()
+		l.inTxn = false
+	}
+	if l.sess == nil {
+		l.cl.SetOffsets(l.cl.CommittedOffsets())
+	}
+	l.stopWorkers()
+	l.ready.Store(false)
 }
 
 // cycle runs one transaction.
@@ -407,6 +466,7 @@ func (l *Live) cycle(ctx context.Context) error {
 		if err := l.sess.Begin(); err != nil {
 			return fmt.Errorf("pipeline: beginning a transaction: %w", err)
 		}
+		l.inTxn = true
 	}
 	var produceErr atomic.Pointer[error]
 	promise := func(_ *kgo.Record, err error) {
@@ -458,6 +518,7 @@ func (l *Live) cycle(ctx context.Context) error {
 		return errCrashed
 	}
 	committed, err := l.sess.End(endCtx, kgo.TransactionEndTry(commit))
+	l.inTxn = false
 	if l.crashAt != nil && l.crashAt("after-end") {
 		return errCrashed
 	}

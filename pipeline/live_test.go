@@ -15,7 +15,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/operators"
@@ -35,6 +37,7 @@ type liveEnv struct {
 	now       *atomic.Int64
 	want      map[string][]string
 	wantCount int
+	k         *pipelinetest.Env
 }
 
 func newLiveEnv(t *testing.T) *liveEnv {
@@ -46,7 +49,7 @@ func newLiveEnv(t *testing.T) *liveEnv {
 		brokers: k.Brokers, input: k.Name("events"), group: k.Name("dwell"),
 		topics: pipeline.Topics{System: k.Name(d.System), Events: k.Name(d.Events), Late: k.Name(d.Late),
 			Dead: k.Name(d.Dead), Changelog: k.Name(d.Changelog)},
-		now: new(atomic.Int64),
+		now: new(atomic.Int64), k: k,
 	}
 }
 
@@ -630,4 +633,74 @@ func TestLiveLargePartitionSnapshot(t *testing.T) {
 	}
 	compareWithOffline(t, got, e, "output restored from a chunked snapshot")
 	t.Logf("%d system events after a restore from %d snapshot chunks match the offline run", len(got), chunks)
+}
+
+// TestLiveRetriesFailedCycles makes partition restores fail (the changelog's offsets cannot be
+// listed, as when its leader is down): Run must not return but retry, rebuilding partitions,
+// count the failures, and still give the offline run's output.
+func TestLiveRetriesFailedCycles(t *testing.T) {
+	e := setupLive(t, bench.WebConfig{Profiles: 100, Rate: 20, IdleEvery: 1000}, 2000)
+	fake := e.k.Fake()
+	if fake == nil {
+		t.Skip("needs kfake to inject failures")
+	}
+	var failed atomic.Int64
+	fake.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		fake.KeepControl()
+		r := req.(*kmsg.ListOffsetsRequest)
+		if len(r.Topics) == 0 || r.Topics[0].Topic != e.topics.Changelog || failed.Load() >= 6 {
+			return nil, nil, false
+		}
+		failed.Add(1)
+		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	cfg := e.config("data", vfs.NewMem())
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = pipeline.NewMetrics(reg)
+	l, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	got := drainSystemEvents(t, e)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	compareWithOffline(t, got, e, "output after failed cycles")
+	if n := cycleFailures(t, reg); failed.Load() < 6 || n == 0 {
+		t.Fatalf("%d failed restores, cycle failures metric %v: the failures were not injected or not counted", failed.Load(), n)
+	}
+	t.Logf("%d restores failed; %v cycles retried; output matches the offline run", failed.Load(), cycleFailures(t, reg))
+}
+
+func cycleFailures(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "dwell_cycle_failures_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no dwell_cycle_failures_total series")
+	return 0
 }

@@ -14,25 +14,26 @@ import (
 // move when a cycle's transaction commits, so a cycle that aborts and is processed again is
 // counted once.
 type Metrics struct {
-	reg          prometheus.Registerer
-	recordsIn    *prometheus.CounterVec // topic
-	recordsOut   *prometheus.CounterVec // topic
-	system       *prometheus.CounterVec // type
-	dead         *prometheus.CounterVec // reason
-	late         prometheus.Counter
-	cycle        prometheus.Histogram
-	latency      prometheus.Histogram
-	txns         *prometheus.CounterVec // result
-	rebalances   prometheus.Counter
-	restores     prometheus.Counter
-	watermarkLag *prometheus.GaugeVec // partition
-	consumerLag  *prometheus.GaugeVec // partition
-	ruleEvents   *prometheus.CounterVec // state
-	ruleOutputs  *prometheus.CounterVec // kind
-	ruleErrors   prometheus.Counter
-	scheduled    prometheus.Counter
-	eventLog     prometheus.Counter
-	kprom        *kprom.Metrics
+	reg           prometheus.Registerer
+	recordsIn     *prometheus.CounterVec // topic
+	recordsOut    *prometheus.CounterVec // topic
+	system        *prometheus.CounterVec // type
+	dead          *prometheus.CounterVec // reason
+	late          prometheus.Counter
+	cycle         prometheus.Histogram
+	latency       prometheus.Histogram
+	txns          *prometheus.CounterVec // result
+	rebalances    prometheus.Counter
+	restores      prometheus.Counter
+	watermarkLag  *prometheus.GaugeVec   // partition
+	consumerLag   *prometheus.GaugeVec   // partition
+	ruleEvents    *prometheus.CounterVec // state
+	ruleOutputs   *prometheus.CounterVec // kind
+	ruleErrors    prometheus.Counter
+	cycleFailures prometheus.Counter
+	scheduled     prometheus.Counter
+	eventLog      prometheus.Counter
+	kprom         *kprom.Metrics
 }
 
 func histogram(name, help string, buckets []float64) prometheus.Histogram {
@@ -80,10 +81,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Rule run-time errors (a condition or an action that failed on an event)."})
 	m.scheduled = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "scheduled_events_fired_total",
 		Help: "Scheduled events (rules' schedule action) that fired."})
+	m.cycleFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "cycle_failures_total",
+		Help: "Processing cycles that failed and were retried after rebuilding the partitions (broker outages, restore failures)."})
 	m.eventLog = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "event_log_records_total",
 		Help: "Records written to the event log."})
 	reg.MustRegister(m.recordsIn, m.recordsOut, m.system, m.dead, m.late, m.cycle, m.latency, m.txns,
-		m.rebalances, m.restores, m.watermarkLag, m.consumerLag, m.ruleEvents, m.ruleOutputs, m.ruleErrors, m.scheduled, m.eventLog)
+		m.rebalances, m.restores, m.watermarkLag, m.consumerLag, m.ruleEvents, m.ruleOutputs, m.ruleErrors, m.scheduled, m.eventLog, m.cycleFailures)
 	for _, s := range []rules.LogState{rules.Processed, rules.Errored, rules.Ignored, rules.DeadLettered, rules.Late} {
 		m.ruleEvents.WithLabelValues(s.String())
 	}

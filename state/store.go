@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -91,6 +92,10 @@ func (o *Options) Validate() error {
 // is written by its one owning worker.
 type Store struct {
 	db *pebble.DB
+	// mu guards closing against Health, which metrics scrapes call from other goroutines,
+	// possibly after the processor has closed.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // Open opens (or creates) the store in o.Dir.
@@ -170,11 +175,13 @@ func (s *Store) InstanceID() (string, error) {
 
 // Close closes the store.
 func (s *Store) Close() error {
-	if s.db == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return nil
 	}
+	s.closed = true
 	err := s.db.Close()
-	s.db = nil
 	if err != nil {
 		return fmt.Errorf("state: closing: %w", err)
 	}
@@ -421,8 +428,13 @@ type Health struct {
 	CacheMisses         int64
 }
 
-// Health reads Pebble's metrics.
+// Health reads Pebble's metrics; a closed store reports zeros.
 func (s *Store) Health() Health {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return Health{}
+	}
 	m := s.db.Metrics()
 	return Health{
 		CompactionDebtBytes: m.Compact.EstimatedDebt,

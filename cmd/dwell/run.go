@@ -49,6 +49,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", 30*time.Second, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
 	fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", 45*time.Second, "how long the group waits for a silent instance before moving its partitions")
 	fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", "warn", "what the Kafka client logs: none, error, warn, info or debug")
+	fs.DurationVar(&cfg.FailureTimeout, "failure-timeout", 5*time.Minute, "how long processing may keep failing (brokers unreachable, a restore that cannot read the changelog), retrying with backoff, before dwell exits 1")
 	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
 	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
 	verbose := fs.Bool("v", false, "log at debug level")
