@@ -60,25 +60,31 @@ func EnsureTopics(ctx context.Context, brokers []string, inputs []string, out To
 	if !create {
 		return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (the changelog compacted) or pass --create-topics", missing, partitions)
 	}
+	return createTopics(ctx, adm, missing, partitions, out.Changelog)
+}
+
+// createTopics creates topics with partitions each (compacted, the one named so; a topic that
+// exists by now is fine) and waits until they have leaders.
+func createTopics(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, compacted string) error {
 	var errs []error
-	for _, o := range missing {
+	for _, t := range topics {
 		var cfg map[string]*string
-		if o == out.Changelog {
+		if t == compacted {
 			compact := "compact"
 			cfg = map[string]*string{"cleanup.policy": &compact}
 		}
-		resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, o)
+		resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, t)
 		if err == nil {
 			err = resp.Err
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("pipeline: creating topic %q: %w", o, err))
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("pipeline: creating topic %q: %w", t, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return waitForLeaders(ctx, adm, missing, partitions)
+	return waitForLeaders(ctx, adm, topics, partitions)
 }
 
 // waitForLeaders waits until every partition of topics has a leader in the metadata a client
@@ -140,18 +146,5 @@ func ensureRuleTopics(ctx context.Context, adm *kadm.Client, inputs, topics []st
 	if !create {
 		return fmt.Errorf("pipeline: the rules write to topics %q, which do not exist; create them or pass --create-topics", missing)
 	}
-	var errs []error
-	for _, t := range missing {
-		resp, err := adm.CreateTopic(ctx, partitions, -1, nil, t)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			errs = append(errs, fmt.Errorf("pipeline: creating topic %q: %w", t, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return waitForLeaders(ctx, adm, missing, partitions)
+	return createTopics(ctx, adm, missing, partitions, "")
 }

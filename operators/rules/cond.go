@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -1046,12 +1047,7 @@ func (cp *compiler) in(n *ast.BinaryNode, l cval) (cval, error) {
 				if !ok || err != nil {
 					return false, err
 				}
-				for _, k := range nums {
-					if x == k {
-						return true, nil
-					}
-				}
-				return false, nil
+				return slices.Contains(nums, x), nil
 			}}, nil
 		}
 		f, ok := asStr(l)
@@ -1063,12 +1059,7 @@ func (cp *compiler) in(n *ast.BinaryNode, l cval) (cval, error) {
 			if !ok || err != nil {
 				return false, err
 			}
-			for _, k := range strs {
-				if x == k {
-					return true, nil
-				}
-			}
-			return false, nil
+			return slices.Contains(strs, x), nil
 		}}, nil
 	}
 	r, err := cp.node(n.Right)
