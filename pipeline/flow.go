@@ -3,13 +3,13 @@ package pipeline
 import (
 	"encoding/hex"
 	"encoding/json"
-	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
+	"github.com/dwellhq/dwell/pipeline/deadletter"
 )
 
 // A flow is one partition's processing, shared by the live and the offline pipelines: the
@@ -335,13 +335,8 @@ func (f *flow) deadLetterEvent(o *operators.Output, fired *rules.Timer) {
 		key, value = keyOf(ev), ev.Raw
 		topic, partition, offset = ev.Topic, ev.Partition, ev.Offset
 	}
-	f.hdrs = append(f.hdrs[:0],
-		kgo.RecordHeader{Key: "dwell-reason", Value: []byte(f.out.Reason)},
-		kgo.RecordHeader{Key: "dwell-detail", Value: []byte(f.out.Detail)},
-		kgo.RecordHeader{Key: "dwell-topic", Value: []byte(topic)},
-		kgo.RecordHeader{Key: "dwell-partition", Value: strconv.AppendInt(nil, int64(partition), 10)},
-		kgo.RecordHeader{Key: "dwell-offset", Value: strconv.AppendInt(nil, offset, 10)},
-		kgo.RecordHeader{Key: "dwell-event-id", Value: []byte(f.env.Event.ID)})
+	f.hdrs = deadletter.AppendHeaders(f.hdrs[:0], deadletter.Source{Reason: string(f.out.Reason), Detail: f.out.Detail,
+		Topic: topic, Partition: partition, Offset: offset, EventID: f.env.Event.ID})
 	f.down.Record(f.topics.Dead, key, value, f.hdrs)
 }
 

@@ -3,181 +3,22 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
+	"github.com/dwellhq/dwell/pipeline/deadletter"
 	"github.com/dwellhq/dwell/state"
 )
-
-// Topics names the output topics.
-type Topics struct {
-	System, Events, Late, Dead, Changelog string
-	// EventLog is the event log's topic (written unless LiveConfig.EventLog is none).
-	EventLog string
-	// QueuePrefix names queue topics: QueuePrefix + queue name.
-	QueuePrefix string
-}
-
-// DefaultTopics are the topic names of DESIGN.md §4, and those of the rules' outputs.
-func DefaultTopics() Topics {
-	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq", Changelog: "dwell.changelog",
-		EventLog: "dwell.event-log", QueuePrefix: "dwell.queue."}
-}
-
-// LiveConfig configures the live processor. Zero fields take the defaults given.
-type LiveConfig struct {
-	Brokers []string
-	// Group is the consumer group. Default "dwell".
-	Group string
-	// Inputs are the input topics; they must be co-partitioned (same partition count, keyed
-	// alike): partition p of every input feeds the same state.
-	Inputs []string
-	// Topics are the output topics. Default DefaultTopics.
-	Topics Topics
-	// DataDir holds the Pebble state. Required; FS overrides the file system (tests).
-	DataDir string
-	FS      vfs.FS
-	// Operators configures decoding and sessionization.
-	Operators operators.Config
-	// MaxPollRecords bounds the records of one cycle (one transaction). Default 10,000.
-	MaxPollRecords int
-	// PollTimeout bounds how long a cycle waits for records before it runs anyway (idle
-	// advancement, timers). Default 250ms.
-	PollTimeout time.Duration
-	// MaxCachedKeys bounds the keys each partition keeps in memory; colder ones live in
-	// Pebble. Default 1,000,000.
-	MaxCachedKeys int
-	// Logger, default discard. Now is the wall clock, default time.Now.
-	Logger *slog.Logger
-	Now    func() time.Time
-	// ClientOpts are added to every Kafka client (TLS, SASL, tests' settings).
-	ClientOpts []kgo.Opt
-	// Metrics, if set, receives the processor's series (NewMetrics).
-	Metrics *Metrics
-	// Compression of produced batches: lz4 (default: cheap, about 20% more throughput than
-	// zstd here), zstd (smaller), snappy or none.
-	Compression string
-	// Guarantee is "exactly-once" (default: one transaction per cycle) or "at-least-once" (no
-	// transactions: after a crash, outputs may repeat, with the same ids; state never counts an
-	// input twice).
-	Guarantee string
-	// TransactionTimeout is how long the broker lets a transaction stay open: a cycle must end
-	// within it, and a crashed process's open transaction blocks read_committed readers (and
-	// the restore of its partitions by another instance) for up to this long. A restart on the
-	// same data dir aborts it at once. Default 30s.
-	TransactionTimeout time.Duration
-	// GroupSessionTimeout is how long the group coordinator waits for a silent member before
-	// moving its partitions elsewhere. Default 45s (Kafka's); the broker's
-	// group.min.session.timeout.ms bounds it from below.
-	GroupSessionTimeout time.Duration
-	// KafkaLogLevel is what the Kafka client logs through Logger: none, error, warn (default),
-	// info or debug.
-	KafkaLogLevel string
-	// Rules is the rule set to run from the start (nil: none); SetRules replaces it.
-	Rules *RuleSet
-	// EventLog says which events go to Topics.EventLog: all, errors or none (default).
-	EventLog string
-	// FailureTimeout is how long cycles may keep failing (a broker outage, a restore that
-	// cannot read the changelog) before Run gives up and returns the error; until then each
-	// failure aborts the cycle, rebuilds the partitions from Kafka and retries with backoff.
-	// Default 5m.
-	FailureTimeout time.Duration
-	// CreateTopics lets SetRules create the topics a rule set writes to (queues, emit topics)
-	// when they are missing; otherwise such a rule set is refused.
-	CreateTopics bool
-}
-
-// Guarantees.
-const (
-	ExactlyOnce = "exactly-once"
-	AtLeastOnce = "at-least-once"
-)
-
-func (c *LiveConfig) ensureDefaults() {
-	if c.Group == "" {
-		c.Group = "dwell"
-	}
-	def := DefaultTopics()
-	for _, f := range []struct {
-		p *string
-		d string
-	}{{&c.Topics.System, def.System}, {&c.Topics.Events, def.Events},
-		{&c.Topics.Late, def.Late}, {&c.Topics.Dead, def.Dead}, {&c.Topics.Changelog, def.Changelog},
-		{&c.Topics.EventLog, def.EventLog}, {&c.Topics.QueuePrefix, def.QueuePrefix}} {
-		if *f.p == "" {
-			*f.p = f.d
-		}
-	}
-	if c.MaxPollRecords == 0 {
-		c.MaxPollRecords = 10_000
-	}
-	if c.PollTimeout == 0 {
-		c.PollTimeout = 250 * time.Millisecond
-	}
-	if c.MaxCachedKeys == 0 {
-		c.MaxCachedKeys = 1_000_000
-	}
-	if c.TransactionTimeout == 0 {
-		c.TransactionTimeout = 30 * time.Second
-	}
-	if c.GroupSessionTimeout == 0 {
-		c.GroupSessionTimeout = 45 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Guarantee == "" {
-		c.Guarantee = ExactlyOnce
-	}
-	if c.EventLog == "" {
-		c.EventLog = "none"
-	}
-	if c.FailureTimeout == 0 {
-		c.FailureTimeout = 5 * time.Minute
-	}
-	c.Operators.EnsureDefaults()
-}
-
-func (c *LiveConfig) validate() error {
-	var errs []error
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("pipeline: no brokers; pass --brokers host:port"))
-	}
-	if len(c.Inputs) == 0 {
-		errs = append(errs, errors.New("pipeline: no input topics; pass --inputs"))
-	}
-	if c.DataDir == "" {
-		errs = append(errs, errors.New("pipeline: no data dir; pass --data-dir"))
-	}
-	if c.Guarantee != ExactlyOnce && c.Guarantee != AtLeastOnce {
-		errs = append(errs, fmt.Errorf("pipeline: guarantee %q: use exactly-once or at-least-once; pass --guarantee", c.Guarantee))
-	}
-	if c.MaxPollRecords < 1 || c.MaxCachedKeys < 0 || c.PollTimeout <= 0 {
-		errs = append(errs, errors.New("pipeline: max poll records and poll timeout must be positive"))
-	}
-	if _, err := rules.ParseLogLevel(c.EventLog); err != nil {
-		errs = append(errs, fmt.Errorf("pipeline: event log %q: use all, errors or none; pass --event-log", c.EventLog))
-	}
-	errs = append(errs, c.Operators.Validate())
-	return errors.Join(errs...)
-}
 
 // Live is the exactly-once live processor: a consumer group whose every processing cycle is
 // one Kafka transaction holding the outputs, the changelog records of every key the cycle
@@ -310,20 +151,6 @@ func (l *Live) SetRules(rs *RuleSet) error {
 
 // RuleSetVersion is the version of the rule set SetRules last applied ("none": no rules).
 func (l *Live) RuleSetVersion() string { return l.rules.Load().versionOrNone() }
-
-func compressionCodec(name string) (kgo.CompressionCodec, error) {
-	switch name {
-	case "", "lz4":
-		return kgo.Lz4Compression(), nil
-	case "zstd":
-		return kgo.ZstdCompression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "none":
-		return kgo.NoCompression(), nil
-	}
-	return kgo.CompressionCodec{}, fmt.Errorf("pipeline: compression %q: use lz4, zstd, snappy or none; pass --compression", name)
-}
 
 // Ready reports whether every partition assigned to this instance has been restored and is
 // processing (for /readyz).
@@ -670,55 +497,6 @@ func (l *Live) Close() error {
 	return l.store.Close()
 }
 
-// A partition record is what the store and the changelog keep for a partition: the next input
-// offset per topic that its state holds, then the sessionizer's partition snapshot.
-const partitionRecordVersion = 1
-
-func appendPartitionRecord(dst []byte, next map[string]int64, snap []byte) []byte {
-	topics := make([]string, 0, len(next))
-	for t := range next {
-		topics = append(topics, t)
-	}
-	slices.Sort(topics)
-	dst = append(dst, partitionRecordVersion)
-	dst = binary.AppendUvarint(dst, uint64(len(topics)))
-	for _, t := range topics {
-		dst = binary.AppendUvarint(dst, uint64(len(t)))
-		dst = append(dst, t...)
-		dst = binary.AppendUvarint(dst, uint64(next[t]))
-	}
-	return append(dst, snap...)
-}
-
-// parsePartitionRecord fills next and returns the sessionizer snapshot (a view into b).
-func parsePartitionRecord(b []byte, next map[string]int64) ([]byte, error) {
-	errCorrupt := errors.New("corrupt partition record")
-	if len(b) == 0 || b[0] != partitionRecordVersion {
-		return nil, errCorrupt
-	}
-	b = b[1:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 1<<16 {
-		return nil, errCorrupt
-	}
-	b = b[k:]
-	for range n {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, errCorrupt
-		}
-		topic := string(b[k : k+int(l)])
-		b = b[k+int(l):]
-		off, k := binary.Uvarint(b)
-		if k <= 0 || off > math.MaxInt64 {
-			return nil, errCorrupt
-		}
-		next[topic] = int64(off)
-		b = b[k:]
-	}
-	return b, nil
-}
-
 // errCrashed ends Run where a test abandons the processor.
 var errCrashed = errors.New("pipeline: crashed (test)")
 
@@ -806,7 +584,7 @@ func (w *worker) restore(ctx context.Context) error {
 	}
 	w.next = map[string]int64{}
 	if loaded.Snapshot != nil {
-		snap, err := parsePartitionRecord(loaded.Snapshot, w.next)
+		snap, err := state.ParsePartitionRecord(loaded.Snapshot, w.next)
 		if err != nil {
 			return fmt.Errorf("pipeline: partition %d: %w", w.partition, err)
 		}
@@ -967,7 +745,7 @@ func (w *worker) work(j job) {
 		w.batch = nil
 		return
 	}
-	w.partSnap = appendPartitionRecord(w.partSnap[:0], w.next, w.s.AppendPartitionSnapshot(nil))
+	w.partSnap = state.AppendPartitionRecord(w.partSnap[:0], w.next, w.s.AppendPartitionSnapshot(nil))
 	// A large reorder buffer makes a snapshot larger than a Kafka record may be: it goes out in
 	// chunks, followed by the partition record (state.PartitionRecords).
 	keys, values := state.PartitionRecords(append([]byte(nil), w.partSnap...), state.MaxPartitionChunk)
@@ -1120,13 +898,8 @@ func (e *emitter) Emit(o *operators.Output) {
 		r.Topic = t.Dead
 		rec := o.Record
 		r.Key, r.Value = rec.Key, rec.Value // original bytes; still owned by the fetched record
-		r.Headers = []kgo.RecordHeader{
-			{Key: "dwell-reason", Value: []byte(o.Reason)},
-			{Key: "dwell-detail", Value: []byte(o.Detail)},
-			{Key: "dwell-topic", Value: []byte(rec.Topic)},
-			{Key: "dwell-partition", Value: strconv.AppendInt(nil, int64(rec.Partition), 10)},
-			{Key: "dwell-offset", Value: strconv.AppendInt(nil, rec.Offset, 10)},
-		}
+		r.Headers = deadletter.AppendHeaders(nil, deadletter.Source{Reason: string(o.Reason), Detail: o.Detail,
+			Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset})
 		e.l.cl.Produce(context.Background(), r, e.promise)
 		return
 	}

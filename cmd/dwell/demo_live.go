@@ -19,6 +19,7 @@ import (
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/deadletter"
 )
 
 // cmdDemo runs the whole live pipeline on an embedded Kafka-protocol test broker: a generator
@@ -271,10 +272,8 @@ func (s *sampler) run(ctx context.Context) {
 			}
 			v := string(r.Value)
 			if r.Topic == s.topics.Dead {
-				for _, h := range r.Headers {
-					if h.Key == "dwell-reason" {
-						v = "(" + string(h.Value) + ") " + v
-					}
+				if src, ok := deadletter.Read(r.Headers); ok {
+					v = "(" + src.Reason + ") " + v
 				}
 			}
 			if len(v) > 220 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
+	"github.com/dwellhq/dwell/pipeline/deadletter"
 )
 
 // headerReprocessOf names the record a moved copy was made from: topic/partition/offset.
@@ -29,7 +30,7 @@ type moveRecord struct {
 	Raw       string            `expr:"raw"`       // the value as text
 	Key       string            `expr:"key"`       //
 	Headers   map[string]string `expr:"headers"`   // the last value of each header
-	Reason    string            `expr:"reason"`    // headers["dwell-reason"]: a dead letter's reason
+	Reason    string            `expr:"reason"`    // the dead-letter reason header (deadletter.Reason)
 	Topic     string            `expr:"topic"`     //
 	Partition int               `expr:"partition"` //
 	Offset    int               `expr:"offset"`    //
@@ -332,12 +333,8 @@ func transferLog(r *kgo.Record, topic string) *kgo.Record {
 	_ = json.Unmarshal(r.Value, &v) // a malformed value is logged with what is known
 	e := rules.LogEntry{Type: operators.NormalizeType(v.Type), Key: string(r.Key), Time: r.Timestamp.UnixMilli(),
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, State: rules.Transferred}
-	if t := recordHeader(r, "dwell-topic"); t != "" {
-		p, perr := strconv.ParseInt(recordHeader(r, "dwell-partition"), 10, 32)
-		o, oerr := strconv.ParseInt(recordHeader(r, "dwell-offset"), 10, 64)
-		if perr == nil && oerr == nil {
-			e.Topic, e.Partition, e.Offset = t, int32(p), o
-		}
+	if src, _ := deadletter.Read(r.Headers); src.Topic != "" {
+		e.Topic, e.Partition, e.Offset = src.Topic, src.Partition, src.Offset
 	}
 	if ms, ok := eventTime(v.Time); ok {
 		e.Time = ms
@@ -381,7 +378,7 @@ func newMoveRecord(r *kgo.Record) moveRecord {
 	for _, h := range r.Headers {
 		m.Headers[h.Key] = string(h.Value)
 	}
-	m.Reason = m.Headers["dwell-reason"]
+	m.Reason = m.Headers[deadletter.Reason]
 	var v map[string]any
 	if json.Unmarshal(r.Value, &v) == nil {
 		m.Value = v

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/dwellhq/dwell/pipeline/deadletter"
 )
 
 // Deliverer consumes one queue topic and delivers its records. New, then Run once, then Close.
@@ -332,21 +333,9 @@ func (d *Deliverer) handle(it item) {
 
 // deadLetter writes r to the dead-letter topic with the original key, value and headers.
 func (d *Deliverer) deadLetter(ctx context.Context, r *kgo.Record, reason, detail string) error {
-	h := make([]kgo.RecordHeader, 0, len(r.Headers)+5)
-	for _, kv := range r.Headers {
-		switch kv.Key {
-		case "dwell-reason", "dwell-detail", "dwell-topic", "dwell-partition", "dwell-offset":
-			continue // a record dead-lettered before: ours replace them
-		}
-		h = append(h, kv)
-	}
-	h = append(h,
-		kgo.RecordHeader{Key: "dwell-reason", Value: []byte(reason)},
-		kgo.RecordHeader{Key: "dwell-detail", Value: []byte(detail)},
-		kgo.RecordHeader{Key: "dwell-topic", Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: "dwell-partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
-		kgo.RecordHeader{Key: "dwell-offset", Value: strconv.AppendInt(nil, r.Offset, 10)},
-	)
+	// A record dead-lettered before has its dwell headers replaced by ours.
+	h := deadletter.Rewrap(r.Headers, deadletter.Source{Reason: reason, Detail: detail,
+		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset})
 	dl := &kgo.Record{Topic: d.cfg.DeadTopic, Key: r.Key, Value: r.Value, Headers: h}
 	if err := d.cl.ProduceSync(ctx, dl).FirstErr(); err != nil {
 		return fmt.Errorf("deliver: writing a dead letter to %s: %w", d.cfg.DeadTopic, err)
