@@ -21,7 +21,7 @@ func newKafkaLogger(l *slog.Logger, level string) (kgo.Logger, error) {
 		"warn": kgo.LogLevelWarn, "info": kgo.LogLevelInfo, "debug": kgo.LogLevelDebug}
 	v, ok := lv[level]
 	if !ok {
-		return nil, fmt.Errorf("pipeline: kafka log level %q: use none, error, warn, info or debug; pass --kafka-log-level", level)
+		return nil, configError(fmt.Errorf("pipeline: kafka log level %q: use none, error, warn, info or debug; pass --kafka-log-level", level))
 	}
 	return kafkaLogger{l: l.With("component", "kafka"), level: v}, nil
 }

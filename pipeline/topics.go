@@ -144,7 +144,7 @@ func ensureRuleTopics(ctx context.Context, adm *kadm.Client, inputs, topics []st
 		partitions = int32(len(d.Partitions))
 	}
 	if !create {
-		return fmt.Errorf("pipeline: the rules write to topics %q, which do not exist; create them or pass --create-topics", missing)
+		return configError(fmt.Errorf("pipeline: the rules write to topics %q, which do not exist; create them or pass --create-topics", missing))
 	}
 	return createTopics(ctx, adm, missing, partitions, "")
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -113,7 +112,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	live, err := pipeline.NewLive(cfg)
 	if err != nil {
-		if strings.Contains(err.Error(), "pass --") {
+		if errors.Is(err, pipeline.ErrConfig) {
 			return usageError{err}
 		}
 		return err

@@ -1,0 +1,214 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/rules"
+)
+
+// Topics names the output topics.
+type Topics struct {
+	System, Events, Late, Dead, Changelog string
+	// EventLog is the event log's topic (written unless LiveConfig.EventLog is none).
+	EventLog string
+	// QueuePrefix names queue topics: QueuePrefix + queue name.
+	QueuePrefix string
+}
+
+// DefaultTopics are the topic names of DESIGN.md §4, and those of the rules' outputs.
+func DefaultTopics() Topics {
+	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq", Changelog: "dwell.changelog",
+		EventLog: "dwell.event-log", QueuePrefix: "dwell.queue."}
+}
+
+// LiveConfig configures the live processor. Zero fields take the defaults given.
+type LiveConfig struct {
+	Brokers []string
+	// Group is the consumer group. Default "dwell".
+	Group string
+	// Inputs are the input topics; they must be co-partitioned (same partition count, keyed
+	// alike): partition p of every input feeds the same state.
+	Inputs []string
+	// Topics are the output topics. Default DefaultTopics.
+	Topics Topics
+	// DataDir holds the Pebble state. Required; FS overrides the file system (tests).
+	DataDir string
+	FS      vfs.FS
+	// Operators configures decoding and sessionization.
+	Operators operators.Config
+	// MaxPollRecords bounds the records of one cycle (one transaction). Default 10,000.
+	MaxPollRecords int
+	// PollTimeout bounds how long a cycle waits for records before it runs anyway (idle
+	// advancement, timers). Default 250ms.
+	PollTimeout time.Duration
+	// MaxCachedKeys bounds the keys each partition keeps in memory; colder ones live in
+	// Pebble. Default 1,000,000.
+	MaxCachedKeys int
+	// Logger, default discard. Now is the wall clock, default time.Now.
+	Logger *slog.Logger
+	Now    func() time.Time
+	// ClientOpts are added to every Kafka client (TLS, SASL, tests' settings).
+	ClientOpts []kgo.Opt
+	// Metrics, if set, receives the processor's series (NewMetrics).
+	Metrics *Metrics
+	// Compression of produced batches: lz4 (default: cheap, about 20% more throughput than
+	// zstd here), zstd (smaller), snappy or none.
+	Compression string
+	// Guarantee is "exactly-once" (default: one transaction per cycle) or "at-least-once" (no
+	// transactions: after a crash, outputs may repeat, with the same ids; state never counts an
+	// input twice).
+	Guarantee string
+	// TransactionTimeout is how long the broker lets a transaction stay open: a cycle must end
+	// within it, and a crashed process's open transaction blocks read_committed readers (and
+	// the restore of its partitions by another instance) for up to this long. A restart on the
+	// same data dir aborts it at once. Default 30s.
+	TransactionTimeout time.Duration
+	// GroupSessionTimeout is how long the group coordinator waits for a silent member before
+	// moving its partitions elsewhere. Default 45s (Kafka's); the broker's
+	// group.min.session.timeout.ms bounds it from below.
+	GroupSessionTimeout time.Duration
+	// KafkaLogLevel is what the Kafka client logs through Logger: none, error, warn (default),
+	// info or debug.
+	KafkaLogLevel string
+	// Rules is the rule set to run from the start (nil: none); SetRules replaces it.
+	Rules *RuleSet
+	// EventLog says which events go to Topics.EventLog: all, errors or none (default).
+	EventLog string
+	// FailureTimeout is how long cycles may keep failing (a broker outage, a restore that
+	// cannot read the changelog) before Run gives up and returns the error; until then each
+	// failure aborts the cycle, rebuilds the partitions from Kafka and retries with backoff.
+	// Default 5m.
+	FailureTimeout time.Duration
+	// CreateTopics lets SetRules create the topics a rule set writes to (queues, emit topics)
+	// when they are missing; otherwise such a rule set is refused.
+	CreateTopics bool
+}
+
+// Guarantees.
+const (
+	ExactlyOnce = "exactly-once"
+	AtLeastOnce = "at-least-once"
+)
+
+// DefaultLiveConfig returns a LiveConfig holding every default: the values the fields' comments
+// name. Flags bind to its fields (cmd/dwell), and ensureDefaults fills the zero fields of a
+// LiveConfig from it, so each default is written once.
+func DefaultLiveConfig() LiveConfig {
+	return LiveConfig{
+		Group:               "dwell",
+		Topics:              DefaultTopics(),
+		Operators:           *new(operators.Config).EnsureDefaults(),
+		MaxPollRecords:      10_000,
+		PollTimeout:         250 * time.Millisecond,
+		MaxCachedKeys:       1_000_000,
+		Compression:         "lz4",
+		Guarantee:           ExactlyOnce,
+		TransactionTimeout:  30 * time.Second,
+		GroupSessionTimeout: 45 * time.Second,
+		KafkaLogLevel:       "warn",
+		EventLog:            "none",
+		FailureTimeout:      5 * time.Minute,
+	}
+}
+
+// ensureDefaults sets every zero field to its default (DefaultLiveConfig); Logger and Now, which
+// have no value a flag could bind, default to discarding and to time.Now.
+func (c *LiveConfig) ensureDefaults() {
+	def := DefaultLiveConfig()
+	for _, f := range []struct {
+		p *string
+		d string
+	}{{&c.Group, def.Group}, {&c.Topics.System, def.Topics.System}, {&c.Topics.Events, def.Topics.Events},
+		{&c.Topics.Late, def.Topics.Late}, {&c.Topics.Dead, def.Topics.Dead}, {&c.Topics.Changelog, def.Topics.Changelog},
+		{&c.Topics.EventLog, def.Topics.EventLog}, {&c.Topics.QueuePrefix, def.Topics.QueuePrefix},
+		{&c.Guarantee, def.Guarantee}, {&c.EventLog, def.EventLog}} {
+		if *f.p == "" {
+			*f.p = f.d
+		}
+	}
+	for _, f := range []struct {
+		p *time.Duration
+		d time.Duration
+	}{{&c.PollTimeout, def.PollTimeout}, {&c.TransactionTimeout, def.TransactionTimeout},
+		{&c.GroupSessionTimeout, def.GroupSessionTimeout}, {&c.FailureTimeout, def.FailureTimeout}} {
+		if *f.p == 0 {
+			*f.p = f.d
+		}
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = def.MaxPollRecords
+	}
+	if c.MaxCachedKeys == 0 {
+		c.MaxCachedKeys = def.MaxCachedKeys
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Operators.EnsureDefaults()
+}
+
+func (c *LiveConfig) validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("pipeline: no brokers; pass --brokers host:port"))
+	}
+	if len(c.Inputs) == 0 {
+		errs = append(errs, errors.New("pipeline: no input topics; pass --inputs"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("pipeline: no data dir; pass --data-dir"))
+	}
+	if c.Guarantee != ExactlyOnce && c.Guarantee != AtLeastOnce {
+		errs = append(errs, fmt.Errorf("pipeline: guarantee %q: use exactly-once or at-least-once; pass --guarantee", c.Guarantee))
+	}
+	if c.MaxPollRecords < 1 || c.MaxCachedKeys < 0 || c.PollTimeout <= 0 {
+		errs = append(errs, errors.New("pipeline: max poll records and poll timeout must be positive"))
+	}
+	if _, err := rules.ParseLogLevel(c.EventLog); err != nil {
+		errs = append(errs, fmt.Errorf("pipeline: event log %q: use all, errors or none; pass --event-log", c.EventLog))
+	}
+	errs = append(errs, c.Operators.Validate())
+	return configError(errors.Join(errs...))
+}
+
+func compressionCodec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, configError(fmt.Errorf("pipeline: compression %q: use lz4, zstd, snappy or none; pass --compression", name))
+}
+
+// ErrConfig marks errors of configuration: a value that is missing or not allowed, or a topic a
+// rule set writes to that does not exist. Such an error's text names the flag that fixes it, and the
+// CLI exits with its usage status (errors.Is(err, ErrConfig)).
+var ErrConfig = errors.New("pipeline: invalid configuration")
+
+// configError marks err (nil stays nil) with ErrConfig, its text unchanged.
+func configError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return configErr{err}
+}
+
+type configErr struct{ err error }
+
+func (e configErr) Error() string   { return e.err.Error() }
+func (e configErr) Unwrap() []error { return []error{e.err, ErrConfig} }
