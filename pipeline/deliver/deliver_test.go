@@ -570,11 +570,16 @@ channels:
 }
 
 // TestDeliverRebalance adds a second deliverer to the group mid-run: the first drains and
-// commits the partitions it gives up, and together they deliver everything.
+// commits the partitions it gives up, and together they deliver everything. Until the second
+// one has partitions, the receiver is slow (but never so slow that draining a revoked partition
+// waits long), so the first cannot finish the queue alone however fast the machine is.
 func TestDeliverRebalance(t *testing.T) {
 	h := newHook(false)
+	var logB lockedBuffer
 	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(3 * time.Millisecond)
+		if !strings.Contains(logB.String(), "partitions assigned") {
+			time.Sleep(25 * time.Millisecond)
+		}
 		h.ServeHTTP(w, r)
 	})
 	rig := newRig(t, slow)
@@ -591,7 +596,9 @@ func TestDeliverRebalance(t *testing.T) {
 	cfg.Logger = slog.New(slog.NewTextHandler(&logA, nil))
 	stopA := start(t, cfg)
 	waitFor(t, "the first deliverer to start", 10*time.Second, func() bool { return len(h.deliveredIDs()) >= 30 })
-	stopB := start(t, rig.config(prometheus.NewRegistry()))
+	cfgB := rig.config(prometheus.NewRegistry())
+	cfgB.Logger = slog.New(slog.NewTextHandler(&logB, nil))
+	stopB := start(t, cfgB)
 	waitFor(t, "both to finish", 30*time.Second, func() bool {
 		return len(h.deliveredIDs()) == n && caughtUp(t, rig.env.Brokers, cfg.Group, rig.queue)
 	})
