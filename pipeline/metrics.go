@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -157,4 +159,45 @@ func (m *Metrics) applyFlow(cur, prev *flowStats) {
 	m.scheduled.Add(float64(cur.Scheduled - prev.Scheduled))
 	m.eventLog.Add(float64(cur.Logged - prev.Logged))
 	m.dead.WithLabelValues(string(operators.ReasonRuleError)).Add(float64(cur.RuleDead - prev.RuleDead))
+}
+
+// count notes an output record to topic for this cycle's metrics.
+func (w *worker) count(topic string) {
+	if w.counts.out != nil {
+		w.counts.out[topic]++
+	}
+}
+
+// applyMetrics adds a committed cycle to the counters: the sessionizer's counters since the
+// last commit, the records in and out, and each input record's latency to this commit.
+func (w *worker) applyMetrics() {
+	m := w.l.cfg.Metrics
+	if m == nil || w.counts.in == nil {
+		return
+	}
+	c, prev := &w.counts, &w.prev
+	for t, n := range c.in {
+		m.recordsIn.WithLabelValues(t).Add(float64(n))
+	}
+	for t, n := range c.out {
+		m.recordsOut.WithLabelValues(t).Add(float64(n))
+	}
+	for _, t := range operators.SystemTypes() {
+		m.system.WithLabelValues(t.String()).Add(float64(c.stats.System[t] - prev.System[t]))
+	}
+	for r, n := range c.stats.DeadByReason {
+		m.dead.WithLabelValues(string(r)).Add(float64(n - prev.DeadByReason[r]))
+	}
+	m.late.Add(float64(c.stats.Late - prev.Late))
+	m.applyFlow(&c.flow, &w.prevFlow)
+	w.prevFlow = c.flow
+	now := time.Now().UnixMilli()
+	for _, t := range c.times {
+		m.latency.Observe(float64(now-t) / 1000)
+	}
+	if wm := c.stats.Watermark; wm != math.MinInt64 && wm != math.MaxInt64 {
+		m.watermarkLag.WithLabelValues(partitionLabel(w.partition)).Set(float64(w.l.cfg.Now().UnixMilli()-wm) / 1000)
+	}
+	w.prev = c.stats
+	w.counts.in, w.counts.out = nil, nil
 }

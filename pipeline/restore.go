@@ -1,0 +1,154 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/state"
+)
+
+// Restore, apart from the cycle as Kafka Streams keeps its StoreChangelogReader apart from the
+// StreamThread: a partition new to this instance (or whose state did not commit) is rebuilt
+// before it processes anything. The changelog is read with read_committed isolation from the
+// offset Pebble's state reflects to the last stable offset, once no transaction is open on it,
+// and replayed into Pebble in whole cycles; Pebble is then loaded into a new sessionizer.
+
+// restore rebuilds the partition: replay the changelog from the offset Pebble's state reflects
+// to the last stable offset, then load Pebble into a new sessionizer.
+func (w *worker) restore(ctx context.Context) error {
+	l := w.l
+	p, err := l.store.Load(w.partition, func([]byte) error { return nil })
+	if err != nil {
+		return err
+	}
+	from := max(p.ChangelogOffset, 0)
+	end, err := l.stableChangelogEnd(ctx, w.partition)
+	if err != nil {
+		return err
+	}
+	if from < end.Offset {
+		recs, err := l.readChangelog(ctx, w.partition, from, end.Offset)
+		if err != nil {
+			return err
+		}
+		// Only whole cycles: a cycle's changelog ends with its partition record, so key records
+		// after the last one belong to a cycle that crashed before its end (possible without
+		// transactions); its input is read again from the offsets that record holds.
+		last := -1
+		for i, r := range recs {
+			if bytes.Equal(r.Key, state.PartitionRecordKey) {
+				last = i
+			}
+		}
+		recs = recs[:last+1]
+		if err := l.store.Replay(w.partition, recs); err != nil {
+			return err
+		}
+	}
+	w.f = newFlow(l.rules.Load(), l.cfg.Topics, w.partition, l.logLevel, &w.out)
+	w.f.clock = l.cfg.Now
+	s, err := operators.NewSessionizer(l.cfg.Operators, w.partition, w.f)
+	if err != nil {
+		return err
+	}
+	w.f.setSessionizer(s)
+	loaded, err := l.store.Load(w.partition, func(b []byte) error { return s.RestoreKey(b) })
+	if err != nil {
+		return err
+	}
+	w.next = map[string]int64{}
+	if loaded.Snapshot != nil {
+		snap, err := state.ParsePartitionRecord(loaded.Snapshot, w.next)
+		if err != nil {
+			return fmt.Errorf("pipeline: partition %d: %w", w.partition, err)
+		}
+		if err := s.RestorePartition(snap); err != nil {
+			return err
+		}
+	}
+	s.SetColdStore(l.store.Cold(w.partition))
+	s.Evict(l.cfg.MaxCachedKeys)
+	w.s = s
+	l.restores.Add(1)
+	if m := l.cfg.Metrics; m != nil {
+		m.restores.Inc()
+	}
+	l.log.Info("partition restored", "partition", w.partition, "keys", loaded.Keys, "changelog_from", from, "changelog_end", end.Offset)
+	return nil
+}
+
+// stableChangelogEnd waits until the changelog partition has no open transaction (its last
+// stable offset reached its high watermark) and returns that end. A transaction left open by a
+// crashed process hides every record after it from read_committed readers, including cycles that
+// a later owner committed; restoring before the broker aborts it (after the transaction timeout)
+// would miss them while the group's offsets already count them.
+func (l *Live) stableChangelogEnd(ctx context.Context, partition int32) (kadm.ListedOffset, error) {
+	topic := l.cfg.Topics.Changelog
+	waited := false
+	for {
+		stable, err := l.adm.ListCommittedOffsets(ctx, topic)
+		if err != nil {
+			return kadm.ListedOffset{}, fmt.Errorf("pipeline: listing changelog offsets: %w", err)
+		}
+		end, ok := stable.Lookup(topic, partition)
+		if !ok || end.Err != nil {
+			return kadm.ListedOffset{}, fmt.Errorf("pipeline: topic %q has no partition %d; create it with as many partitions as the inputs, compacted (or pass --create-topics)", topic, partition)
+		}
+		hw, err := l.adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			return kadm.ListedOffset{}, fmt.Errorf("pipeline: listing changelog offsets: %w", err)
+		}
+		if h, ok := hw.Lookup(topic, partition); ok && h.Err == nil && h.Offset <= end.Offset {
+			return end, nil
+		}
+		if !waited {
+			l.log.Info("waiting for an open transaction on the changelog to end (a crashed process's, aborted after its timeout)",
+				"partition", partition)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			return kadm.ListedOffset{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// readChangelog reads partition's changelog records in [from, end) with read_committed
+// isolation; transaction markers are kept so that reaching end needs no timeout.
+func (l *Live) readChangelog(ctx context.Context, partition int32, from, end int64) ([]state.ChangelogRecord, error) {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(l.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.cfg.Topics.Changelog: {partition: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	}, l.cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	defer cl.Close()
+	var recs []state.ChangelogRecord
+	for next := from; next < end; {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if errs := fetches.Errors(); len(errs) > 0 {
+			return nil, fmt.Errorf("pipeline: reading changelog partition %d: %w", partition, errs[0].Err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if !r.Attrs.IsControl() && r.Offset < end {
+				recs = append(recs, state.ChangelogRecord{Offset: r.Offset, Key: r.Key, Value: r.Value})
+			}
+		})
+	}
+	return recs, nil
+}
