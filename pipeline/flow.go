@@ -57,9 +57,9 @@ type flow struct {
 // flowStats are a flow's counters, cumulative.
 type flowStats struct {
 	// States counts events by their event-log state (rules.LogState), logged or not.
-	States [6]uint64
+	States [rules.NumLogStates]uint64
 	// Outputs counts rule outputs by kind (rules.OutputKind); Scheduled the fired schedules.
-	Outputs   [3]uint64
+	Outputs   [rules.NumOutputKinds]uint64
 	Scheduled uint64
 	// RuleErrors counts rule run-time errors; RuleDead events dead-lettered for them.
 	RuleErrors, RuleDead uint64

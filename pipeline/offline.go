@@ -87,9 +87,13 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 		cfg.Topics.Dead = def.Dead
 	}
 	w := &jsonlEmitter{topics: cfg.Topics}
-	for i, dst := range []io.Writer{out.System, out.Events, out.Late, out.Dead, out.Rules, out.EventLog} {
-		if dst != nil {
-			w.w[i] = bufio.NewWriterSize(dst, 256<<10)
+	for _, o := range []struct {
+		w   **bufio.Writer
+		dst io.Writer
+	}{{&w.system, out.System}, {&w.events, out.Events}, {&w.late, out.Late}, {&w.dead, out.Dead},
+		{&w.rules, out.Rules}, {&w.eventLog, out.EventLog}} {
+		if o.dst != nil {
+			*o.w = bufio.NewWriterSize(o.dst, 256<<10)
 		}
 	}
 	parts := make([]*operators.Sessionizer, cfg.Partitions)
@@ -148,7 +152,7 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	}
 	sum.Totals = addStats(parts)
 	var errs []error
-	for _, bw := range w.w {
+	for _, bw := range []*bufio.Writer{w.system, w.events, w.late, w.dead, w.rules, w.eventLog} {
 		if bw != nil {
 			errs = append(errs, bw.Flush())
 		}
@@ -175,10 +179,11 @@ func addStats(parts []*operators.Sessionizer) operators.Stats {
 
 // jsonlEmitter writes each output stream as JSON Lines.
 type jsonlEmitter struct {
-	w      [6]*bufio.Writer // system, events, late, dead, rules, event log
-	topics Topics
-	buf    []byte
-	err    error
+	// One writer per output stream (OfflineOutputs); nil: the stream is not written.
+	system, events, late, dead, rules, eventLog *bufio.Writer
+	topics                                      Topics
+	buf                                         []byte
+	err                                         error
 }
 
 // Record writes a flow's record: fired schedules to the events stream and event-log records to
@@ -188,13 +193,13 @@ func (e *jsonlEmitter) Record(topic string, key, value []byte, headers []kgo.Rec
 	var w *bufio.Writer
 	switch topic {
 	case e.topics.Events:
-		w = e.w[1]
+		w = e.events
 	case e.topics.EventLog:
-		w = e.w[5]
+		w = e.eventLog
 	case e.topics.Dead:
-		w = e.w[3]
+		w = e.dead
 	default:
-		w = e.w[4]
+		w = e.rules
 	}
 	if w == nil || e.err != nil {
 		return
@@ -236,13 +241,13 @@ func (e *jsonlEmitter) Emit(o *operators.Output) {
 	var w *bufio.Writer
 	switch o.Kind {
 	case operators.KindSystem:
-		w = e.w[0]
+		w = e.system
 	case operators.KindEvent, operators.KindPassThrough:
-		w = e.w[1]
+		w = e.events
 	case operators.KindLate:
-		w = e.w[2]
+		w = e.late
 	case operators.KindDead:
-		w = e.w[3]
+		w = e.dead
 	}
 	if w == nil || e.err != nil {
 		return

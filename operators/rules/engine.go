@@ -33,9 +33,11 @@ const (
 	Late
 	// Transferred: the event was copied elsewhere for reprocessing (dwell move).
 	Transferred
+	// NumLogStates is the number of states: the length of arrays indexed by LogState.
+	NumLogStates = iota
 )
 
-var logStateNames = [...]string{"processed", "error", "ignored", "dead-lettered", "late", "transferred"}
+var logStateNames = [NumLogStates]string{"processed", "error", "ignored", "dead-lettered", "late", "transferred"}
 
 // ParseLogState returns the state named s.
 func ParseLogState(s string) (LogState, bool) {
@@ -59,9 +61,11 @@ const (
 	OutNotify
 	// OutRoute sends the event itself to Queue; Value is nil.
 	OutRoute
+	// NumOutputKinds is the number of kinds: the length of arrays indexed by OutputKind.
+	NumOutputKinds = iota
 )
 
-var outputKindNames = [...]string{"emit", "notify", "route"}
+var outputKindNames = [NumOutputKinds]string{"emit", "notify", "route"}
 
 func (k OutputKind) String() string { return outputKindNames[k] }
 
