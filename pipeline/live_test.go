@@ -88,17 +88,6 @@ func produceWeb(t *testing.T, brokers []string, topic string, cfg bench.WebConfi
 	return values
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // groupCaughtUp reports whether the group has committed the end of every input partition.
 func groupCaughtUp(t *testing.T, brokers []string, group, topic string) bool {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -230,7 +219,7 @@ func TestLiveCrashRecovery(t *testing.T) {
 			got := drainSystemEvents(t, e)
 			if tc.guarantee == pipeline.AtLeastOnce {
 				// Repeats are allowed; wait until the distinct events are all there.
-				waitFor(t, "every distinct system event", 60*time.Second, func() bool {
+				pipelinetest.WaitFor(t, "every distinct system event", 60*time.Second, func() bool {
 					e.now.Add(time.Minute.Milliseconds())
 					got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.System)
 					return len(dedupeIdentical(t, got)) >= e.wantCount
@@ -280,9 +269,9 @@ func TestLiveRebalance(t *testing.T) {
 	}
 	a, stopA, doneA := start("a")
 	b, stopB, doneB := start("b")
-	waitFor(t, "a third of the stream", 60*time.Second, func() bool { return processed.Load() > 2000 })
+	pipelinetest.WaitFor(t, "a third of the stream", 60*time.Second, func() bool { return processed.Load() > 2000 })
 	cInst, stopC, doneC := start("c")
-	waitFor(t, "two thirds of the stream", 60*time.Second, func() bool { return processed.Load() > 4000 })
+	pipelinetest.WaitFor(t, "two thirds of the stream", 60*time.Second, func() bool { return processed.Load() > 4000 })
 	stopA()
 	if err := <-doneA; err != nil {
 		t.Fatal(err)
@@ -330,8 +319,8 @@ func TestLiveMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- live.Run(ctx) }()
-	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
-	waitFor(t, "readiness", 10*time.Second, live.Ready)
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	pipelinetest.WaitFor(t, "readiness", 10*time.Second, live.Ready)
 	value := func(name string, labels map[string]string) (float64, int) {
 		fams, err := reg.Gather()
 		if err != nil {
@@ -431,10 +420,10 @@ func offlineWant(t *testing.T, values [][]byte) (map[string][]string, int) {
 // wantCount of them.
 func drainSystemEvents(t *testing.T, e *liveEnv) []*kgo.Record {
 	t.Helper()
-	waitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
 	e.now.Store(e.now.Load() + 48*time.Hour.Milliseconds())
 	var got []*kgo.Record
-	waitFor(t, "every system event", 60*time.Second, func() bool {
+	pipelinetest.WaitFor(t, "every system event", 60*time.Second, func() bool {
 		e.now.Add(time.Minute.Milliseconds()) // wall-clock time passes, also for partitions restored after the jump
 		got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.System)
 		return len(got) >= e.wantCount

@@ -315,9 +315,9 @@ func TestCartAbandonmentLive(t *testing.T) {
 		return l, cancel, done
 	}
 	a, stopA, doneA := start()
-	waitFor(t, "a third of the stream", 60*time.Second, func() bool { return processed.Load() > 2000 })
+	pipelinetest.WaitFor(t, "a third of the stream", 60*time.Second, func() bool { return processed.Load() > 2000 })
 	b, stopB, doneB := start()
-	waitFor(t, "the group to consume every record", 90*time.Second, func() bool { return groupCaughtUp(t, k.Brokers, k.Name("dwell"), input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 90*time.Second, func() bool { return groupCaughtUp(t, k.Brokers, k.Name("dwell"), input) })
 	// Idle advancement: the wall clock moves on, every pending cart fires.
 	now.Add(48 * time.Hour.Milliseconds())
 	wantFired := 0
@@ -327,7 +327,7 @@ func TestCartAbandonmentLive(t *testing.T) {
 		}
 	}
 	var events []*kgo.Record
-	waitFor(t, "every abandoned cart", 60*time.Second, func() bool {
+	pipelinetest.WaitFor(t, "every abandoned cart", 60*time.Second, func() bool {
 		now.Add(time.Minute.Milliseconds())
 		events = pipelinetest.ReadCommitted(t, k.Brokers, topics.Events)
 		n := 0

@@ -137,17 +137,6 @@ func produce(t *testing.T, brokers []string, recs ...*kgo.Record) {
 	}
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func committed(t *testing.T, brokers []string, group, topic string) (ends, commits map[int32]int64) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -312,7 +301,7 @@ func TestDeliverFlakyEndpoint(t *testing.T) {
 	cfg := rig.config(reg)
 	cfg.MaxAttempts = 30
 	stop := start(t, cfg)
-	waitFor(t, "every record handled and committed", 30*time.Second, func() bool {
+	pipelinetest.WaitFor(t, "every record handled and committed", 30*time.Second, func() bool {
 		return len(h.deliveredIDs()) >= good+2 && caughtUp(t, rig.env.Brokers, cfg.Group, rig.queue)
 	})
 
@@ -485,7 +474,7 @@ func TestDeliverRestartMissesNothing(t *testing.T) {
 
 	cfg2 := rig.config(prometheus.NewRegistry())
 	stop2 := start(t, cfg2)
-	waitFor(t, "the second deliverer to finish", 20*time.Second, func() bool {
+	pipelinetest.WaitFor(t, "the second deliverer to finish", 20*time.Second, func() bool {
 		return len(h.deliveredIDs()) == n && caughtUp(t, rig.env.Brokers, cfg.Group, rig.queue)
 	})
 	if err := stop2(); err != nil {
@@ -595,11 +584,11 @@ func TestDeliverRebalance(t *testing.T) {
 	var logA lockedBuffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logA, nil))
 	stopA := start(t, cfg)
-	waitFor(t, "the first deliverer to start", 10*time.Second, func() bool { return len(h.deliveredIDs()) >= 30 })
+	pipelinetest.WaitFor(t, "the first deliverer to start", 10*time.Second, func() bool { return len(h.deliveredIDs()) >= 30 })
 	cfgB := rig.config(prometheus.NewRegistry())
 	cfgB.Logger = slog.New(slog.NewTextHandler(&logB, nil))
 	stopB := start(t, cfgB)
-	waitFor(t, "both to finish", 30*time.Second, func() bool {
+	pipelinetest.WaitFor(t, "both to finish", 30*time.Second, func() bool {
 		return len(h.deliveredIDs()) == n && caughtUp(t, rig.env.Brokers, cfg.Group, rig.queue)
 	})
 	if err := errors.Join(stopA(), stopB()); err != nil {
@@ -650,7 +639,7 @@ func TestDeliverPausesBehindAStuckRecord(t *testing.T) {
 	cfg.MaxPending = 10
 	cfg.MaxAttempts = 1000
 	stop := start(t, cfg)
-	waitFor(t, "the records behind the stuck one to be delivered up to the bound", 10*time.Second, func() bool {
+	pipelinetest.WaitFor(t, "the records behind the stuck one to be delivered up to the bound", 10*time.Second, func() bool {
 		return len(h.deliveredIDs()) >= cfg.MaxPending-cfg.Concurrency
 	})
 	time.Sleep(300 * time.Millisecond)
@@ -665,7 +654,7 @@ func TestDeliverPausesBehindAStuckRecord(t *testing.T) {
 		}
 	}
 	healed.Store(true)
-	waitFor(t, "everything after the stuck record heals", 10*time.Second, func() bool {
+	pipelinetest.WaitFor(t, "everything after the stuck record heals", 10*time.Second, func() bool {
 		return len(h.deliveredIDs()) == len(recs) && caughtUp(t, rig.env.Brokers, cfg.Group, rig.queue)
 	})
 	if err := stop(); err != nil {

@@ -213,3 +213,18 @@ func ReadCommitted(t testing.TB, brokers []string, topic string) []*kgo.Record {
 		})
 	}
 }
+
+// WaitFor polls cond until it holds, failing the test (naming what it waited for) once timeout
+// has passed. Tests wait on conditions rather than sleep, so that they hold on a busy machine:
+// give timeout room for one. Polls start 5ms apart and back off to 50ms, so an expensive cond
+// (one that asks the broker) is not called in a tight loop.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for pause := 5 * time.Millisecond; !cond(); pause = min(2*pause, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(pause)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // writeFile replaces path atomically, as editors and config management do.
@@ -63,20 +65,20 @@ func TestFilesReload(t *testing.T) {
 	}
 	var rec recorder
 	watch(t, f, rec.apply)
-	waitFor(t, "the watcher to start", func() bool { return strings.Contains(log.String(), "watching rules files") })
+	pipelinetest.WaitFor(t, "the watcher to start", 10*time.Second, func() bool { return strings.Contains(log.String(), "watching rules files") })
 	time.Sleep(30 * time.Millisecond) // a few polls: the version Load returned is not applied again
 	if got := rec.versions(); len(got) != 0 {
 		t.Fatalf("applied %v with no change since Load", got)
 	}
 
 	writeFile(t, path, rulesYAML("v2"))
-	waitFor(t, "v2 applied", func() bool { return slices.Equal(rec.versions(), []string{"v2"}) })
+	pipelinetest.WaitFor(t, "v2 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v2"}) })
 	if v := runningVersion(t, reg); v != "v2" {
 		t.Fatalf("version metric %q, want v2", v)
 	}
 
 	writeFile(t, path, badRulesYAML)
-	waitFor(t, "the bad file rejected", func() bool { return reloads(m, "file", "rejected") == 1 })
+	pipelinetest.WaitFor(t, "the bad file rejected", 10*time.Second, func() bool { return reloads(m, "file", "rejected") == 1 })
 	logContains(t, &log, "rules rejected", "line=5", "column=17", "rule=typo", path, "running=v2")
 	if v := runningVersion(t, reg); v != "v2" {
 		t.Fatalf("version metric %q after a bad file, want v2", v)
@@ -87,7 +89,7 @@ func TestFilesReload(t *testing.T) {
 	}
 
 	writeFile(t, path, rulesYAML("v3"))
-	waitFor(t, "v3 applied", func() bool { return slices.Equal(rec.versions(), []string{"v2", "v3"}) })
+	pipelinetest.WaitFor(t, "v3 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v2", "v3"}) })
 	if v := runningVersion(t, reg); v != "v3" {
 		t.Fatalf("version metric %q, want v3", v)
 	}
@@ -114,7 +116,7 @@ func TestFilesSignal(t *testing.T) {
 	}
 	var rec recorder
 	watch(t, f, rec.apply)
-	waitFor(t, "the watcher to start", func() bool { return strings.Contains(log.String(), "watching rules files") })
+	pipelinetest.WaitFor(t, "the watcher to start", 10*time.Second, func() bool { return strings.Contains(log.String(), "watching rules files") })
 
 	writeFile(t, regPath, "version: r2\ntypes:\n  signup: {}\n")
 	time.Sleep(20 * time.Millisecond)
@@ -122,26 +124,26 @@ func TestFilesSignal(t *testing.T) {
 		t.Fatalf("applied %v with polling off and no signal", got)
 	}
 	sig <- syscall.SIGHUP
-	waitFor(t, "r2 applied", func() bool { return slices.Equal(rec.versions(), []string{"v1/r2"}) })
+	pipelinetest.WaitFor(t, "r2 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v1/r2"}) })
 
 	// A registry error names the registry file, not the rules file.
 	writeFile(t, regPath, "version: r3\ntypes:\n  signup: {enabled: maybe}\n")
 	sig <- syscall.SIGHUP
-	waitFor(t, "the bad registry rejected", func() bool { return reloads(m, "file", "rejected") == 1 })
+	pipelinetest.WaitFor(t, "the bad registry rejected", 10*time.Second, func() bool { return reloads(m, "file", "rejected") == 1 })
 	logContains(t, &log, "rules rejected", "line=3", "column=21", `type=signup`, `err="`+regPath+`: rules: line 3`)
 
 	// A version the processor refuses (its topics are missing) is retried on the next signal.
 	rec.setRefuse(errors.New("pipeline: topics missing"))
 	writeFile(t, regPath, "version: r4\ntypes:\n  signup: {queue: q}\n")
 	sig <- syscall.SIGHUP
-	waitFor(t, "r4 refused", func() bool { return reloads(m, "file", "rejected") == 2 })
+	pipelinetest.WaitFor(t, "r4 refused", 10*time.Second, func() bool { return reloads(m, "file", "rejected") == 2 })
 	logContains(t, &log, "rules rejected", "version=v1/r4", "topics missing", "running=v1/r2")
 	if v := runningVersion(t, reg); v != "v1/r2" {
 		t.Fatalf("version metric %q, want v1/r2", v)
 	}
 	rec.setRefuse(nil)
 	sig <- syscall.SIGHUP
-	waitFor(t, "r4 applied", func() bool { return slices.Equal(rec.versions(), []string{"v1/r2", "v1/r4"}) })
+	pipelinetest.WaitFor(t, "r4 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v1/r2", "v1/r4"}) })
 	if v := runningVersion(t, reg); v != "v1/r4" {
 		t.Fatalf("version metric %q, want v1/r4", v)
 	}
@@ -169,18 +171,18 @@ func TestWatchFiles(t *testing.T) {
 		cancel()
 		wg.Wait()
 	}()
-	waitFor(t, "v1 applied", func() bool { return slices.Equal(rec.versions(), []string{"v1"}) })
+	pipelinetest.WaitFor(t, "v1 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v1"}) })
 	writeFile(t, path, "")
 	time.Sleep(50 * time.Millisecond)
 	writeFile(t, path, rulesYAML("v2"))
-	waitFor(t, "v2 applied", func() bool { return slices.Equal(rec.versions(), []string{"v1", "v2"}) })
+	pipelinetest.WaitFor(t, "v2 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v1", "v2"}) })
 	if n := reloads(m, "file", "rejected"); n != 0 {
 		t.Fatalf("an empty file was rejected %v times; want it waited out", n)
 	}
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the missing file rejected", func() bool { return reloads(m, "file", "rejected") == 1 })
+	pipelinetest.WaitFor(t, "the missing file rejected", 10*time.Second, func() bool { return reloads(m, "file", "rejected") == 1 })
 	if v := runningVersion(t, reg); v != "v2" {
 		t.Fatalf("version metric %q, want v2", v)
 	}

@@ -83,7 +83,7 @@ func TestTopicPublishWatch(t *testing.T) {
 	watch(t, src, rec.apply)
 
 	publish(t, cl, topic, rulesYAML("v2"))
-	waitFor(t, "v2 applied", func() bool { return slices.Equal(rec.versions(), []string{"v2"}) })
+	pipelinetest.WaitFor(t, "v2 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v2"}) })
 	if v := runningVersion(t, reg); v != "v2" {
 		t.Fatalf("version metric %q, want v2", v)
 	}
@@ -100,7 +100,7 @@ func TestTopicPublishWatch(t *testing.T) {
 		&kgo.Record{Topic: topic, Key: key}, // a tombstone
 		&kgo.Record{Topic: topic, Key: []byte("something-else"), Value: []byte("ignored")},
 	)
-	waitFor(t, "4 bad records rejected", func() bool { return reloads(m, "topic", "rejected") == 4 })
+	pipelinetest.WaitFor(t, "4 bad records rejected", 10*time.Second, func() bool { return reloads(m, "topic", "rejected") == 4 })
 	logContains(t, &log, "rules rejected", "line=5", "column=17", "rule=typo", "by=someone", "running=v2")
 	logContains(t, &log, "rules rejected", "format 2")
 	if v := runningVersion(t, reg); v != "v2" {
@@ -109,7 +109,7 @@ func TestTopicPublishWatch(t *testing.T) {
 
 	publish(t, cl, topic, rulesYAML("v2")) // the same content again: nothing to apply
 	publish(t, cl, topic, rulesYAML("v3"))
-	waitFor(t, "v3 applied", func() bool { return slices.Equal(rec.versions(), []string{"v2", "v3"}) })
+	pipelinetest.WaitFor(t, "v3 applied", 10*time.Second, func() bool { return slices.Equal(rec.versions(), []string{"v2", "v3"}) })
 	if a, r := reloads(m, "topic", "applied"), reloads(m, "topic", "rejected"); a != 2 || r != 4 {
 		t.Fatalf("reloads applied=%v rejected=%v, want 2 and 4", a, r)
 	}
@@ -145,7 +145,7 @@ func TestTopicNewestValid(t *testing.T) {
 	go func() {
 		done <- WatchTopic(ctx, TopicConfig{Brokers: k.Brokers, Topic: topic, Interval: 20 * time.Millisecond}, rec.apply)
 	}()
-	waitFor(t, "v2 applied", func() bool { return len(rec.versions()) > 0 })
+	pipelinetest.WaitFor(t, "v2 applied", 10*time.Second, func() bool { return len(rec.versions()) > 0 })
 	time.Sleep(100 * time.Millisecond)
 	cancel()
 	if err := <-done; err != nil {
