@@ -219,13 +219,13 @@ func (s *Store) NewBatch(partition int32) *Batch {
 func (b *Batch) PutKey(c operators.Change, snapshot []byte) error {
 	if c.Deleted {
 		if err := b.b.Delete(keyKey(b.partition, c.Key), nil); err != nil {
-			return err
+			return fmt.Errorf("state: partition %d: deleting key %q: %w", b.partition, c.Key, err)
 		}
 		c.Deadlines = [len(c.Deadlines)]int64{}
 	} else {
 		b.rec = AppendKeyRecord(b.rec[:0], c.Deadlines, snapshot)
 		if err := b.b.Set(keyKey(b.partition, c.Key), b.rec, nil); err != nil {
-			return err
+			return fmt.Errorf("state: partition %d: writing key %q: %w", b.partition, c.Key, err)
 		}
 	}
 	return moveTimers(b.b, b.partition, c.Key, c.Persisted, c.Deadlines)
@@ -240,12 +240,12 @@ func moveTimers(b *pebble.Batch, partition int32, key string, old, cur [numTimer
 		k := operators.TimerKind(kind)
 		if old[kind] != 0 {
 			if err := b.Delete(timerKey(partition, old[kind], k, key), nil); err != nil {
-				return err
+				return fmt.Errorf("state: partition %d: unindexing a timer of key %q: %w", partition, key, err)
 			}
 		}
 		if cur[kind] != 0 {
 			if err := b.Set(timerKey(partition, cur[kind], k, key), nil, nil); err != nil {
-				return err
+				return fmt.Errorf("state: partition %d: indexing a timer of key %q: %w", partition, key, err)
 			}
 		}
 	}
@@ -259,9 +259,12 @@ func (b *Batch) PutPartition(snapshot []byte, changelogOffset int64) error {
 		return fmt.Errorf("state: negative changelog offset %d", changelogOffset)
 	}
 	if err := b.b.Set(prefix(tagPartition, b.partition), snapshot, nil); err != nil {
-		return err
+		return fmt.Errorf("state: partition %d: writing the partition snapshot: %w", b.partition, err)
 	}
-	return b.b.Set(prefix(tagOffset, b.partition), binary.AppendUvarint(nil, uint64(changelogOffset)+1), nil)
+	if err := b.b.Set(prefix(tagOffset, b.partition), binary.AppendUvarint(nil, uint64(changelogOffset)+1), nil); err != nil {
+		return fmt.Errorf("state: partition %d: writing the changelog offset: %w", b.partition, err)
+	}
+	return nil
 }
 
 // Len is the size of the batch in bytes.
@@ -358,7 +361,7 @@ func (s *Store) DueTimers(partition int32, before int64, fn func(deadline int64,
 	upper := timerKey(partition, max(before, 0), 0, "")
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return err
+		return fmt.Errorf("state: partition %d: reading due timers: %w", partition, err)
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
@@ -370,7 +373,10 @@ func (s *Store) DueTimers(partition int32, before int64, fn func(deadline int64,
 			return err
 		}
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("state: partition %d: reading due timers: %w", partition, err)
+	}
+	return nil
 }
 
 // Reset deletes everything stored for partition (before reprocessing it from a rewound offset,
@@ -381,7 +387,7 @@ func (s *Store) Reset(partition int32) error {
 	for _, tag := range []byte{tagKey, tagTimer, tagPartition, tagOffset} {
 		start := prefix(tag, partition)
 		if err := b.DeleteRange(start, prefixEnd(start), nil); err != nil {
-			return err
+			return fmt.Errorf("state: resetting partition %d: %w", partition, err)
 		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -401,22 +407,26 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
+// scan calls fn for every stored key that starts with p, in order; fn's error is returned as is.
 func (s *Store) scan(p []byte, fn func(k, v []byte) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
-		return err
+		return fmt.Errorf("state: scanning %q: %w", p, err)
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return err
+			return fmt.Errorf("state: reading %q: %w", it.Key(), err)
 		}
 		if err := fn(it.Key(), v); err != nil {
 			return err
 		}
 	}
-	return it.Error()
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("state: scanning %q: %w", p, err)
+	}
+	return nil
 }
 
 // Health is what an operator watches: compaction debt, L0 pressure and cache effectiveness.
