@@ -22,7 +22,8 @@ type Topics struct {
 	QueuePrefix string
 }
 
-// DefaultTopics are the topic names of DESIGN.md §4, and those of the rules' outputs.
+// DefaultTopics are the default output topic names (README, Outputs), and those of the rules'
+// outputs.
 func DefaultTopics() Topics {
 	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq", Changelog: "dwell.changelog",
 		EventLog: "dwell.event-log", QueuePrefix: "dwell.queue."}

@@ -22,4 +22,34 @@
 //
 // Backpressure is structural: a cycle takes at most MaxPollRecords, and nothing more is polled
 // until the cycle's transaction has ended.
+//
+// # The cycle
+//
+// Live.runOnce (cycle.go) reads as Kafka Streams' StreamThread.runOnce does, one method per
+// phase: poll (at most MaxPollRecords, at most PollTimeout; workers of partitions revoked
+// meanwhile stop), begin (the transaction, exactly-once only), restore (a worker for every
+// partition assigned or polled that has none, rebuilt first; restore.go), process (every worker
+// runs its job: process its records, punctuate — idle advancement and due timers — and write
+// what changed; worker.go), commit (one phase for both guarantees: flush, then end the
+// transaction and commit Pebble to match, or, at-least-once, commit Pebble and then the
+// offsets). Ownership: Live's parts map and the transaction belong to Run's goroutine; a
+// worker's sessionizer, flow and batch belong to the worker while it runs a job and to Run's
+// goroutine between jobs; the group's callbacks only note assignments under Live.mu
+// (rebalance.go).
+//
+// # Files
+//
+//	config.go     LiveConfig, DefaultLiveConfig, validation, ErrConfig
+//	live.go       Live: construction, rule sets, stats, Close
+//	rebalance.go  the group's callbacks and readiness
+//	cycle.go      Run, recovery from a failed cycle, and the cycle's phases
+//	worker.go     the partition worker
+//	restore.go    a partition rebuilt from Pebble plus the changelog
+//	emit.go       a worker's outputs into the cycle's transaction
+//	flow.go       registry admission, rules and the event log around the sessionizer (live and offline)
+//	offline.go    RunOffline: JSON Lines through the same operators and flow
+//	metrics.go    the processor's Prometheus series
+//
+// The wire formats the pipeline shares with other tools live once: dead-letter headers in
+// pipeline/deadletter, partition and changelog records in state.
 package pipeline

@@ -17,16 +17,6 @@ import (
 	"github.com/dwellhq/dwell/state"
 )
 
-// The live processor spans several files, one room each:
-//
-//	config.go     LiveConfig, its defaults and validation, ErrConfig
-//	live.go       Live: construction, rule sets, stats, Close
-//	rebalance.go  the group's callbacks, and readiness
-//	cycle.go      Run and the cycle's phases: poll, restore, process, commit
-//	worker.go     the partition worker: process, punctuate, write changes, finish
-//	restore.go    rebuilding a partition from Pebble plus the changelog
-//	emit.go       the worker's outputs into the cycle's transaction
-
 // Live is the exactly-once live processor: a consumer group whose every processing cycle is
 // one Kafka transaction holding the outputs, the changelog records of every key the cycle
 // changed, and the consumed offsets. Each assigned partition has one worker goroutine that owns
