@@ -19,6 +19,7 @@ import (
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
+	"github.com/dwellhq/dwell/pipeline/topicscan"
 )
 
 // logEntry is an event-log record as rules.AppendLogJSON writes it. Decoding is tolerant:
@@ -151,31 +152,13 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	if err := topicsExist(ctx, adm, *topic); err != nil {
+	if err := topicscan.Exist(ctx, adm, *topic); err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
-	ends, err := adm.ListCommittedOffsets(ctx, *topic)
+	spans, err := topicscan.Plan(ctx, adm, *topic, sinceT) // a partition it cannot list is left out
 	if err != nil {
-		return fmt.Errorf("log: listing the end offsets of %s: %w", *topic, err)
+		return fmt.Errorf("log: %w", err)
 	}
-	var starts kadm.ListedOffsets
-	if sinceT.IsZero() {
-		starts, err = adm.ListStartOffsets(ctx, *topic)
-	} else {
-		starts, err = adm.ListOffsetsAfterMilli(ctx, sinceT.UnixMilli(), *topic)
-	}
-	if err != nil {
-		return fmt.Errorf("log: listing the start offsets of %s: %w", *topic, err)
-	}
-	spans := map[int32][2]int64{}
-	consume := map[int32]kgo.Offset{}
-	ends.Each(func(e kadm.ListedOffset) {
-		s, ok := starts.Lookup(*topic, e.Partition)
-		if ok && e.Err == nil && s.Err == nil && s.Offset < e.Offset {
-			spans[e.Partition] = [2]int64{s.Offset, e.Offset}
-			consume[e.Partition] = kgo.NewOffset().At(s.Offset)
-		}
-	})
 
 	var hits newest
 	scanned, unreadable := 0, 0
@@ -208,20 +191,11 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return nil
 	}
-	if len(consume) > 0 {
-		rd, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...),
-			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{*topic: consume}),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()}, kopts...)...)
-		if err != nil {
-			return fmt.Errorf("log: %w", err)
+	if err := spans.Scan(ctx, splitList(*brokers), kopts, match, nil); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return err
 		}
-		defer rd.Close()
-		if err := moveScan(ctx, rd, *topic, spans, match, func(int64) {}); err != nil {
-			if errors.Is(err, context.Canceled) {
-				return err
-			}
-			return fmt.Errorf("log: %w", err)
-		}
+		return fmt.Errorf("log: %w", err)
 	}
 	out := []*logHit(hits)
 	slices.SortFunc(out, func(a, b *logHit) int {

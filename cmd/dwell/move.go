@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
 	"github.com/dwellhq/dwell/pipeline/deadletter"
+	"github.com/dwellhq/dwell/pipeline/topicscan"
 )
 
 // headerReprocessOf names the record a moved copy was made from: topic/partition/offset.
@@ -103,42 +105,22 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			need = append(need, *eventLog)
 		}
 	}
-	if err := topicsExist(ctx, adm, need...); err != nil {
-		if *eventLog != "" && strings.Contains(err.Error(), *eventLog) {
+	if err := topicscan.Exist(ctx, adm, need...); err != nil {
+		var missing *topicscan.MissingError
+		if errors.As(err, &missing) && *eventLog != "" && slices.Contains(missing.Topics, *eventLog) {
 			err = fmt.Errorf("%w (or pass --event-log-topic '' to move without logging)", err)
 		}
 		return fmt.Errorf("move: %w", err)
 	}
-	ends, err := adm.ListCommittedOffsets(ctx, *from) // read_committed: the last stable offsets
+	spans, err := topicscan.Plan(ctx, adm, *from, sinceT) // read_committed: the last stable offsets
 	if err != nil {
-		return fmt.Errorf("move: listing the end offsets of %s: %w", *from, err)
+		return fmt.Errorf("move: %w", err)
 	}
-	var starts kadm.ListedOffsets
-	if sinceT.IsZero() {
-		starts, err = adm.ListStartOffsets(ctx, *from)
-	} else {
-		starts, err = adm.ListOffsetsAfterMilli(ctx, sinceT.UnixMilli(), *from)
-	}
-	if err != nil {
-		return fmt.Errorf("move: listing the start offsets of %s: %w", *from, err)
-	}
-	spans := map[int32][2]int64{} // partition -> [start, end)
-	consume := map[int32]kgo.Offset{}
-	var total int64
-	ends.Each(func(e kadm.ListedOffset) {
-		s, ok := starts.Lookup(*from, e.Partition)
-		if !ok || e.Err != nil || s.Err != nil || s.Offset >= e.Offset {
-			return
-		}
-		spans[e.Partition] = [2]int64{s.Offset, e.Offset}
-		consume[e.Partition] = kgo.NewOffset().At(s.Offset)
-		total += e.Offset - s.Offset
-	})
-	if err := ends.Error(); err != nil {
-		return fmt.Errorf("move: end offsets of %s: %w", *from, err)
+	if spans.Err != nil {
+		return fmt.Errorf("move: end offsets of %s: %w", *from, spans.Err)
 	}
 
-	st := moveStats{start: time.Now(), total: total}
+	st := moveStats{start: time.Now(), total: spans.Total}
 	var written, logged atomic.Int64
 	var produceErr atomic.Pointer[error]
 	promise := func(counter *atomic.Int64) func(*kgo.Record, error) {
@@ -152,55 +134,45 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	onCopy, onLog := promise(&written), promise(&logged)
 	enc := json.NewEncoder(stdout)
-	var runErr error
-	if len(consume) > 0 {
-		rd, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...),
-			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{*from: consume}),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()}, kopts...)...)
-		if err != nil {
-			return fmt.Errorf("move: %w", err)
+	runErr := spans.Scan(ctx, splitList(*brokers), kopts, func(r *kgo.Record) error {
+		st.scanned++
+		if !sinceT.IsZero() && r.Timestamp.Before(sinceT) || !untilT.IsZero() && !r.Timestamp.Before(untilT) {
+			return nil
 		}
-		defer rd.Close()
-		runErr = moveScan(ctx, rd, *from, spans, func(r *kgo.Record) error {
-			st.scanned++
-			if !sinceT.IsZero() && r.Timestamp.Before(sinceT) || !untilT.IsZero() && !r.Timestamp.Before(untilT) {
+		if prog != nil {
+			ok, err := expr.Run(prog, newMoveRecord(r))
+			if err != nil {
+				st.filterErrs++
+				if st.firstFilterErr == "" {
+					st.firstFilterErr = fmt.Sprintf("%s/%d/%d: %v", r.Topic, r.Partition, r.Offset, err)
+				}
 				return nil
 			}
-			if prog != nil {
-				ok, err := expr.Run(prog, newMoveRecord(r))
-				if err != nil {
-					st.filterErrs++
-					if st.firstFilterErr == "" {
-						st.firstFilterErr = fmt.Sprintf("%s/%d/%d: %v", r.Topic, r.Partition, r.Offset, err)
-					}
-					return nil
-				}
-				if ok != true {
-					return nil
-				}
+			if ok != true {
+				return nil
 			}
-			st.matched++
-			if *dryRun {
-				return enc.Encode(tailRecord(r))
-			}
-			if p := produceErr.Load(); p != nil {
-				return fmt.Errorf("writing to %s: %w", *to, *p)
-			}
-			// An interrupt stops the scan; what it matched is still written and counted.
-			wctx := context.WithoutCancel(ctx)
-			cl.Produce(wctx, copyRecord(r, *to), onCopy)
-			if *eventLog != "" {
-				cl.Produce(wctx, transferLog(r, *eventLog), onLog)
-			}
-			return nil
-		}, func(pos int64) {
-			st.pos = pos
-			if *progressEvery > 0 && time.Since(st.lastProgress) >= *progressEvery {
-				st.lastProgress = time.Now()
-				fmt.Fprintln(stderr, st.line(written.Load()))
-			}
-		})
-	}
+		}
+		st.matched++
+		if *dryRun {
+			return enc.Encode(topicscan.Record(r))
+		}
+		if p := produceErr.Load(); p != nil {
+			return fmt.Errorf("writing to %s: %w", *to, *p)
+		}
+		// An interrupt stops the scan; what it matched is still written and counted.
+		wctx := context.WithoutCancel(ctx)
+		cl.Produce(wctx, copyRecord(r, *to), onCopy)
+		if *eventLog != "" {
+			cl.Produce(wctx, transferLog(r, *eventLog), onLog)
+		}
+		return nil
+	}, func(pos int64) {
+		st.pos = pos
+		if *progressEvery > 0 && time.Since(st.lastProgress) >= *progressEvery {
+			st.lastProgress = time.Now()
+			fmt.Fprintln(stderr, st.line(written.Load()))
+		}
+	})
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		runErr = fmt.Errorf("move: %w", runErr)
 	}
@@ -245,67 +217,6 @@ func (s *moveStats) line(written int64) string {
 	}
 	return fmt.Sprintf("dwell move: %5.1f%% of %d offsets, scanned %d records, matched %d, written %d, %.0f records/s",
 		pct, s.total, s.scanned, s.matched, written, float64(s.scanned)/max(el, 1e-3))
-}
-
-// moveScan reads each partition of topic from its span's start up to its end (exclusive),
-// calling each for every data record, and tick with the offsets read so far after every fetch.
-func moveScan(ctx context.Context, cl *kgo.Client, topic string, spans map[int32][2]int64, each func(*kgo.Record) error, tick func(int64)) error {
-	left := len(spans)
-	var pos int64
-	done := map[int32]bool{}
-	next := map[int32]int64{}
-	for p, s := range spans {
-		next[p] = s[0]
-	}
-	for left > 0 {
-		// A partition whose last offsets are records of a transaction aborted later than the
-		// end offsets were taken never reaches its end; a long silence ends the scan.
-		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		fetches := cl.PollFetches(pctx)
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if pctx.Err() != nil && fetches.NumRecords() == 0 {
-			var short []string
-			for p, s := range spans {
-				if !done[p] {
-					short = append(short, fmt.Sprintf("%d (at %d of %d)", p, next[p], s[1]))
-				}
-			}
-			return fmt.Errorf("%s: nothing more to read for 15s from partitions %s; their ends may be aborted transaction records, or the brokers unreachable", topic, strings.Join(short, ", "))
-		}
-		for _, fe := range fetches.Errors() {
-			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
-				continue
-			}
-			return fmt.Errorf("reading %s partition %d: %w", fe.Topic, fe.Partition, fe.Err)
-		}
-		var err error
-		fetches.EachRecord(func(r *kgo.Record) {
-			if err != nil || done[r.Partition] {
-				return
-			}
-			end := spans[r.Partition][1]
-			if r.Offset >= end {
-				return
-			}
-			pos += r.Offset + 1 - next[r.Partition]
-			next[r.Partition] = r.Offset + 1
-			if !r.Attrs.IsControl() {
-				err = each(r)
-			}
-			if r.Offset >= end-1 {
-				done[r.Partition] = true
-				left--
-			}
-		})
-		tick(pos)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // copyRecord is r for topic to: key, value and headers kept, plus where it came from. The
@@ -406,22 +317,4 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 (2026-01-02T15:04:05Z) nor a duration ago (90m, 2h, 7d)", s)
 	}
 	return now.Add(-d), nil
-}
-
-// topicsExist returns an error naming the topics that do not exist.
-func topicsExist(ctx context.Context, adm *kadm.Client, topics ...string) error {
-	details, err := adm.ListTopics(ctx, topics...)
-	if err != nil {
-		return fmt.Errorf("listing topics: %w", err)
-	}
-	var missing []string
-	for _, t := range topics {
-		if td, ok := details[t]; !ok || td.Err != nil {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("topics %s do not exist", strings.Join(missing, ", "))
-	}
-	return nil
 }

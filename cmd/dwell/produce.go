@@ -9,11 +9,11 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/bench"
+	"github.com/dwellhq/dwell/pipeline/topicscan"
 )
 
 // cmdProduce writes the web-tracking generator's records to a topic of any Kafka at a target
@@ -131,35 +131,11 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				return
 			}
 			n++
-			err = enc.Encode(tailRecord(r))
+			err = enc.Encode(topicscan.Record(r))
 		})
 		if err != nil {
 			return fmt.Errorf("tail: %w", err)
 		}
 	}
 	return nil
-}
-
-// tailRecord is a record as dwell tail prints it: the value inline when it is JSON, as a
-// string otherwise.
-func tailRecord(r *kgo.Record) any {
-	out := map[string]any{
-		"topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
-		"timestamp": r.Timestamp.UTC().Format(time.RFC3339Nano), "key": string(r.Key),
-	}
-	if json.Valid(r.Value) {
-		out["value"] = json.RawMessage(r.Value)
-	} else if utf8.Valid(r.Value) {
-		out["value"] = string(r.Value)
-	} else {
-		out["value_base64"] = r.Value
-	}
-	if len(r.Headers) > 0 {
-		h := map[string]string{}
-		for _, kv := range r.Headers {
-			h[kv.Key] = string(kv.Value)
-		}
-		out["headers"] = h
-	}
-	return out
 }
