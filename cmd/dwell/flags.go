@@ -8,7 +8,9 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -159,6 +161,41 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseWindow reads the --since and --until of dwell move and dwell log (parseWhen).
+func parseWindow(since, until string, now time.Time) (time.Time, time.Time, error) {
+	s, err := parseWhen(since, now)
+	if err != nil {
+		return s, time.Time{}, fmt.Errorf("--since: %w", err)
+	}
+	u, err := parseWhen(until, now)
+	if err != nil {
+		return s, u, fmt.Errorf("--until: %w", err)
+	}
+	return s, u, nil
+}
+
+// parseWhen reads RFC 3339 or a duration before now (Go durations, plus d for days); "" is
+// the zero time.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		if d, err := strconv.ParseFloat(n, 64); err == nil && d >= 0 {
+			return now.Add(-time.Duration(d * 24 * float64(time.Hour))), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 (2026-01-02T15:04:05Z) nor a duration ago (90m, 2h, 7d)", s)
+	}
+	return now.Add(-d), nil
 }
 
 func version() string {
