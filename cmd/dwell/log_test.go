@@ -136,34 +136,3 @@ func TestLogUsageErrors(t *testing.T) {
 		}
 	}
 }
-
-func TestDecodeLogEntry(t *testing.T) {
-	e, ok := decodeLogEntry(rules.AppendLogJSON(nil, &rules.LogEntry{EventID: "a", Type: "t", Key: "k", Time: 0, Topic: "x",
-		Partition: 2, Offset: 3, State: rules.Late, ConfigVersion: "v1", ProcessingMicros: 5, Unregistered: true}))
-	if !ok || e.EventID != "a" || e.Partition != 2 || e.Offset != 3 || e.State != "late" || e.ConfigVersion != "v1" ||
-		e.ProcessingUS != 5 || !e.Unregistered || e.Time != "1970-01-01T00:00:00.000Z" {
-		t.Errorf("%+v", e)
-	}
-	for _, bad := range []string{"", "x", "[1]", `{"event_id":`} {
-		if _, ok := decodeLogEntry([]byte(bad)); ok {
-			t.Errorf("%q decoded", bad)
-		}
-	}
-	if e, ok := decodeLogEntry([]byte(`{"type":"t","offset":"7","rules":"r"}`)); !ok || e.Type != "t" {
-		t.Errorf("tolerant decode: %+v %v", e, ok)
-	}
-}
-
-// FuzzDecodeLogEntry: any record on the event-log topic decodes or is skipped, never panics,
-// and an entry written by rules.AppendLogJSON always decodes.
-func FuzzDecodeLogEntry(f *testing.F) {
-	f.Add([]byte(`{"event_id":"a","type":"t","partition":"x"}`), "e", int64(3))
-	f.Add([]byte(`not json`), "", int64(-1))
-	f.Fuzz(func(t *testing.T, raw []byte, id string, offset int64) {
-		decodeLogEntry(raw)
-		v := rules.AppendLogJSON(nil, &rules.LogEntry{EventID: id, Type: id, Key: id, Offset: offset, State: rules.Processed})
-		if e, ok := decodeLogEntry(v); !ok || e.Offset != offset || e.State != "processed" {
-			t.Fatalf("%s decoded as %+v, %v", v, e, ok)
-		}
-	})
-}
