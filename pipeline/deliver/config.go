@@ -14,7 +14,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Config is a deliverer's settings. Zero fields take the documented defaults (EnsureDefaults).
+// Config is a deliverer's settings. Zero fields take the documented defaults (EnsureDefaults;
+// DefaultConfig holds those that do not depend on Queue).
 type Config struct {
 	// Brokers are the seed brokers. Required.
 	Brokers []string
@@ -61,8 +62,29 @@ type Config struct {
 	Metrics *Metrics
 }
 
-// EnsureDefaults fills the zero fields.
+// DefaultConfig returns a Config holding the defaults that a flag can bind: all but Topic and
+// Group (derived from Queue) and HTTPClient, Logger and Now. cmd/dwell binds its flags to the
+// fields, each with the field's value as the flag's default, and EnsureDefaults fills zero
+// fields from it, so each default is written once.
+func DefaultConfig() Config {
+	return Config{
+		DeadTopic:      "dwell.dlq",
+		Concurrency:    8,
+		MaxPending:     1000,
+		AttemptTimeout: 10 * time.Second,
+		MaxAttempts:    10,
+		MaxElapsed:     5 * time.Minute,
+		InitialBackoff: 250 * time.Millisecond,
+		MaxBackoff:     30 * time.Second,
+		DrainTimeout:   20 * time.Second,
+		CommitInterval: time.Second,
+	}
+}
+
+// EnsureDefaults fills the zero fields: from DefaultConfig, Topic and Group from Queue, and
+// HTTPClient, Logger and Now.
 func (c *Config) EnsureDefaults() {
+	d := DefaultConfig()
 	if c.Topic == "" && c.Queue != "" {
 		c.Topic = "dwell.queue." + c.Queue
 	}
@@ -70,28 +92,28 @@ func (c *Config) EnsureDefaults() {
 		c.Group = "dwell-deliver-" + c.Queue
 	}
 	if c.DeadTopic == "" {
-		c.DeadTopic = "dwell.dlq"
+		c.DeadTopic = d.DeadTopic
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
+	def := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
 		}
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 8
+		c.Concurrency = d.Concurrency
 	}
 	if c.MaxPending == 0 {
-		c.MaxPending = 1000
+		c.MaxPending = d.MaxPending
 	}
 	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 10
+		c.MaxAttempts = d.MaxAttempts
 	}
-	def(&c.AttemptTimeout, 10*time.Second)
-	def(&c.MaxElapsed, 5*time.Minute)
-	def(&c.InitialBackoff, 250*time.Millisecond)
-	def(&c.MaxBackoff, 30*time.Second)
-	def(&c.DrainTimeout, 20*time.Second)
-	def(&c.CommitInterval, time.Second)
+	def(&c.AttemptTimeout, d.AttemptTimeout)
+	def(&c.MaxElapsed, d.MaxElapsed)
+	def(&c.InitialBackoff, d.InitialBackoff)
+	def(&c.MaxBackoff, d.MaxBackoff)
+	def(&c.DrainTimeout, d.DrainTimeout)
+	def(&c.CommitInterval, d.CommitInterval)
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}

@@ -532,6 +532,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestDefaultConfig: EnsureDefaults fills a zero Config with DefaultConfig's values, the ones
+// the CLI's flags start from.
+func TestDefaultConfig(t *testing.T) {
+	var c deliver.Config
+	c.EnsureDefaults()
+	if want := deliver.DefaultConfig(); c.DeadTopic != want.DeadTopic || c.Concurrency != want.Concurrency || c.MaxPending != want.MaxPending ||
+		c.AttemptTimeout != want.AttemptTimeout || c.MaxAttempts != want.MaxAttempts || c.MaxElapsed != want.MaxElapsed ||
+		c.InitialBackoff != want.InitialBackoff || c.MaxBackoff != want.MaxBackoff || c.DrainTimeout != want.DrainTimeout ||
+		c.CommitInterval != want.CommitInterval {
+		t.Errorf("%+v, want the values of %+v", c, want)
+	}
+}
+
 func TestParseEndpoints(t *testing.T) {
 	env := map[string]string{"TOKEN": "s3cret"}
 	e, err := deliver.ParseEndpoints([]byte(`
