@@ -3,7 +3,23 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/eventlog"
+	"github.com/dwellhq/dwell/pipeline/move"
 )
+
+// TestEventLogTopicDefaults: dwell move and dwell log default to the event-log topic dwell run
+// writes.
+func TestEventLogTopicDefaults(t *testing.T) {
+	want := pipeline.DefaultTopics().EventLog
+	if got := move.DefaultConfig().EventLogTopic; got != want {
+		t.Errorf("dwell move logs to %q by default, dwell run to %q", got, want)
+	}
+	if got := eventlog.DefaultConfig().Topic; got != want {
+		t.Errorf("dwell log searches %q by default, dwell run writes %q", got, want)
+	}
+}
 
 func TestParseWhen(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -8,14 +8,7 @@ import (
 	"testing"
 
 	"github.com/dwellhq/dwell/operators/rules"
-	"github.com/dwellhq/dwell/pipeline"
 )
-
-func TestDefaultConfig(t *testing.T) {
-	if got, want := DefaultConfig().Topic, pipeline.DefaultTopics().EventLog; got != want {
-		t.Errorf("the default event-log topic is %q, the processor's %q", got, want)
-	}
-}
 
 // TestConfigErrors: a Config that cannot work is refused before anything is read, with an
 // error marked ErrConfig that names the flag.

@@ -11,15 +11,8 @@ import (
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
-	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/deadletter"
 )
-
-func TestDefaultConfig(t *testing.T) {
-	if got, want := DefaultConfig().EventLogTopic, pipeline.DefaultTopics().EventLog; got != want {
-		t.Errorf("the default event-log topic is %q, the processor's %q", got, want)
-	}
-}
 
 // TestConfigErrors: a Config that cannot work is refused before anything is read, with an
 // error marked ErrConfig that names the flag.
