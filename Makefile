@@ -43,9 +43,9 @@ test-kafka:
 	trap '$(HARNESS) down --dir $(KAFKA_TEST_DIR)' EXIT; \
 	echo "== Kafka integration suite on $$addr"; \
 	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
-		-run '^(TestLive|TestCart|TestRunAgainstKafka|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic)' \
+		-run '^(TestLive|TestCart|TestRunAgainstKafka|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
 		-skip '^TestDeliverRebalance$$' \
-		./pipeline ./pipeline/deliver ./pipeline/rulesrc ./cmd/dwell || exit 1; \
+		./pipeline ./pipeline/deliver ./pipeline/rulesrc ./pipeline/topicscan ./cmd/dwell || exit 1; \
 	echo "== fault suite"; \
 	DWELL_FAULT_SUITE=1 $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/dwell
 
@@ -70,6 +70,7 @@ lint:
 fuzz:
 	$(GO) test ./operators -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./operators -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./operators/rules -run '^$$' -fuzz '^FuzzParseLogJSON$$' -fuzztime $(FUZZTIME)
 
 ## bench: the throughput benchmarks on one core, COUNT times, into bench-new.txt (compare
 ## two such files with benchstat)
