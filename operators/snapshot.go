@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/dwellhq/dwell/operators/wire"
 )
 
 // Snapshots are the durable form of a sessionizer's state, for state/ to write to Pebble and
@@ -35,7 +37,7 @@ func (s *Sessionizer) AppendKeySnapshot(dst []byte, key string) (_ []byte, ok bo
 		return dst, false
 	}
 	dst = append(dst, keySnapshotVersion)
-	dst = appendBytes(dst, []byte(k.key))
+	dst = wire.AppendString(dst, k.key)
 	dst = binary.AppendVarint(dst, k.lastSeen)
 	flags := byte(0)
 	if k.ended {
@@ -55,20 +57,20 @@ func (s *Sessionizer) AppendKeySnapshot(dst []byte, key string) (_ []byte, ok bo
 	dst = binary.AppendUvarint(dst, k.visitSeq)
 	dst = binary.AppendUvarint(dst, k.sessSeq)
 	if v := k.visit; v != nil {
-		dst = appendBytes(dst, v.session)
+		dst = wire.AppendBytes(dst, v.session)
 		dst = binary.AppendVarint(dst, v.entryTime)
 		dst = appendActivity(dst, &v.activity)
 	}
 	dst = binary.AppendUvarint(dst, uint64(k.nsess))
 	for ss := k.sessions; ss != nil; ss = ss.next {
-		dst = appendBytes(dst, ss.id)
+		dst = wire.AppendBytes(dst, ss.id)
 		dst = binary.AppendUvarint(dst, ss.seq)
 		dst = binary.AppendUvarint(dst, ss.countedIn)
 		dst = appendActivity(dst, &ss.activity)
 	}
 	if k.ext != nil {
 		s.extBuf = k.ext.AppendEncode(s.extBuf[:0])
-		dst = appendBytes(dst, s.extBuf)
+		dst = wire.AppendBytes(dst, s.extBuf)
 	}
 	return dst, true
 }
@@ -76,11 +78,11 @@ func (s *Sessionizer) AppendKeySnapshot(dst []byte, key string) (_ []byte, ok bo
 func appendActivity(dst []byte, a *activity) []byte {
 	if a.cause.ID != nil {
 		dst = append(dst, 1)
-		dst = appendBytes(dst, a.cause.ID)
+		dst = wire.AppendBytes(dst, a.cause.ID)
 	} else {
 		dst = append(dst, 0)
 	}
-	dst = appendBytes(dst, []byte(a.cause.Topic))
+	dst = wire.AppendString(dst, a.cause.Topic)
 	dst = binary.AppendVarint(dst, int64(a.cause.Partition))
 	dst = binary.AppendVarint(dst, a.cause.Offset)
 	sm := &a.Summary
@@ -89,82 +91,23 @@ func appendActivity(dst []byte, a *activity) []byte {
 	dst = binary.AppendUvarint(dst, uint64(sm.EventCount))
 	dst = binary.AppendUvarint(dst, uint64(sm.PageViewCount))
 	dst = binary.AppendUvarint(dst, uint64(sm.SessionCount))
-	dst = appendBytes(dst, sm.EntryURL)
-	dst = appendBytes(dst, sm.ExitURL)
-	dst = appendBytes(dst, sm.Source)
-	dst = appendBytes(dst, sm.Device)
+	dst = wire.AppendBytes(dst, sm.EntryURL)
+	dst = wire.AppendBytes(dst, sm.ExitURL)
+	dst = wire.AppendBytes(dst, sm.Source)
+	dst = wire.AppendBytes(dst, sm.Device)
 	dst = binary.AppendUvarint(dst, uint64(len(sm.Types)))
 	for _, tc := range sm.Types {
-		dst = appendBytes(dst, []byte(tc.Type))
+		dst = wire.AppendString(dst, tc.Type)
 		dst = binary.AppendUvarint(dst, uint64(tc.Count))
 	}
 	return binary.AppendUvarint(dst, uint64(sm.OtherTypes))
 }
 
-func appendBytes(dst, b []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(b)))
-	return append(dst, b...)
-}
-
-// snapReader reads a snapshot; the first error sticks.
-type snapReader struct {
-	b   []byte
-	err error
-}
-
-func (r *snapReader) fail() {
-	if r.err == nil {
-		r.err = errSnapshot
-	}
-	r.b = nil
-}
-
-func (r *snapReader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail()
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *snapReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *snapReader) uvarint(limit uint64) uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 || v > limit {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-// bytes returns a view of the next length-prefixed field.
-func (r *snapReader) bytes() []byte {
-	n := r.uvarint(math.MaxInt32)
-	if r.err != nil || n > uint64(len(r.b)) {
-		r.fail()
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *snapReader) time() int64 {
-	t := r.varint()
+// readTime reads an event time, which must lie in the range the sessionizer accepts.
+func readTime(r *wire.Reader) int64 {
+	t := r.Varint()
 	if t < 0 || t > maxTime {
-		r.fail()
+		r.Fail()
 	}
 	return t
 }
@@ -177,20 +120,20 @@ func (s *Sessionizer) RestoreKey(b []byte) error { return s.restoreKey(b, true) 
 // restoreKey installs a key snapshot; count says whether its open visit and sessions are new
 // to the gauges (a partition restore) or were counted while the key was evicted.
 func (s *Sessionizer) restoreKey(b []byte, count bool) error {
-	r := &snapReader{b: b}
-	version := r.byte()
+	r := wire.NewReader(b)
+	version := r.Byte()
 	if version != 1 && version != keySnapshotVersion {
-		if r.err != nil {
-			return r.err
+		if !r.Ok() {
+			return errSnapshot
 		}
 		return fmt.Errorf("operators: key snapshot version %d is not supported", version)
 	}
-	key := r.bytes()
-	lastSeen := r.time()
-	flags := r.byte()
-	visitEnd := r.varint()
-	visitSeq, sessSeq := r.uvarint(math.MaxUint64), r.uvarint(math.MaxUint64)
-	if r.err != nil || len(key) < 2 || key[0] != 'p' && key[0] != 's' || flags > 15 || version == 1 && flags > 7 {
+	key := r.Bytes()
+	lastSeen := readTime(&r)
+	flags := r.Byte()
+	visitEnd := r.Varint()
+	visitSeq, sessSeq := r.Uvarint(), r.Uvarint()
+	if !r.Ok() || len(key) < 2 || key[0] != 'p' && key[0] != 's' || flags > 15 || version == 1 && flags > 7 {
 		return errSnapshot
 	}
 	k := s.keys[string(key)]
@@ -203,25 +146,25 @@ func (s *Sessionizer) restoreKey(b []byte, count bool) error {
 	k.visitSeq, k.sessSeq = visitSeq, sessSeq
 	if flags&2 != 0 {
 		v := s.newVisit()
-		v.session = append(v.session[:0], r.bytes()...)
-		v.entryTime = r.varint()
-		s.readActivity(r, &v.activity, k, 'v', nil, 0)
+		v.session = append(v.session[:0], r.Bytes()...)
+		v.entryTime = r.Varint()
+		s.readActivity(&r, &v.activity, k, 'v', nil, 0)
 		k.visit = v
 		if count {
 			s.stats.OpenVisits++
 		}
 	}
-	n := int(r.uvarint(uint64(s.cfg.MaxOpenSessions)))
+	n := int(r.UvarintMax(uint64(s.cfg.MaxOpenSessions)))
 	for range n {
-		id := r.bytes()
-		if r.err != nil || len(id) == 0 {
-			r.fail()
+		id := r.Bytes()
+		if !r.Ok() || len(id) == 0 {
+			r.Fail()
 			break
 		}
 		ss := s.newSession()
 		ss.id = append(ss.id[:0], id...)
-		ss.seq, ss.countedIn = r.uvarint(math.MaxUint64), r.uvarint(math.MaxUint64)
-		s.readActivity(r, &ss.activity, k, 's', ss.id, ss.seq)
+		ss.seq, ss.countedIn = r.Uvarint(), r.Uvarint()
+		s.readActivity(&r, &ss.activity, k, 's', ss.id, ss.seq)
 		k.addSession(ss)
 		if count {
 			s.stats.OpenSessions++
@@ -229,24 +172,22 @@ func (s *Sessionizer) restoreKey(b []byte, count bool) error {
 	}
 	var extErr error
 	if flags&8 != 0 {
-		b := r.bytes()
-		if r.err == nil {
+		b := r.Bytes()
+		if r.Ok() {
 			k.ext, extErr = s.decodeExt(b)
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail()
+	err := extErr
+	if !r.Complete() {
+		err = errSnapshot
 	}
-	if r.err == nil && extErr != nil {
-		r.err = extErr
-	}
-	if r.err != nil {
+	if err != nil {
 		visits, sessions := s.stats.OpenVisits, s.stats.OpenSessions
 		s.dropKeyState(k)
 		if !count {
 			s.stats.OpenVisits, s.stats.OpenSessions = visits, sessions
 		}
-		return r.err
+		return err
 	}
 	k.persisted = s.deadlines(k)
 	for i, d := range k.persisted {
@@ -278,43 +219,43 @@ func (s *Sessionizer) dropKeyState(k *keyState) {
 	}
 }
 
-func (s *Sessionizer) readActivity(r *snapReader, a *activity, k *keyState, kind byte, sessionID []byte, seq uint64) {
+func (s *Sessionizer) readActivity(r *wire.Reader, a *activity, k *keyState, kind byte, sessionID []byte, seq uint64) {
 	a.cause = EventRef{}
-	if r.byte() == 1 {
-		a.causeBuf = append(a.causeBuf[:0], r.bytes()...)
+	if r.Byte() == 1 {
+		a.causeBuf = append(a.causeBuf[:0], r.Bytes()...)
 		a.cause.ID = a.causeBuf
 	}
-	a.cause.Topic = s.dec.intern(r.bytes())
-	part := r.varint()
+	a.cause.Topic = s.dec.intern(r.Bytes())
+	part := r.Varint()
 	if part < math.MinInt32 || part > math.MaxInt32 {
-		r.fail()
+		r.Fail()
 	}
 	a.cause.Partition = int32(part)
-	a.cause.Offset = r.varint()
+	a.cause.Offset = r.Varint()
 	sm := &a.Summary
 	*sm = Summary{EntryURL: sm.EntryURL[:0], ExitURL: sm.ExitURL[:0], Source: sm.Source[:0], Device: sm.Device[:0], Types: sm.Types[:0]}
-	sm.StartedAt = r.time()
-	d := r.varint()
+	sm.StartedAt = readTime(r)
+	d := r.Varint()
 	if d < 0 || d > maxTime-sm.StartedAt {
-		r.fail()
+		r.Fail()
 	}
 	sm.LastActivity = sm.StartedAt + d
-	sm.EventCount = uint32(r.uvarint(math.MaxUint32))
-	sm.PageViewCount = uint32(r.uvarint(math.MaxUint32))
-	sm.SessionCount = uint32(r.uvarint(math.MaxUint32))
-	sm.EntryURL = append(sm.EntryURL, r.bytes()...)
-	sm.ExitURL = append(sm.ExitURL, r.bytes()...)
-	sm.Source = append(sm.Source, r.bytes()...)
-	sm.Device = append(sm.Device, r.bytes()...)
-	n := int(r.uvarint(uint64(s.cfg.MaxTypeCounts)))
+	sm.EventCount = uint32(r.UvarintMax(math.MaxUint32))
+	sm.PageViewCount = uint32(r.UvarintMax(math.MaxUint32))
+	sm.SessionCount = uint32(r.UvarintMax(math.MaxUint32))
+	sm.EntryURL = append(sm.EntryURL, r.Bytes()...)
+	sm.ExitURL = append(sm.ExitURL, r.Bytes()...)
+	sm.Source = append(sm.Source, r.Bytes()...)
+	sm.Device = append(sm.Device, r.Bytes()...)
+	n := int(r.UvarintMax(uint64(s.cfg.MaxTypeCounts)))
 	for range n {
-		t := r.bytes()
-		if r.err != nil {
+		t := r.Bytes()
+		if !r.Ok() {
 			break
 		}
-		sm.Types = append(sm.Types, TypeCount{Type: s.dec.intern(t), Count: uint32(r.uvarint(math.MaxUint32))})
+		sm.Types = append(sm.Types, TypeCount{Type: s.dec.intern(t), Count: uint32(r.UvarintMax(math.MaxUint32))})
 	}
-	sm.OtherTypes = uint32(r.uvarint(math.MaxUint32))
+	sm.OtherTypes = uint32(r.UvarintMax(math.MaxUint32))
 	id := s.contentID(kind, k.key, sm.StartedAt, sessionID, seq)
 	hex.Encode(a.id[:], id[:])
 }
@@ -332,11 +273,11 @@ func (s *Sessionizer) AppendPartitionSnapshot(dst []byte) []byte {
 	for _, e := range entries {
 		ev := &s.buf.evs[e.slot]
 		dst = binary.AppendUvarint(dst, e.seq)
-		dst = appendBytes(dst, []byte(ev.Topic))
+		dst = wire.AppendString(dst, ev.Topic)
 		dst = binary.AppendVarint(dst, int64(ev.Partition))
 		dst = binary.AppendVarint(dst, ev.Offset)
 		dst = binary.AppendVarint(dst, ev.RecordTime)
-		dst = appendBytes(dst, ev.Raw)
+		dst = wire.AppendBytes(dst, ev.Raw)
 	}
 	return dst
 }
@@ -348,27 +289,27 @@ func (s *Sessionizer) RestorePartition(b []byte) error {
 	if s.stats.Records != 0 || s.buf.len() != 0 {
 		return errors.New("operators: RestorePartition on a sessionizer that has processed records")
 	}
-	r := &snapReader{b: b}
-	if v := r.byte(); v != partitionSnapshotVersion {
-		if r.err != nil {
-			return r.err
+	r := wire.NewReader(b)
+	if v := r.Byte(); v != partitionSnapshotVersion {
+		if !r.Ok() {
+			return errSnapshot
 		}
 		return fmt.Errorf("operators: partition snapshot version %d is not supported", v)
 	}
-	watermark, maxSeen, seq := r.varint(), r.varint(), r.uvarint(math.MaxUint64)
-	n := r.uvarint(maxSnapshotItems * 16)
-	if r.err != nil {
-		return r.err
+	watermark, maxSeen, seq := r.Varint(), r.Varint(), r.Uvarint()
+	n := r.UvarintMax(maxSnapshotItems * 16)
+	if !r.Ok() {
+		return errSnapshot
 	}
 	s.watermark, s.maxSeen = watermark, maxSeen
 	var ev Event
 	for range n {
-		eseq := r.uvarint(math.MaxUint64)
-		rec := Record{Topic: s.dec.intern(r.bytes())}
-		part := r.varint()
-		rec.Partition, rec.Offset, rec.Timestamp = int32(part), r.varint(), r.varint()
-		rec.Value = r.bytes()
-		if r.err != nil || part < math.MinInt32 || part > math.MaxInt32 {
+		eseq := r.Uvarint()
+		rec := Record{Topic: s.dec.intern(r.Bytes())}
+		part := r.Varint()
+		rec.Partition, rec.Offset, rec.Timestamp = int32(part), r.Varint(), r.Varint()
+		rec.Value = r.Bytes()
+		if !r.Ok() || part < math.MinInt32 || part > math.MaxInt32 {
 			return errSnapshot
 		}
 		if err := s.dec.Decode(&rec, &ev); err != nil {
@@ -376,7 +317,7 @@ func (s *Sessionizer) RestorePartition(b []byte) error {
 		}
 		s.buf.pushSeq(&ev, eseq)
 	}
-	if len(r.b) != 0 {
+	if !r.Complete() {
 		return errSnapshot
 	}
 	s.buf.seq = seq

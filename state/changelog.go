@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/wire"
 )
 
 // The changelog topic has as many partitions as the input; partition p holds the state of
@@ -46,11 +47,9 @@ func parseChunkKey(k []byte) (int, bool) {
 	if !bytes.HasPrefix(k, []byte(p)) {
 		return 0, false
 	}
-	i, n := binary.Uvarint(k[len(p):])
-	if n <= 0 || len(p)+n != len(k) || i > 1<<20 {
-		return 0, false
-	}
-	return int(i), true
+	r := wire.NewReader(k[len(p):])
+	i := r.UvarintMax(1 << 20)
+	return int(i), r.Complete()
 }
 
 // PartitionRecords returns the changelog records (keys and values) that carry the partition
@@ -82,17 +81,12 @@ func assemblePartition(v []byte, chunks map[int][]byte) ([]byte, error) {
 	if len(v) == 0 || v[0] != chunkedMarker {
 		return v, nil
 	}
-	b := v[1:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 1<<20 {
+	r := wire.NewReader(v[1:])
+	n, total, crc := r.UvarintMax(1<<20), r.UvarintMax(1<<40), r.Span(4)
+	if !r.Complete() {
 		return nil, errors.New("corrupt partition descriptor")
 	}
-	b = b[k:]
-	total, k := binary.Uvarint(b)
-	if k <= 0 || len(b[k:]) != 4 || total > 1<<40 {
-		return nil, errors.New("corrupt partition descriptor")
-	}
-	sum := binary.BigEndian.Uint32(b[k:])
+	sum := binary.BigEndian.Uint32(crc)
 	out := make([]byte, 0, total)
 	for i := range int(n) {
 		c, ok := chunks[i]
@@ -135,15 +129,14 @@ func ParseKeyRecord(b []byte) (deadlines [numTimers]int64, snapshot []byte, err 
 	if b[0] == 1 {
 		n = 3
 	}
-	b = b[1:]
+	r := wire.NewReader(b[1:])
 	for i := range n {
-		d, n := binary.Uvarint(b)
-		if n <= 0 || d > 1<<62 {
-			return deadlines, nil, errRecord
-		}
-		deadlines[i], b = int64(d), b[n:]
+		deadlines[i] = int64(r.UvarintMax(1 << 62))
 	}
-	return deadlines, b, nil
+	if !r.Ok() {
+		return deadlines, nil, errRecord
+	}
+	return deadlines, r.Rest(), nil
 }
 
 // ChangelogRecord is one record of a partition's changelog topic.
@@ -177,7 +170,7 @@ func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
 	defer func() { b.Close() }()
 	pending := 0
 	commit := func(next int64) error {
-		if err := b.Set(prefix(tagOffset, partition), binary.AppendUvarint(nil, uint64(next)+1), nil); err != nil {
+		if err := b.Set(prefix(tagOffset, partition), offsetValue(next), nil); err != nil {
 			return err
 		}
 		if err := b.Commit(pebble.NoSync); err != nil {
@@ -275,9 +268,9 @@ func (s *Store) changelogOffset(partition int32) (int64, error) {
 		return 0, err
 	}
 	defer closer.Close()
-	off, n := binary.Uvarint(v)
-	if n <= 0 || off == 0 {
+	off, ok := parseOffset(v)
+	if !ok {
 		return 0, fmt.Errorf("state: partition %d: corrupt changelog offset", partition)
 	}
-	return int64(off - 1), nil
+	return off, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"slices"
+
+	"github.com/dwellhq/dwell/operators/wire"
 )
 
 // A partition record is what the store and the changelog keep for a partition (the value of
@@ -26,8 +28,7 @@ func AppendPartitionRecord(dst []byte, next map[string]int64, snap []byte) []byt
 	dst = append(dst, partitionRecordVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(topics)))
 	for _, t := range topics {
-		dst = binary.AppendUvarint(dst, uint64(len(t)))
-		dst = append(dst, t...)
+		dst = wire.AppendString(dst, t)
 		dst = binary.AppendUvarint(dst, uint64(next[t]))
 	}
 	return append(dst, snap...)
@@ -39,25 +40,17 @@ func ParsePartitionRecord(b []byte, next map[string]int64) ([]byte, error) {
 	if len(b) == 0 || b[0] != partitionRecordVersion {
 		return nil, errCorrupt
 	}
-	b = b[1:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 1<<16 {
-		return nil, errCorrupt
-	}
-	b = b[k:]
+	r := wire.NewReader(b[1:])
+	n := r.UvarintMax(1 << 16)
 	for range n {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, errCorrupt
-		}
-		topic := string(b[k : k+int(l)])
-		b = b[k+int(l):]
-		off, k := binary.Uvarint(b)
-		if k <= 0 || off > math.MaxInt64 {
+		topic, off := r.String(), r.UvarintMax(math.MaxInt64)
+		if !r.Ok() {
 			return nil, errCorrupt
 		}
 		next[topic] = int64(off)
-		b = b[k:]
 	}
-	return b, nil
+	if !r.Ok() {
+		return nil, errCorrupt
+	}
+	return r.Rest(), nil
 }

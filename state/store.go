@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/wire"
 )
 
 // Key layout. Every key of a partition starts with a one-byte table tag and the partition
@@ -35,6 +36,18 @@ const (
 	tagPartition = 'p'
 	tagOffset    = 'o'
 )
+
+// offsetValue is the value of an 'o' key: the changelog offset plus one, so that a stored 0
+// reads as corrupt; parseOffset reads it back.
+func offsetValue(changelogOffset int64) []byte {
+	return binary.AppendUvarint(nil, uint64(changelogOffset)+1)
+}
+
+func parseOffset(v []byte) (changelogOffset int64, ok bool) {
+	r := wire.NewReader(v)
+	off := r.Uvarint()
+	return int64(off - 1), r.Ok() && off != 0
+}
 
 // formatVersion is the layout above. A store written with another version is refused; the
 // partition is then rebuilt from the changelog.
@@ -144,8 +157,9 @@ func (s *Store) checkFormat() error {
 		return fmt.Errorf("state: reading format version: %w", err)
 	}
 	defer closer.Close()
-	got, n := binary.Uvarint(v)
-	if n <= 0 || got != formatVersion {
+	r := wire.NewReader(v)
+	got := r.Uvarint()
+	if !r.Ok() || got != formatVersion {
 		return fmt.Errorf("%w (found %d, want %d)", ErrFormat, got, formatVersion)
 	}
 	return nil
@@ -261,7 +275,7 @@ func (b *Batch) PutPartition(snapshot []byte, changelogOffset int64) error {
 	if err := b.b.Set(prefix(tagPartition, b.partition), snapshot, nil); err != nil {
 		return fmt.Errorf("state: partition %d: writing the partition snapshot: %w", b.partition, err)
 	}
-	if err := b.b.Set(prefix(tagOffset, b.partition), binary.AppendUvarint(nil, uint64(changelogOffset)+1), nil); err != nil {
+	if err := b.b.Set(prefix(tagOffset, b.partition), offsetValue(changelogOffset), nil); err != nil {
 		return fmt.Errorf("state: partition %d: writing the changelog offset: %w", b.partition, err)
 	}
 	return nil
@@ -297,12 +311,12 @@ type Partition struct {
 func (s *Store) Load(partition int32, fn func(snapshot []byte) error) (Partition, error) {
 	p := Partition{ChangelogOffset: -1}
 	if v, closer, err := s.db.Get(prefix(tagOffset, partition)); err == nil {
-		off, n := binary.Uvarint(v)
+		off, ok := parseOffset(v)
 		closer.Close()
-		if n <= 0 || off == 0 {
+		if !ok {
 			return p, fmt.Errorf("state: partition %d: corrupt changelog offset", partition)
 		}
-		p.ChangelogOffset = int64(off - 1)
+		p.ChangelogOffset = off
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return p, fmt.Errorf("state: partition %d: %w", partition, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/dwellhq/dwell/operators/wire"
 )
 
 // ProfileState is what rules keep per key: traits, tags, counters, and scheduled events.
@@ -347,81 +349,29 @@ func (s *ProfileState) AppendEncode(dst []byte) []byte {
 	dst = append(dst, stateVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(s.Traits)))
 	for _, t := range s.Traits {
-		dst = appendStr(dst, t.Name)
-		dst = appendStr(dst, t.Value)
+		dst = wire.AppendString(dst, t.Name)
+		dst = wire.AppendString(dst, t.Value)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(s.Tags)))
 	for _, t := range s.Tags {
-		dst = appendStr(dst, t)
+		dst = wire.AppendString(dst, t)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(s.Counters)))
 	for _, c := range s.Counters {
-		dst = appendStr(dst, c.Name)
+		dst = wire.AppendString(dst, c.Name)
 		dst = binary.AppendVarint(dst, c.Value)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(s.Timers)))
 	for _, t := range s.Timers {
 		dst = append(dst, t.ID[:]...)
-		dst = appendStr(dst, t.Name)
-		dst = appendStr(dst, t.Type)
+		dst = wire.AppendString(dst, t.Name)
+		dst = wire.AppendString(dst, t.Type)
 		dst = binary.AppendVarint(dst, t.Deadline)
-		dst = appendStr(dst, t.Cause)
-		dst = binary.AppendUvarint(dst, uint64(len(t.Data)))
-		dst = append(dst, t.Data...)
+		dst = wire.AppendString(dst, t.Cause)
+		dst = wire.AppendBytes(dst, t.Data)
 	}
 	return dst
 }
-
-func appendStr(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail() {
-	if r.err == nil {
-		r.err = errState
-	}
-	r.b = nil
-}
-
-func (r *reader) uvarint(limit uint64) uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 || v > limit || n > 1 && r.b[n-1] == 0 { // overlong encodings are not canonical
-
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 || n > 1 && r.b[n-1] == 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) bytes() []byte {
-	n := r.uvarint(math.MaxInt32)
-	if r.err != nil || n > uint64(len(r.b)) {
-		r.fail()
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) str() string { return string(r.bytes()) }
 
 // Decode replaces s with the state encoded in b (by AppendEncode). b is not retained. On error
 // s is empty.
@@ -442,51 +392,46 @@ func (s *ProfileState) decode(b []byte) error {
 	if b[0] != stateVersion {
 		return fmt.Errorf("rules: profile state version %d is not supported", b[0])
 	}
-	r := &reader{b: b[1:]}
-	n := r.uvarint(maxStateItems)
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		t := Trait{Name: r.str(), Value: r.str()}
+	r := wire.NewCanonicalReader(b[1:])
+	n := r.UvarintMax(maxStateItems)
+	for i := uint64(0); i < n && r.Ok(); i++ {
+		t := Trait{Name: r.String(), Value: r.String()}
 		if len(s.Traits) > 0 && s.Traits[len(s.Traits)-1].Name >= t.Name {
-			r.fail()
+			r.Fail()
 		}
 		s.Traits = append(s.Traits, t)
 	}
-	n = r.uvarint(maxStateItems)
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		t := r.str()
+	n = r.UvarintMax(maxStateItems)
+	for i := uint64(0); i < n && r.Ok(); i++ {
+		t := r.String()
 		if len(s.Tags) > 0 && s.Tags[len(s.Tags)-1] >= t {
-			r.fail()
+			r.Fail()
 		}
 		s.Tags = append(s.Tags, t)
 	}
-	n = r.uvarint(maxStateItems)
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		c := Counter{Name: r.str(), Value: r.varint()}
+	n = r.UvarintMax(maxStateItems)
+	for i := uint64(0); i < n && r.Ok(); i++ {
+		c := Counter{Name: r.String(), Value: r.Varint()}
 		if len(s.Counters) > 0 && s.Counters[len(s.Counters)-1].Name >= c.Name {
-			r.fail()
+			r.Fail()
 		}
 		s.Counters = append(s.Counters, c)
 	}
-	n = r.uvarint(maxStateItems)
-	for i := uint64(0); i < n && r.err == nil; i++ {
+	n = r.UvarintMax(maxStateItems)
+	for i := uint64(0); i < n && r.Ok(); i++ {
 		var t Timer
-		if len(r.b) < len(t.ID) {
-			r.fail()
-			break
-		}
-		copy(t.ID[:], r.b)
-		r.b = r.b[len(t.ID):]
-		t.Name, t.Type, t.Deadline, t.Cause = r.str(), r.str(), r.varint(), r.str()
-		if d := r.bytes(); len(d) > 0 {
+		copy(t.ID[:], r.Span(len(t.ID)))
+		t.Name, t.Type, t.Deadline, t.Cause = r.String(), r.String(), r.Varint(), r.String()
+		if d := r.Bytes(); len(d) > 0 {
 			t.Data = append([]byte(nil), d...)
 		}
 		if t.Deadline <= 0 || t.Type == "" || len(s.Timers) > 0 && s.Timers[len(s.Timers)-1].Name >= t.Name {
-			r.fail()
+			r.Fail()
 		}
 		s.Timers = append(s.Timers, t)
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail()
+	if !r.Complete() {
+		return errState
 	}
-	return r.err
+	return nil
 }
