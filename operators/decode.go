@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // Decoder turns record values into Events. It is a single-pass JSON scanner written for this one
@@ -234,28 +236,10 @@ func (p *parser) wrongType(want string) {
 	p.reject(ReasonWrongFieldType, p.field+" must be "+want)
 }
 
-func (p *parser) ws() {
-	// Fast path: compact JSON has no whitespace between tokens.
-	if p.i < len(p.b) && p.b[p.i] > ' ' {
-		return
-	}
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
+func (p *parser) ws() { p.i = jsonx.SkipWS(p.b, p.i) }
 
 // peek returns the next non-space byte, or 0 at the end.
 func (p *parser) peek() byte {
-	if p.i < len(p.b) {
-		if c := p.b[p.i]; c > ' ' {
-			return c
-		}
-	}
 	p.ws()
 	if p.i >= len(p.b) {
 		return 0
@@ -312,18 +296,6 @@ func (p *parser) objNext(first bool) (key []byte, more bool) {
 	return key, p.fail == ""
 }
 
-// strSpecial marks the bytes a string scan must stop at.
-var strSpecial = func() (t [256]bool) {
-	for c := range 0x20 {
-		t[c] = true
-	}
-	t['"'], t['\\'] = true, true
-	for c := 0x80; c < 256; c++ {
-		t[c] = true
-	}
-	return
-}()
-
 // str reads a string at p.i (which is '"') and returns its decoded contents: a view into b
 // unless it has escapes. ok is false on error (p.fail is set).
 func (p *parser) str() (s []byte, ok bool) {
@@ -332,7 +304,7 @@ func (p *parser) str() (s []byte, ok bool) {
 	i := start
 	esc, high := false, false
 	for {
-		i = skipPlain(b, i)
+		i = jsonx.SkipPlain(b, i)
 		if i >= len(b) {
 			p.i = i
 			p.malformed()

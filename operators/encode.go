@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // AppendJSON appends o as one JSON object (no newline). The encoding is canonical: the same
@@ -42,12 +44,12 @@ func appendEvent(dst []byte, o *Output) []byte {
 	ref := EventRef{ID: ev.ID, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset}
 	dst = append(dst, `{"id":"`...)
 	if ev.ID != nil {
-		dst = appendEscaped(dst, ev.ID)
+		dst = jsonx.AppendEscapedUTF8(dst, ev.ID)
 	} else {
 		dst = AppendEventID(dst, &ref)
 	}
 	dst = append(dst, `","type":`...)
-	dst = appendString(dst, unsafeBytes(ev.Type))
+	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(ev.Type))
 	dst = append(dst, `,"time":"`...)
 	dst = AppendTime(dst, ev.Time)
 	dst = append(dst, '"')
@@ -66,7 +68,7 @@ func appendEvent(dst []byte, o *Output) []byte {
 	}
 	if o.Kind == KindLate {
 		dst = append(dst, `,"late":true,"late_reason":`...)
-		dst = appendString(dst, unsafeBytes(string(o.Reason)))
+		dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(string(o.Reason)))
 	}
 	dst = append(dst, `,"properties":`...)
 	if ev.Properties != nil {
@@ -94,7 +96,7 @@ func appendSystem(dst []byte, o *Output) []byte {
 	dst = appendField(dst, "source", se.Source)
 	dst = append(dst, `,"cause_event_id":"`...)
 	if se.Cause.ID != nil {
-		dst = appendEscaped(dst, se.Cause.ID)
+		dst = jsonx.AppendEscapedUTF8(dst, se.Cause.ID)
 	} else {
 		dst = AppendEventID(dst, &se.Cause)
 	}
@@ -152,7 +154,7 @@ func appendSummary(dst []byte, se *SystemEvent) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, unsafeBytes(tc.Type))
+		dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(tc.Type))
 		dst = append(dst, ':')
 		dst = strconv.AppendUint(dst, uint64(tc.Count), 10)
 	}
@@ -169,18 +171,18 @@ func appendSummary(dst []byte, se *SystemEvent) []byte {
 func appendDead(dst []byte, o *Output) []byte {
 	r := o.Record
 	dst = append(dst, `{"reason":`...)
-	dst = appendString(dst, unsafeBytes(string(o.Reason)))
+	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(string(o.Reason)))
 	dst = append(dst, `,"detail":`...)
-	dst = appendString(dst, unsafeBytes(o.Detail))
+	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(o.Detail))
 	dst = append(dst, `,"topic":`...)
-	dst = appendString(dst, unsafeBytes(r.Topic))
+	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(r.Topic))
 	dst = append(dst, `,"partition":`...)
 	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, r.Offset, 10)
 	if utf8.Valid(r.Value) {
 		dst = append(dst, `,"value":`...)
-		dst = appendString(dst, r.Value)
+		dst = jsonx.AppendQuotedUTF8(dst, r.Value)
 	} else {
 		dst = append(dst, `,"value_base64":"`...)
 		dst = base64.StdEncoding.AppendEncode(dst, r.Value)
@@ -198,7 +200,7 @@ func appendField(dst []byte, name string, v []byte) []byte {
 	if len(v) == 0 {
 		return append(dst, "null"...)
 	}
-	return appendString(dst, v)
+	return jsonx.AppendQuotedUTF8(dst, v)
 }
 
 // appendRaw appends ,"name":raw when raw is present.
@@ -210,45 +212,4 @@ func appendRaw(dst []byte, name string, raw []byte) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, '"', ':')
 	return append(dst, raw...)
-}
-
-func appendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	dst = appendEscaped(dst, s)
-	return append(dst, '"')
-}
-
-var needsEscape = func() (t [256]bool) {
-	for c := range 0x20 {
-		t[c] = true
-	}
-	t['"'], t['\\'] = true, true
-	return
-}()
-
-// appendEscaped appends the JSON string body of s (valid UTF-8).
-func appendEscaped(dst, s []byte) []byte {
-	const hexDigits = "0123456789abcdef"
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !needsEscape[c] {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
-		}
-		start = i + 1
-	}
-	return append(dst, s[start:]...)
 }

@@ -3,6 +3,7 @@ package operators
 import (
 	"fmt"
 
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 	"github.com/dwellhq/dwell/operators/internal/timerwheel"
 )
 
@@ -107,7 +108,7 @@ func (s *Sessionizer) fireExt(k *keyState, n nodeT) {
 		s.wheel.Schedule(n, d) // early: the deadline moved later
 		return
 	}
-	s.o = Output{Kind: KindTimer, Key: unsafeBytes(k.key[1:]), Due: d, k: k}
+	s.o = Output{Kind: KindTimer, Key: jsonx.Bytes(k.key[1:]), Due: d, k: k}
 	if k.key[0] == 's' {
 		s.o.SessionID = s.o.Key // a profile-less key: the key is a session id
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 	"github.com/dwellhq/dwell/operators/internal/timerwheel"
 )
 
@@ -423,7 +424,7 @@ func (s *Sessionizer) internKey(key []byte) string {
 	}
 	start := len(s.arena)
 	s.arena = append(s.arena, key...)
-	return unsafeString(s.arena[start:len(s.arena):len(s.arena)])
+	return jsonx.String(s.arena[start:len(s.arena):len(s.arena)])
 }
 
 // forget removes a key unseen for profile_ttl with nothing open. With change tracking on, the
@@ -556,7 +557,7 @@ func (s *Sessionizer) processEvent(ev *Event) {
 	}
 
 	if !ev.Ephemeral || s.extDec != nil {
-		s.o = Output{Kind: KindEvent, Key: unsafeBytes(outKey), Event: ev, VisitID: v.id[:], Visit: &v.Summary, k: k}
+		s.o = Output{Kind: KindEvent, Key: jsonx.Bytes(outKey), Event: ev, VisitID: v.id[:], Visit: &v.Summary, k: k}
 		if sess != nil {
 			s.o.Session, s.o.SessionID = &sess.Summary, sess.id
 		}
@@ -880,7 +881,7 @@ func (s *Sessionizer) emitOpen(t SystemType, k *keyState, ev *Event, visitID []b
 		VisitID: visitID, Started: ev.Time,
 	}
 	if k.key[0] == 'p' {
-		s.se.Profile = unsafeBytes(k.key[1:])
+		s.se.Profile = jsonx.Bytes(k.key[1:])
 	}
 	if ss != nil {
 		s.se.ID = s.contentID(byte(t), k.key, ev.Time, ss.id, ss.seq)
@@ -911,7 +912,7 @@ func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session 
 		s.se.VisitID = k.visit.id[:]
 	}
 	if k.key[0] == 'p' {
-		s.se.Profile = unsafeBytes(k.key[1:])
+		s.se.Profile = jsonx.Bytes(k.key[1:])
 	}
 	if t == VisitEnded {
 		s.se.ID = s.contentID(byte(t), k.key, a.StartedAt, nil, 0)
@@ -923,7 +924,7 @@ func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session 
 
 // emitSystem emits s.se; ev is the triggering input event, nil for timers.
 func (s *Sessionizer) emitSystem(k *keyState, ev *Event) {
-	s.o = Output{Kind: KindSystem, Key: unsafeBytes(k.key[1:]), System: &s.se, Event: ev, k: k}
+	s.o = Output{Kind: KindSystem, Key: jsonx.Bytes(k.key[1:]), System: &s.se, Event: ev, k: k}
 	s.out.Emit(&s.o)
 }
 

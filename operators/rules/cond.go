@@ -15,6 +15,8 @@ import (
 	"github.com/expr-lang/expr/checker"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // Conditions are written in expr's language (github.com/expr-lang/expr), parsed and
@@ -135,7 +137,7 @@ func (p *pathTable) slot(path []string) int {
 		f = len(p.firsts)
 		p.firstIdx[path[0]] = f
 		p.firsts = append(p.firsts, path[0])
-		p.quoted = append(p.quoted, appendJSONString(nil, path[0]))
+		p.quoted = append(p.quoted, jsonx.AppendQuoted(nil, path[0]))
 	}
 	p.idx[k] = len(p.paths)
 	p.paths = append(p.paths, path)
@@ -489,17 +491,17 @@ func (e *Env) scanProps(pt *pathTable) {
 	raw := e.propRaw[:len(pt.firsts)]
 	clear(raw)
 	obj := e.Event.Properties
-	i := skipWS(obj, 0)
+	i := jsonx.SkipWS(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return
 	}
 	left := len(raw)
 	for i++; left > 0; i++ {
-		i = skipWS(obj, i)
+		i = jsonx.SkipWS(obj, i)
 		if i >= len(obj) || obj[i] != '"' {
 			return
 		}
-		end, esc := skipString(obj, i)
+		end, esc := jsonx.SkipString(obj, i)
 		if end < 0 {
 			return
 		}
@@ -511,14 +513,14 @@ func (e *Env) scanProps(pt *pathTable) {
 				f = pt.first(k)
 			}
 		} else {
-			f = pt.first(view(obj[i+1 : end-1]))
+			f = pt.first(jsonx.String(obj[i+1 : end-1]))
 		}
-		i = skipWS(obj, end)
+		i = jsonx.SkipWS(obj, end)
 		if i >= len(obj) || obj[i] != ':' {
 			return
 		}
-		start := skipWS(obj, i+1)
-		j := skipValue(obj, start)
+		start := jsonx.SkipWS(obj, i+1)
+		j := jsonx.SkipValue(obj, start)
 		if j < 0 {
 			return
 		}
@@ -526,7 +528,7 @@ func (e *Env) scanProps(pt *pathTable) {
 			raw[f] = obj[start:j]
 			left--
 		}
-		i = skipWS(obj, j)
+		i = jsonx.SkipWS(obj, j)
 		if i >= len(obj) || obj[i] != ',' {
 			return
 		}

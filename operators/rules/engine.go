@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // ReasonRuleError is the Outcome.Reason of an event whose rules failed.
@@ -390,7 +391,7 @@ func (r *run) derivedID(kind string, ai int) string {
 func (r *run) appendOut(f func([]byte) []byte) string {
 	start := len(r.out.buf)
 	r.out.buf = f(r.out.buf)
-	return view(r.out.buf[start:])
+	return jsonx.String(r.out.buf[start:])
 }
 
 func (r *run) do(a *Action, ai int) error {

@@ -2,9 +2,9 @@ package rules
 
 import (
 	"encoding/hex"
-	"unsafe"
 
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // Env is what conditions and templates see: the event, the profile's state, and the key's
@@ -71,13 +71,13 @@ func (e *Env) SetEvent(ev *operators.Event, late bool) {
 		id = operators.AppendEventID(e.idBuf[:0], &operators.EventRef{Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset})
 	}
 	e.Event = EventView{
-		ID: view(id), Type: ev.Type, Source: view(ev.Source), Profile: view(ev.Profile),
-		Session: view(ev.Session), Time: ev.Time, Tags: ev.Tags, Properties: ev.Properties, Late: late,
+		ID: jsonx.String(id), Type: ev.Type, Source: jsonx.String(ev.Source), Profile: jsonx.String(ev.Profile),
+		Session: jsonx.String(ev.Session), Time: ev.Time, Tags: ev.Tags, Properties: ev.Properties, Late: late,
 	}
 	if ev.Profile != nil {
-		e.Key = view(ev.Profile)
+		e.Key = jsonx.String(ev.Profile)
 	} else {
-		e.Key = view(ev.Session)
+		e.Key = jsonx.String(ev.Session)
 	}
 }
 
@@ -87,13 +87,13 @@ func (e *Env) SetSystem(se *operators.SystemEvent) {
 	e.Reset()
 	hex.Encode(e.idBuf[:], se.ID[:])
 	e.Event = EventView{
-		ID: view(e.idBuf[:]), Type: se.Type.String(), Source: view(se.Source), Profile: view(se.Profile),
-		Session: view(se.Session), Time: se.Time, System: true,
+		ID: jsonx.String(e.idBuf[:]), Type: se.Type.String(), Source: jsonx.String(se.Source), Profile: jsonx.String(se.Profile),
+		Session: jsonx.String(se.Session), Time: se.Time, System: true,
 	}
 	if se.Profile != nil {
-		e.Key = view(se.Profile)
+		e.Key = jsonx.String(se.Profile)
 	} else {
-		e.Key = view(se.Session)
+		e.Key = jsonx.String(se.Session)
 	}
 	if sm := se.Summary; sm != nil {
 		if se.Type == operators.VisitEnded {
@@ -110,7 +110,7 @@ func (e *Env) SetTimer(key string, t *Timer) {
 	e.Reset()
 	hex.Encode(e.idBuf[:], t.ID[:])
 	e.Event = EventView{
-		ID: view(e.idBuf[:]), Type: t.Type, Profile: key, Time: t.Deadline, Properties: t.Data, System: true,
+		ID: jsonx.String(e.idBuf[:]), Type: t.Type, Profile: key, Time: t.Deadline, Properties: t.Data, System: true,
 	}
 	e.Key = key
 }
@@ -127,10 +127,7 @@ func activityView(id []byte, sm *operators.Summary) ActivityView {
 		return ActivityView{}
 	}
 	return ActivityView{
-		Open: true, ID: view(id), StartedAt: sm.StartedAt, LastActivity: sm.LastActivity, EventCount: int64(sm.EventCount),
-		PageViewCount: int64(sm.PageViewCount), EntryURL: view(sm.EntryURL), ExitURL: view(sm.ExitURL),
+		Open: true, ID: jsonx.String(id), StartedAt: sm.StartedAt, LastActivity: sm.LastActivity, EventCount: int64(sm.EventCount),
+		PageViewCount: int64(sm.PageViewCount), EntryURL: jsonx.String(sm.EntryURL), ExitURL: jsonx.String(sm.ExitURL),
 	}
 }
-
-// view returns b as a string without copying; b must not change while the string is used.
-func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

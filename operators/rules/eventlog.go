@@ -3,6 +3,8 @@ package rules
 import (
 	"errors"
 	"strconv"
+
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // The event log (issue 5): one record per processed event, for dwell.event-log. This file
@@ -74,15 +76,15 @@ func AppendLogJSON(dst []byte, e *LogEntry) []byte {
 	// Written out with literal keys: one record per event at level all, so it is on the hot
 	// path (0 allocations, a few hundred ns).
 	b := append(dst, `{"event_id":`...)
-	b = appendJSONString(b, e.EventID)
+	b = jsonx.AppendQuoted(b, e.EventID)
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, e.Type)
+	b = jsonx.AppendQuoted(b, e.Type)
 	b = append(b, `,"key":`...)
-	b = appendJSONString(b, e.Key)
+	b = jsonx.AppendQuoted(b, e.Key)
 	b = append(b, `,"time":"`...)
 	b = appendTime(b, e.Time)
 	b = append(b, `","topic":`...)
-	b = appendJSONString(b, e.Topic)
+	b = jsonx.AppendQuoted(b, e.Topic)
 	b = append(b, `,"partition":`...)
 	b = strconv.AppendInt(b, int64(e.Partition), 10)
 	b = append(b, `,"offset":`...)
@@ -97,7 +99,7 @@ func AppendLogJSON(dst []byte, e *LogEntry) []byte {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendJSONString(b, r)
+				b = jsonx.AppendQuoted(b, r)
 			}
 			b = append(b, ']')
 		}
@@ -108,7 +110,7 @@ func AppendLogJSON(dst []byte, e *LogEntry) []byte {
 					b = append(b, ',')
 				}
 				b = append(b, '"')
-				b = appendJSONChars(b, a.Rule)
+				b = jsonx.AppendEscaped(b, a.Rule)
 				b = append(b, '/')
 				b = append(b, a.Kind.String()...)
 				b = append(b, '"')
@@ -117,11 +119,11 @@ func AppendLogJSON(dst []byte, e *LogEntry) []byte {
 		}
 		if o.Reason != "" {
 			b = append(b, `,"reason":`...)
-			b = appendJSONString(b, string(o.Reason))
+			b = jsonx.AppendQuoted(b, string(o.Reason))
 		}
 		if o.Detail != "" {
 			b = append(b, `,"detail":`...)
-			b = appendJSONString(b, o.Detail)
+			b = jsonx.AppendQuoted(b, o.Detail)
 		}
 	}
 	if e.Unregistered || e.Outcome != nil && e.Outcome.Unregistered {
@@ -129,7 +131,7 @@ func AppendLogJSON(dst []byte, e *LogEntry) []byte {
 	}
 	if e.ConfigVersion != "" {
 		b = append(b, `,"config_version":`...)
-		b = appendJSONString(b, e.ConfigVersion)
+		b = jsonx.AppendQuoted(b, e.ConfigVersion)
 	}
 	if e.ProcessingMicros > 0 {
 		b = append(b, `,"processing_us":`...)

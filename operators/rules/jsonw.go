@@ -1,11 +1,8 @@
 package rules
 
 import (
-	"encoding/binary"
-	"unicode/utf8"
-	"unsafe"
-
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // jsonObject appends a JSON object of string fields to b, in the order written (callers
@@ -23,13 +20,13 @@ func (w *jsonObject) key(k string) {
 		w.b = append(w.b, ',')
 	}
 	w.n++
-	w.b = appendJSONString(w.b, k)
+	w.b = jsonx.AppendQuoted(w.b, k)
 	w.b = append(w.b, ':')
 }
 
 func (w *jsonObject) str(k, v string) {
 	w.key(k)
-	w.b = appendJSONString(w.b, v)
+	w.b = jsonx.AppendQuoted(w.b, v)
 }
 
 // strOmit writes the field unless v is empty.
@@ -46,7 +43,7 @@ func (w *jsonObject) strList(k string, l []string) {
 		if i > 0 {
 			w.b = append(w.b, ',')
 		}
-		w.b = appendJSONString(w.b, s)
+		w.b = jsonx.AppendQuoted(w.b, s)
 	}
 	w.b = append(w.b, ']')
 }
@@ -80,79 +77,6 @@ func (w *jsonObject) end() []byte {
 		return append(w.b, '{', '}')
 	}
 	return append(w.b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	b = appendJSONChars(b, s)
-	return append(b, '"')
-}
-
-// appendJSONChars appends s escaped for a JSON string, without the quotes.
-func appendJSONChars(b []byte, s string) []byte {
-	sb := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
-	start := 0
-	for i := 0; ; {
-		for i+8 <= len(sb) && plain8(binary.LittleEndian.Uint64(sb[i:])) {
-			i += 8 // the common case: 8 bytes that need no escaping, tested at once
-		}
-		for i < len(s) && plainByte[s[i]] {
-			i++
-		}
-		if i >= len(s) {
-			break
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, "\ufffd"...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(b, s[start:]...)
-}
-
-// plainByte[c] says whether c is printable ASCII other than '"' and '\\'.
-var plainByte = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// plain8 says whether the 8 bytes of x are printable ASCII other than '"' and '\\' (nothing
-// to escape, nothing to validate), with the bit tricks of "has a byte less than n" and "has
-// a zero byte" over one 64-bit word.
-func plain8(x uint64) bool {
-	const lsb, msb = 0x0101010101010101, 0x8080808080808080
-	q, bs := x^(lsb*'"'), x^(lsb*'\\')
-	ctl := (x - lsb*0x20) &^ x
-	return (ctl|(q-lsb)&^q|(bs-lsb)&^bs|x)&msb == 0
 }
 
 // maxFastTime is 10000-01-01T00:00:00Z: appendTime formats the times before it itself.

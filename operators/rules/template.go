@@ -11,6 +11,8 @@ import (
 	"text/template"
 	"text/template/parse"
 	"time"
+
+	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
 // Templates are text/template over this data:
@@ -400,7 +402,7 @@ func (r *run) renderFast(t *tmpl, params *paramSet) (string, bool) {
 		return "", false // the slow way reports the error
 	}
 	r.out.buf = b
-	return view(b[start:]), true
+	return jsonx.String(b[start:]), true
 }
 
 // walk records which roots the template reads: the first name of each field chain (.event.type
