@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"bytes"
 	"encoding/hex"
+	"encoding/json"
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/internal/jsonx"
@@ -130,4 +132,118 @@ func activityView(id []byte, sm *operators.Summary) ActivityView {
 		Open: true, ID: jsonx.String(id), StartedAt: sm.StartedAt, LastActivity: sm.LastActivity, EventCount: int64(sm.EventCount),
 		PageViewCount: int64(sm.PageViewCount), EntryURL: jsonx.String(sm.EntryURL), ExitURL: jsonx.String(sm.ExitURL),
 	}
+}
+
+// prop returns the value of path slot in the event's properties, decoding it on first use.
+func (e *Env) prop(pt *pathTable, slot int) jval {
+	if e.propDone[slot/64]&(1<<(slot%64)) != 0 {
+		return e.props[slot].v
+	}
+	return e.loadProp(pt, slot)
+}
+
+func (e *Env) loadProp(pt *pathTable, slot int) jval {
+	if !e.propsScanned && len(e.Event.Properties) <= 64 {
+		// Before scanning small properties: a property whose name does not occur in them at
+		// all is absent, and most events lack most of the properties that rules name (those
+		// of other types). Without escapes in the bytes, a key is its name quoted, literally.
+		// (bytes.Contains is fast in up to 64 bytes; in more, a name starting with '"' makes
+		// it slower than the scan.)
+		if e.propsEscaped == 0 {
+			e.propsEscaped = 1
+			if bytes.IndexByte(e.Event.Properties, '\\') >= 0 {
+				e.propsEscaped = 2
+			}
+		}
+		if e.propsEscaped == 1 && !bytes.Contains(e.Event.Properties, pt.quoted[pt.slotFirst[slot]]) {
+			e.props[slot].v = jval{}
+			e.propDone[slot/64] |= 1 << (slot % 64)
+			return jval{}
+		}
+	}
+	if !e.propsScanned {
+		e.scanProps(pt)
+	}
+	var v jval
+	if raw := e.propRaw[pt.slotFirst[slot]]; raw != nil {
+		if path := pt.paths[slot]; len(path) == 1 {
+			v = parseScalar(raw)
+		} else {
+			v = lookup(raw, path[1:])
+		}
+	}
+	e.props[slot].v = v
+	e.propDone[slot/64] |= 1 << (slot % 64)
+	return v
+}
+
+// scanProps finds, in one pass over the event's properties, the raw value of every top-level
+// property that a path of pt starts at (nil: absent). As lookup does, it takes the first of
+// duplicate keys and stops at anything malformed (what follows is absent).
+func (e *Env) scanProps(pt *pathTable) {
+	e.propsScanned = true
+	raw := e.propRaw[:len(pt.firsts)]
+	clear(raw)
+	obj := e.Event.Properties
+	i := jsonx.SkipWS(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return
+	}
+	left := len(raw)
+	for i++; left > 0; i++ {
+		i = jsonx.SkipWS(obj, i)
+		if i >= len(obj) || obj[i] != '"' {
+			return
+		}
+		end, esc := jsonx.SkipString(obj, i)
+		if end < 0 {
+			return
+		}
+		var f int
+		if esc {
+			f = -1
+			var k string
+			if json.Unmarshal(obj[i:end], &k) == nil {
+				f = pt.first(k)
+			}
+		} else {
+			f = pt.first(jsonx.String(obj[i+1 : end-1]))
+		}
+		i = jsonx.SkipWS(obj, end)
+		if i >= len(obj) || obj[i] != ':' {
+			return
+		}
+		start := jsonx.SkipWS(obj, i+1)
+		j := jsonx.SkipValue(obj, start)
+		if j < 0 {
+			return
+		}
+		if f >= 0 && raw[f] == nil {
+			raw[f] = obj[start:j]
+			left--
+		}
+		i = jsonx.SkipWS(obj, j)
+		if i >= len(obj) || obj[i] != ',' {
+			return
+		}
+	}
+}
+
+type propSlot struct{ v jval }
+
+// ensureSlots sizes the property cache for the paths of pt.
+func (e *Env) ensureSlots(pt *pathTable) {
+	if n := len(pt.paths); len(e.props) < n {
+		e.props = make([]propSlot, n)
+		e.propDone = make([]uint64, (n+63)/64)
+	}
+	if n := len(pt.firsts); len(e.propRaw) < n {
+		e.propRaw = make([][]byte, n)
+	}
+}
+
+// resetProps forgets the properties read so far (Reset does it for a new event).
+func (e *Env) resetProps() {
+	clear(e.propDone)
+	e.propsScanned, e.propsEscaped = false, 0
 }
