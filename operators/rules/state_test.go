@@ -12,17 +12,15 @@ import (
 // under the old one. The encoding is canonical, so a varint with a redundant continuation byte
 // does not decode.
 func TestProfileStateFormat(t *testing.T) {
-	const want = "010205656d61696c0d61406578616d706c652e636f6d04706c616e0370726f02036e65770376697002097075726368617365" +
-		"730607726566756e647301020102030000000000000000000000000004636172740e636172742d6162616e646f6e656480da" +
-		"8cf1ee660265310b7b22736b75223a2261227d040000000000000000000000000000000672656d696e640872656d696e6465" +
-		"7280a4cfb4ef6602653200"
+	const want = "0102046e616d650c416461204c6f76656c616365037a6970000104626574610203626967808080808040066c6f67696e73d7" +
+		"04010000000000000000000000000000000909666f6c6c6f772d7570056e7564676580c0e285e3680465762d37077b226e22" +
+		"3a317d"
 	st := &ProfileState{
-		Traits:   []Trait{{"email", "a@example.com"}, {"plan", "pro"}},
-		Tags:     []string{"new", "vip"},
-		Counters: []Counter{{"purchases", 3}, {"refunds", -1}},
+		Traits:   []Trait{{"name", "Ada Lovelace"}, {"zip", ""}},
+		Tags:     []string{"beta"},
+		Counters: []Counter{{"big", 1 << 40}, {"logins", -300}},
 		Timers: []Timer{
-			{ID: [16]byte{1, 2, 3}, Name: "cart", Type: "cart-abandoned", Deadline: 1_767_229_200_000, Cause: "e1", Data: []byte(`{"sku":"a"}`)},
-			{ID: [16]byte{4}, Name: "remind", Type: "reminder", Deadline: 1_767_300_000_000, Cause: "e2"},
+			{ID: [16]byte{15: 9}, Name: "follow-up", Type: "nudge", Deadline: 1_800_000_000_000, Cause: "ev-7", Data: []byte(`{"n":1}`)},
 		},
 	}
 	got := st.AppendEncode(nil)
