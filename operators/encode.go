@@ -44,12 +44,12 @@ func appendEvent(dst []byte, o *Output) []byte {
 	ref := EventRef{ID: ev.ID, Topic: ev.Topic, Partition: ev.Partition, Offset: ev.Offset}
 	dst = append(dst, `{"id":"`...)
 	if ev.ID != nil {
-		dst = jsonx.AppendEscapedUTF8(dst, ev.ID)
+		dst = jsonx.AppendEscapedUTF8(dst, jsonx.String(ev.ID))
 	} else {
 		dst = AppendEventID(dst, &ref)
 	}
 	dst = append(dst, `","type":`...)
-	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(ev.Type))
+	dst = jsonx.AppendQuotedUTF8(dst, ev.Type)
 	dst = append(dst, `,"time":"`...)
 	dst = AppendTime(dst, ev.Time)
 	dst = append(dst, '"')
@@ -68,7 +68,7 @@ func appendEvent(dst []byte, o *Output) []byte {
 	}
 	if o.Kind == KindLate {
 		dst = append(dst, `,"late":true,"late_reason":`...)
-		dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(string(o.Reason)))
+		dst = jsonx.AppendQuotedUTF8(dst, string(o.Reason))
 	}
 	dst = append(dst, `,"properties":`...)
 	if ev.Properties != nil {
@@ -96,7 +96,7 @@ func appendSystem(dst []byte, o *Output) []byte {
 	dst = appendField(dst, "source", se.Source)
 	dst = append(dst, `,"cause_event_id":"`...)
 	if se.Cause.ID != nil {
-		dst = jsonx.AppendEscapedUTF8(dst, se.Cause.ID)
+		dst = jsonx.AppendEscapedUTF8(dst, jsonx.String(se.Cause.ID))
 	} else {
 		dst = AppendEventID(dst, &se.Cause)
 	}
@@ -154,7 +154,7 @@ func appendSummary(dst []byte, se *SystemEvent) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(tc.Type))
+		dst = jsonx.AppendQuotedUTF8(dst, tc.Type)
 		dst = append(dst, ':')
 		dst = strconv.AppendUint(dst, uint64(tc.Count), 10)
 	}
@@ -171,18 +171,18 @@ func appendSummary(dst []byte, se *SystemEvent) []byte {
 func appendDead(dst []byte, o *Output) []byte {
 	r := o.Record
 	dst = append(dst, `{"reason":`...)
-	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(string(o.Reason)))
+	dst = jsonx.AppendQuotedUTF8(dst, string(o.Reason))
 	dst = append(dst, `,"detail":`...)
-	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(o.Detail))
+	dst = jsonx.AppendQuotedUTF8(dst, o.Detail)
 	dst = append(dst, `,"topic":`...)
-	dst = jsonx.AppendQuotedUTF8(dst, jsonx.Bytes(r.Topic))
+	dst = jsonx.AppendQuotedUTF8(dst, r.Topic)
 	dst = append(dst, `,"partition":`...)
 	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, r.Offset, 10)
 	if utf8.Valid(r.Value) {
 		dst = append(dst, `,"value":`...)
-		dst = jsonx.AppendQuotedUTF8(dst, r.Value)
+		dst = jsonx.AppendQuotedUTF8(dst, jsonx.String(r.Value))
 	} else {
 		dst = append(dst, `,"value_base64":"`...)
 		dst = base64.StdEncoding.AppendEncode(dst, r.Value)
@@ -200,7 +200,7 @@ func appendField(dst []byte, name string, v []byte) []byte {
 	if len(v) == 0 {
 		return append(dst, "null"...)
 	}
-	return jsonx.AppendQuotedUTF8(dst, v)
+	return jsonx.AppendQuotedUTF8(dst, jsonx.String(v))
 }
 
 // appendRaw appends ,"name":raw when raw is present.

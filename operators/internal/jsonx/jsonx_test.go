@@ -25,10 +25,10 @@ func TestEscapers(t *testing.T) {
 		if got := string(jsonx.AppendEscaped([]byte("x"), c.in)); got != "x"+c.checked[1:len(c.checked)-1] {
 			t.Errorf("AppendEscaped(%q) = %s", c.in, got)
 		}
-		if got := string(jsonx.AppendQuotedUTF8(nil, []byte(c.in))); got != c.valid {
+		if got := string(jsonx.AppendQuotedUTF8(nil, c.in)); got != c.valid {
 			t.Errorf("AppendQuotedUTF8(%q) = %s, want %s", c.in, got, c.valid)
 		}
-		if got := string(jsonx.AppendEscapedUTF8([]byte("x"), []byte(c.in))); got != "x"+c.valid[1:len(c.valid)-1] {
+		if got := string(jsonx.AppendEscapedUTF8([]byte("x"), c.in)); got != "x"+c.valid[1:len(c.valid)-1] {
 			t.Errorf("AppendEscapedUTF8(%q) = %s", c.in, got)
 		}
 	}
@@ -55,7 +55,7 @@ func TestEscapeReadsBack(t *testing.T) {
 		if err := json.Unmarshal(jsonx.AppendQuoted(nil, s), &back); err != nil || back != string(want) {
 			t.Fatalf("AppendQuoted(%q) reads back as %q (%v)", s, back, err)
 		}
-		if utf8.ValidString(s) && !bytes.Equal(jsonx.AppendQuotedUTF8(nil, b), jsonx.AppendQuoted(nil, s)) {
+		if utf8.ValidString(s) && !bytes.Equal(jsonx.AppendQuotedUTF8(nil, s), jsonx.AppendQuoted(nil, s)) {
 			t.Fatalf("the escapers differ on valid %q", s)
 		}
 	}
@@ -97,7 +97,7 @@ func TestEscapersDoNotAllocate(t *testing.T) {
 	s := "a \"quoted\"\n line with é and \xff"
 	n := testing.AllocsPerRun(100, func() {
 		b := jsonx.AppendQuoted(buf[:0], s)
-		b = jsonx.AppendQuotedUTF8(b, jsonx.Bytes(s))
+		b = jsonx.AppendQuotedUTF8(b, s)
 		_ = jsonx.SkipValue(b, 0)
 	})
 	if n != 0 {
