@@ -18,8 +18,8 @@
 //   - The scanners (SkipWS, SkipString, SkipValue) trust that their input is valid JSON (it was
 //     validated by the decoder, or written by dwell) but fail safely on anything else; SkipPlain
 //     is the validating decoder's fast path and stops at every byte that needs a closer look.
-//     (The decoder keeps its own whitespace step, parser.ws: it is inlined into the parser's
-//     token peek, whose budget SkipWS does not fit.)
+//     (The decoder keeps its own whitespace step, parser.ws, inlined into its token peek
+//     behind a first-byte test: through SkipWS the decoder measured 11-16% slower.)
 //   - The hot ones stay small enough to inline (String, Bytes, SkipWS, AppendQuoted,
 //     AppendQuotedUTF8); check with go build -gcflags=-m.
 //   - A view returned by String or Bytes aliases its argument: the bytes must not change while
