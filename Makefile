@@ -66,11 +66,15 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## fuzz: run every fuzz target for FUZZTIME each
+## fuzz: run every fuzz target in the tree (found by name, so a new one is never left out) for
+## FUZZTIME each
 fuzz:
-	$(GO) test ./operators -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./operators -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./operators/rules -run '^$$' -fuzz '^FuzzParseLogJSON$$' -fuzztime $(FUZZTIME)
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$(dirname $$f) $$t"; \
+			$(GO) test ./$$(dirname $$f) -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 ## bench: the throughput benchmarks on one core, COUNT times, into bench-new.txt (compare
 ## two such files with benchstat)

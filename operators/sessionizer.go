@@ -185,7 +185,8 @@ type sessionState struct {
 }
 
 // NewSessionizer returns a sessionizer for partition that emits to out. cfg is copied; its
-// zero fields take their defaults. now is the wall-clock time (for idle advancement).
+// zero fields take their defaults. The wall clock (for idle advancement) is not its own: Tick
+// passes it in.
 func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
