@@ -54,7 +54,7 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		kafka              *kafkaFlags
 	)
 	if sub == "apply" {
-		brokers = fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+		brokers = bindBrokers(fs)
 		topic = fs.String("topic", rulesrc.DefaultTopic, "config topic (compacted, one partition)")
 		create = fs.Bool("create-topic", false, "create the config topic if it is missing")
 		by = fs.String("by", whoami(), "who publishes, recorded with the rule set")

@@ -18,7 +18,7 @@ func cmdDeliver(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("deliver", stderr)
 	cfg := deliver.DefaultConfig() // each flag's default is the field's value
 	fs.StringVar(&cfg.Queue, "queue", "", "the queue to deliver (required); its topic is dwell.queue.NAME")
-	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	brokers := bindBrokers(fs)
 	fs.StringVar(&cfg.Topic, "topic", "", "the queue topic (default dwell.queue.NAME)")
 	fs.StringVar(&cfg.Group, "group", "", "consumer group (default dwell-deliver-NAME)")
 	fs.StringVar(&cfg.DeadTopic, "dlq-topic", cfg.DeadTopic, "dead-letter topic for what cannot be delivered")

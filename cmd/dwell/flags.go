@@ -153,6 +153,14 @@ func bindOperators(fs *flag.FlagSet, c *operators.Config) {
 	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", c.MaxEventBytes, "dead-letter records larger than this")
 }
 
+// defaultBrokers is where every command looks for Kafka unless told otherwise.
+const defaultBrokers = "localhost:9092"
+
+// bindBrokers binds --brokers, the same in every command that talks to Kafka.
+func bindBrokers(fs *flag.FlagSet) *string {
+	return fs.String("brokers", defaultBrokers, "comma-separated seed brokers")
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {

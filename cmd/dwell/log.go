@@ -14,7 +14,7 @@ import (
 func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("log", stderr)
 	cfg := eventlog.DefaultConfig()
-	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	brokers := bindBrokers(fs)
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "the event-log topic")
 	fs.StringVar(&cfg.Type, "type", cfg.Type, "event type; * matches any run of characters (cart-*)")
 	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "profile id (the record key: the session id for profile-less events)")

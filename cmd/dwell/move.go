@@ -20,7 +20,7 @@ const moveFilterHelp = `expression selecting the records to move (expr language)
 func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("move", stderr)
 	cfg := move.DefaultConfig()
-	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	brokers := bindBrokers(fs)
 	fs.StringVar(&cfg.From, "from", cfg.From, "topic to read (required), e.g. dwell.dlq")
 	fs.StringVar(&cfg.To, "to", cfg.To, "topic to write (required), e.g. an input topic or dwell.queue.NAME")
 	fs.StringVar(&cfg.Filter, "filter", cfg.Filter, moveFilterHelp)

@@ -20,7 +20,7 @@ import (
 // rate, keyed by profile (or session) as a collector would.
 func cmdProduce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("produce", stderr)
-	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	brokers := bindBrokers(fs)
 	topic := fs.String("topic", "events", "topic to produce to")
 	rate := fs.Int("rps", 1000, "records per second of wall-clock time (0: as fast as possible); event time keeps pace")
 	count := fs.Int("count", 0, "stop after this many records (0: until Ctrl-C)")
@@ -90,7 +90,7 @@ func cmdProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // cmdTail prints the committed records of a topic as JSON, one per line.
 func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("tail", stderr)
-	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	brokers := bindBrokers(fs)
 	fromStart := fs.Bool("from-start", false, "start at the oldest record instead of the newest")
 	count := fs.Int("count", 0, "stop after this many records (0: until Ctrl-C)")
 	kafka := bindKafka(fs)

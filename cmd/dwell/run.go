@@ -26,7 +26,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	cfg := pipeline.DefaultLiveConfig() // each flag's default is the field's value
 	bindOperators(fs, &cfg.Operators)
-	brokers := fs.String("brokers", "localhost:9092", "comma-separated seed brokers")
+	brokers := bindBrokers(fs)
 	inputs := fs.String("inputs", "events", "comma-separated input topics (co-partitioned, keyed by profile id)")
 	fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer group")
 	fs.StringVar(&cfg.DataDir, "data-dir", "data", "directory of the local state (Pebble); rebuildable from the changelog")
