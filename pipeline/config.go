@@ -87,6 +87,9 @@ type LiveConfig struct {
 	// failure aborts the cycle, rebuilds the partitions from Kafka and retries with backoff.
 	// Default 5m.
 	FailureTimeout time.Duration
+	// ConfigTopic is the topic rule sets come from (pipeline/rulesrc), if any: no rule may
+	// write to it.
+	ConfigTopic string
 	// CreateTopics lets SetRules create the topics a rule set writes to (queues, emit topics)
 	// when they are missing; otherwise such a rule set is refused.
 	CreateTopics bool

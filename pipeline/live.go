@@ -140,12 +140,17 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 }
 
 // SetRules makes rs (nil: no rules) the rule set: every partition switches to it at its next
-// cycle boundary, so a cycle runs one version throughout. It first checks that the topics rs
-// writes to exist (creating them when LiveConfig.CreateTopics is set); if they do not, rs is
-// refused and the running set stays. Safe to call from any goroutine.
+// cycle boundary, so a cycle runs one version throughout. It first checks that rs writes to
+// no topic dwell reads or writes itself (ReservedTopics: this processor's inputs, outputs and
+// config topic) and that the topics it writes to exist (creating them when
+// LiveConfig.CreateTopics is set); otherwise rs is refused and the running set stays. Safe to call from any goroutine.
 func (l *Live) SetRules(rs *RuleSet) error {
 	l.rulesMu.Lock()
 	defer l.rulesMu.Unlock()
+	reserved := ReservedTopics(l.cfg.Inputs, l.cfg.Topics, l.cfg.ConfigTopic)
+	if err := rs.checkReserved(l.cfg.Topics.QueuePrefix, reserved); err != nil {
+		return configError(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := ensureRuleTopics(ctx, l.adm, l.cfg.Inputs, rs.OutputTopics(l.cfg.Topics.QueuePrefix), l.cfg.CreateTopics); err != nil {

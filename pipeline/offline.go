@@ -86,6 +86,9 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	if cfg.Topics.Dead == "" {
 		cfg.Topics.Dead = def.Dead
 	}
+	if err := cfg.Rules.checkReserved(cfg.Topics.QueuePrefix, ReservedTopics(nil, cfg.Topics, "")); err != nil {
+		return sum, err
+	}
 	w := &jsonlEmitter{topics: cfg.Topics}
 	for _, o := range []struct {
 		w   **bufio.Writer

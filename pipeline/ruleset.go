@@ -51,7 +51,68 @@ func ParseRuleSet(rulesYAML, registryYAML []byte, opt rules.Options) (*RuleSet, 
 	if rs.Version == "" {
 		rs.Version = "none"
 	}
+	// The default names are dwell's wherever it runs; a deployment's own names are checked
+	// again when the rule set is applied (Live.SetRules).
+	def := DefaultTopics()
+	if err := rs.checkReserved(def.QueuePrefix, ReservedTopics(nil, def, DefaultConfigTopic)); err != nil {
+		return nil, err
+	}
 	return rs, nil
+}
+
+// DefaultConfigTopic is the default topic of published rule sets (pipeline/rulesrc).
+const DefaultConfigTopic = "dwell.config"
+
+// ReservedTopics names the topics dwell itself reads or writes, with what each is: the inputs,
+// the outputs in t (queues aside) and the config topic ("" for none). Rules may not write to
+// them: an emit there would feed dwell's own input, corrupt its state, or pass for one of its
+// outputs.
+func ReservedTopics(inputs []string, t Topics, configTopic string) map[string]string {
+	m := map[string]string{t.System: "the system-events output", t.Events: "the events output",
+		t.Late: "the late-events output", t.Dead: "the dead-letter output", t.Changelog: "the state changelog",
+		t.EventLog: "the event log", configTopic: "the config topic"}
+	for _, in := range inputs {
+		m[in] = "an input topic"
+	}
+	delete(m, "")
+	return m
+}
+
+// checkReserved refuses a rule set that writes to a reserved topic, naming each rule (or
+// registry type) that would.
+func (rs *RuleSet) checkReserved(prefix string, reserved map[string]string) error {
+	if rs == nil {
+		return nil
+	}
+	var errs []error
+	refuse := func(topic, who string) {
+		if what, ok := reserved[topic]; ok {
+			errs = append(errs, fmt.Errorf("pipeline: %s writes to %q, %s; rules write only to queues and topics of their own", who, topic, what))
+		}
+	}
+	if rs.Rules != nil {
+		for _, r := range rs.Rules.Rules {
+			for _, a := range r.Actions {
+				switch {
+				case a.Topic != "":
+					refuse(a.Topic, fmt.Sprintf("rule %q", r.Name))
+				case a.Queue != "":
+					refuse(QueueTopic(prefix, a.Queue), fmt.Sprintf("rule %q (queue %q)", r.Name, a.Queue))
+				}
+			}
+		}
+	}
+	if rs.Registry != nil {
+		for _, t := range rs.Registry.Types() {
+			if t.Queue != "" {
+				refuse(QueueTopic(prefix, t.Queue), fmt.Sprintf("registry type %q (queue %q)", t.Type, t.Queue))
+			}
+		}
+	}
+	if _, ok := reserved[QueueTopic(prefix, DefaultQueue)]; ok {
+		refuse(QueueTopic(prefix, DefaultQueue), "the default queue")
+	}
+	return errors.Join(errs...)
 }
 
 // LoadRuleSet reads and parses the files (an empty path: absent).

@@ -72,6 +72,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{fmt.Errorf("run: --event-log %q: use all, errors or none", *eventLog)}
 	}
 	cfg.CreateTopics = *createTopics
+	cfg.ConfigTopic = rf.topic
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug

@@ -18,7 +18,7 @@ import (
 )
 
 // DefaultTopic is the config topic: compacted, one partition.
-const DefaultTopic = "dwell.config"
+const DefaultTopic = pipeline.DefaultConfigTopic
 
 // RecordKey is the key of the config topic's rule-set records; compaction keeps the latest.
 const RecordKey = "ruleset"
