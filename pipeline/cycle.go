@@ -118,8 +118,7 @@ func (l *Live) runOnce(ctx context.Context) error {
 	l.poll(ctx, c)
 	if l.sess == nil {
 		defer l.cl.AllowRebalance() // at the cycle's end, after offsets are committed
-	}
-	if l.sess != nil {
+	} else {
 		if err := l.sess.Begin(); err != nil {
 			return fmt.Errorf("pipeline: beginning a transaction: %w", err)
 		}

@@ -81,37 +81,12 @@ func ReservedTopics(inputs []string, t Topics, configTopic string) map[string]st
 // checkReserved refuses a rule set that writes to a reserved topic, naming each rule (or
 // registry type) that would.
 func (rs *RuleSet) checkReserved(prefix string, reserved map[string]string) error {
-	if rs == nil {
-		return nil
-	}
 	var errs []error
-	refuse := func(topic, who string) {
+	rs.writes(prefix, func(topic, who string) {
 		if what, ok := reserved[topic]; ok {
 			errs = append(errs, fmt.Errorf("pipeline: %s writes to %q, %s; rules write only to queues and topics of their own", who, topic, what))
 		}
-	}
-	if rs.Rules != nil {
-		for _, r := range rs.Rules.Rules {
-			for _, a := range r.Actions {
-				switch {
-				case a.Topic != "":
-					refuse(a.Topic, fmt.Sprintf("rule %q", r.Name))
-				case a.Queue != "":
-					refuse(QueueTopic(prefix, a.Queue), fmt.Sprintf("rule %q (queue %q)", r.Name, a.Queue))
-				}
-			}
-		}
-	}
-	if rs.Registry != nil {
-		for _, t := range rs.Registry.Types() {
-			if t.Queue != "" {
-				refuse(QueueTopic(prefix, t.Queue), fmt.Sprintf("registry type %q (queue %q)", t.Type, t.Queue))
-			}
-		}
-	}
-	if _, ok := reserved[QueueTopic(prefix, DefaultQueue)]; ok {
-		refuse(QueueTopic(prefix, DefaultQueue), "the default queue")
-	}
+	})
 	return errors.Join(errs...)
 }
 
@@ -152,23 +127,22 @@ const DefaultQueue = "notifications"
 // QueueTopic is the topic of queue q under prefix (Topics.QueuePrefix).
 func QueueTopic(prefix, q string) string { return prefix + q }
 
-// OutputTopics lists every topic the rule set can write to, sorted: queue topics (under
-// prefix) and the topics of emit actions.
-func (rs *RuleSet) OutputTopics(prefix string) []string {
+// writes calls fn for every topic the rule set can write to, with who writes it: each emit
+// topic, queue and default queue of its rules, and each registry type's queue (under prefix).
+func (rs *RuleSet) writes(prefix string, fn func(topic, who string)) {
 	if rs == nil {
-		return nil
+		return
 	}
-	set := map[string]bool{}
 	if rs.Rules != nil {
 		for _, r := range rs.Rules.Rules {
 			for _, a := range r.Actions {
 				switch {
 				case a.Topic != "":
-					set[a.Topic] = true
+					fn(a.Topic, fmt.Sprintf("rule %q", r.Name))
 				case a.Queue != "":
-					set[QueueTopic(prefix, a.Queue)] = true
+					fn(QueueTopic(prefix, a.Queue), fmt.Sprintf("rule %q (queue %q)", r.Name, a.Queue))
 				case a.Kind == rules.ActNotify:
-					set[QueueTopic(prefix, DefaultQueue)] = true
+					fn(QueueTopic(prefix, DefaultQueue), fmt.Sprintf("rule %q (the default queue)", r.Name))
 				}
 			}
 		}
@@ -176,10 +150,17 @@ func (rs *RuleSet) OutputTopics(prefix string) []string {
 	if rs.Registry != nil {
 		for _, t := range rs.Registry.Types() {
 			if t.Queue != "" {
-				set[QueueTopic(prefix, t.Queue)] = true
+				fn(QueueTopic(prefix, t.Queue), fmt.Sprintf("registry type %q (queue %q)", t.Type, t.Queue))
 			}
 		}
 	}
+}
+
+// OutputTopics lists every topic the rule set can write to, sorted: queue topics (under
+// prefix) and the topics of emit actions.
+func (rs *RuleSet) OutputTopics(prefix string) []string {
+	set := map[string]bool{}
+	rs.writes(prefix, func(topic, _ string) { set[topic] = true })
 	out := make([]string, 0, len(set))
 	for t := range set {
 		out = append(out, t)

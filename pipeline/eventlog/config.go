@@ -10,6 +10,7 @@ import (
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
+	"github.com/dwellhq/dwell/pipeline"
 )
 
 // Config is a search's settings. Start from DefaultConfig: Limit 0 means no limit, so a zero
@@ -46,7 +47,7 @@ type Config struct {
 // DefaultConfig returns a Config holding every default. cmd/dwell binds its flags to the
 // fields, each with the field's value as the flag's default, so each default is written once.
 func DefaultConfig() Config {
-	return Config{Topic: "dwell.event-log", Limit: 100}
+	return Config{Topic: pipeline.DefaultTopics().EventLog, Limit: 100}
 }
 
 // ErrConfig marks the errors of a Config that cannot work. Their text names the flag that

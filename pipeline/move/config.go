@@ -8,6 +8,8 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/pipeline"
 )
 
 // Config is a move's settings. Start from DefaultConfig: EventLogTopic and Progress are
@@ -42,7 +44,7 @@ type Config struct {
 // DefaultConfig returns a Config holding every default. cmd/dwell binds its flags to the
 // fields, each with the field's value as the flag's default, so each default is written once.
 func DefaultConfig() Config {
-	return Config{EventLogTopic: "dwell.event-log", Progress: 2 * time.Second, Now: time.Now}
+	return Config{EventLogTopic: pipeline.DefaultTopics().EventLog, Progress: 2 * time.Second, Now: time.Now}
 }
 
 // ErrConfig marks the errors of a Config that cannot work. Their text names the flag that
