@@ -192,11 +192,24 @@ func (w *Wheel[T]) Next() int64 {
 // Advance moves the wheel to target, firing every timer with deadline <= target in order of
 // (deadline, less). fire may Schedule and Cancel timers, the fired one included; a timer it
 // schedules at or before target fires within this same call.
-func (w *Wheel[T]) Advance(target int64, fire func(n *Node[T])) {
+func (w *Wheel[T]) Advance(target int64, fire func(n *Node[T])) { w.AdvanceWhile(target, fire, nil) }
+
+// AdvanceWhile is Advance with a budget: before each timer fires it asks more, and when more
+// says no it stops there and returns false. The timers left keep their order: a later Advance
+// fires them first, exactly as one unbounded Advance would have (the same timers in the same
+// order). Now stays at or below the earliest timer left. A nil more never stops.
+func (w *Wheel[T]) AdvanceWhile(target int64, fire func(n *Node[T]), more func() bool) bool {
 	target = min(target, MaxDeadline)
 	for {
 		if len(w.immediate) > 0 {
-			w.fireImmediate(fire)
+			// Nodes due at or before now; after a budget stopped an Advance, now may be past
+			// target, and those due after target wait.
+			if w.immediateMin() > target {
+				break
+			}
+			if !w.fireImmediate(fire, more) {
+				return false
+			}
 			continue
 		}
 		lvl := 0
@@ -227,14 +240,22 @@ func (w *Wheel[T]) Advance(target int64, fire func(n *Node[T])) {
 		}
 	}
 	w.now = max(w.now, target)
+	return true
 }
 
-// fireImmediate fires the nodes of the smallest deadline in the immediate list, in less order.
-func (w *Wheel[T]) fireImmediate(fire func(n *Node[T])) {
+func (w *Wheel[T]) immediateMin() int64 {
 	d := w.immediate[0].deadline
 	for _, n := range w.immediate[1:] {
 		d = min(d, n.deadline)
 	}
+	return d
+}
+
+// fireImmediate fires the nodes of the smallest deadline in the immediate list, in less order,
+// asking more (if not nil) before each; it returns false when more stopped it, with the nodes
+// not fired back in the immediate list.
+func (w *Wheel[T]) fireImmediate(fire func(n *Node[T]), more func() bool) bool {
+	d := w.immediateMin()
 	batch := w.batch[:0]
 	keep := w.immediate[:0]
 	for _, n := range w.immediate {
@@ -264,9 +285,24 @@ func (w *Wheel[T]) fireImmediate(fire func(n *Node[T])) {
 		if n.state != firing { // moved or cancelled by an earlier fire of this batch
 			continue
 		}
+		if more != nil && !more() {
+			// Out of budget: what is left of the batch waits in the immediate list, to be
+			// sorted again (by the same order) when firing resumes.
+			batch[i] = n
+			for _, m := range batch[i:] {
+				if m != nil && m.state == firing {
+					m.state = immediate
+					w.immediate = append(w.immediate, m)
+				}
+			}
+			clear(batch[i:])
+			w.batch = batch[:0]
+			return false
+		}
 		n.state = idle
 		w.count--
 		fire(n)
 	}
 	w.batch = batch[:0]
+	return true
 }

@@ -253,3 +253,45 @@ func itoa(n int) string {
 	}
 	return "n"
 }
+
+// TestAdvanceWhileResumes checks that a budgeted advance, stopped and resumed any number of
+// times, fires the same timers in the same order as one unbounded Advance, fires that schedule
+// timers again included.
+func TestAdvanceWhileResumes(t *testing.T) {
+	for seed := range uint64(30) {
+		run := func(budgeted bool) []fired {
+			rng := rand.New(rand.NewPCG(seed, 3)) // the same schedule for both runs
+			w := New(0, lessByID)
+			owners := make([]*owner, 300)
+			for i := range owners {
+				owners[i] = &owner{id: i}
+				owners[i].node.Value = owners[i]
+				w.Schedule(&owners[i].node, rng.Int64N(50)) // many share a deadline
+			}
+			var got []fired
+			fire := func(n *Node[*owner]) {
+				got = append(got, fired{n.Value.id, n.deadline})
+				if n.Value.id%3 == 0 && n.deadline < 400 {
+					w.Schedule(n, n.deadline+1+int64(n.Value.id%7)) // again
+				}
+			}
+			if !budgeted {
+				w.Advance(1000, fire)
+				return got
+			}
+			for {
+				left := 1 + rng.IntN(5)
+				if w.AdvanceWhile(1000, fire, func() bool { left--; return left >= 0 }) {
+					return got
+				}
+			}
+		}
+		want, got := run(false), run(true)
+		if !slices.Equal(want, got) {
+			t.Fatalf("seed %d: budgeted firing differs:\nwant %v\ngot  %v", seed, want[:min(20, len(want))], got[:min(20, len(got))])
+		}
+		if len(want) < 300 {
+			t.Fatalf("seed %d: only %d fired", seed, len(want))
+		}
+	}
+}
