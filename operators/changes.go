@@ -58,6 +58,7 @@ func (s *Sessionizer) DrainChanges(fn func(c Change)) {
 		k.dirty = false
 	}
 	s.dirty = s.dirty[:0]
+	clear(s.forgotten)
 }
 
 // deadlines are k's real timer deadlines by kind (the wheel's may be earlier: timers are

@@ -106,6 +106,9 @@ func (s *Sessionizer) loadCold(key []byte) *keyState {
 	if s.cold == nil || s.err != nil {
 		return nil
 	}
+	if _, gone := s.forgotten[string(key)]; gone {
+		return nil // forgotten this cycle: what the store holds is stale
+	}
 	b, ok, err := s.cold.LoadKey(string(key))
 	if err != nil {
 		s.err = fmt.Errorf("operators: partition %d: loading key %q: %w", s.partition, key, err)

@@ -171,3 +171,44 @@ func TestRegressionDisabledOutOfRangePanics(t *testing.T) {
 		t.Fatal("want a validation error")
 	}
 }
+
+// A key forgotten (profile_ttl) and seen again before the cycle's changes were stored was
+// loaded back from the cold store, which still held its old state: the new event joined the
+// visit that had ended, with its old id, unlike the same run without a cold store (offline).
+func TestRegressionForgottenKeyNotReloadedFromColdStore(t *testing.T) {
+	run := func(withCold bool) string {
+		var out lines
+		s, err := NewSessionizer(Config{ProfileTTL: time.Hour, MaxOutOfOrderness: time.Millisecond}, 0, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cold := memCold{}
+		if withCold {
+			s.SetColdStore(cold)
+		}
+		at := func(rel time.Duration, id string) {
+			v := fmt.Sprintf(`{"id":%q,"type":"page-view","time":%d,"profile":"p1"}`, id, base.Add(rel).UnixMilli())
+			s.Process(&Record{Topic: "in", Value: []byte(v), Timestamp: NoTimestamp})
+		}
+		at(0, "a")
+		at(time.Second, "a2") // moves the watermark past a: p1 exists
+		if withCold {
+			s.DrainChanges(func(c Change) { cold[c.Key], _ = s.AppendKeySnapshot(nil, c.Key) })
+		}
+		at(3*time.Hour, "b") // forgets p1 (its ttl passed), then processes b, in one cycle
+		at(3*time.Hour+time.Second, "c")
+		s.Flush()
+		return out.b.String()
+	}
+	if got, want := run(true), run(false); got != want {
+		t.Fatalf("with a cold store:\n%s\nwithout:\n%s", got, want)
+	}
+}
+
+// memCold is a cold store over a map: the key snapshots a pipeline would have written to Pebble.
+type memCold map[string][]byte
+
+func (m memCold) LoadKey(key string) ([]byte, bool, error) {
+	b, ok := m[key]
+	return b, ok, nil
+}

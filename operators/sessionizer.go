@@ -60,8 +60,11 @@ type Sessionizer struct {
 	// Bounded memory (cold.go).
 	cold       ColdStore
 	coldTimers coldHeap
-	hand       struct{ slab, i int }
-	err        error
+	// forgotten holds the keys forgotten since the last DrainChanges: the cold store still
+	// has their old state until the deletion is stored, and must not bring it back.
+	forgotten map[string]struct{}
+	hand      struct{ slab, i int }
+	err       error
 
 	partition int32 // the partition this sessionizer owns (for error messages)
 
@@ -438,6 +441,12 @@ func (s *Sessionizer) forget(k *keyState) {
 	if s.track {
 		k.deleted = true
 		s.markDirty(k)
+		if s.cold != nil {
+			if s.forgotten == nil {
+				s.forgotten = map[string]struct{}{}
+			}
+			s.forgotten[k.key] = struct{}{}
+		}
 		return
 	}
 	s.release(k)
