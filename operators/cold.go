@@ -126,13 +126,19 @@ func (s *Sessionizer) loadCold(key []byte) *keyState {
 }
 
 // wakeCold loads every evicted key with a deadline at or before target, so that the wheel
-// fires its timers in order.
-func (s *Sessionizer) wakeCold(target int64) {
+// fires its timers in order, each load a unit of the budget; false when the budget (or an
+// error) stopped it.
+func (s *Sessionizer) wakeCold(target int64) bool {
 	for len(s.coldTimers) > 0 && s.coldTimers[0].deadline <= target && s.err == nil {
-		e := heap.Pop(&s.coldTimers).(coldEntry)
-		if _, hot := s.keys[e.key]; hot {
-			continue // loaded since; its timers are in the wheel
+		if _, hot := s.keys[s.coldTimers[0].key]; hot {
+			heap.Pop(&s.coldTimers) // loaded since; its timers are in the wheel
+			continue
 		}
+		if !s.more() {
+			return false
+		}
+		e := heap.Pop(&s.coldTimers).(coldEntry)
 		s.loadCold([]byte(e.key))
 	}
+	return s.err == nil
 }

@@ -34,9 +34,18 @@ type Sessionizer struct {
 	keys      map[string]*keyState
 	wheel     *timerwheel.Wheel[*keyState]
 	buf       reorderBuffer
-	watermark int64
+	watermark int64 // reached: events up to it processed, timers before it fired
+	target    int64 // asked for by the input; the watermark trails it while a budget stops the work (budget.go)
 	maxSeen   int64
-	flushing  bool
+	flushing  bool // the end of input: what is open ends with reason shutdown-flush
+	ending    bool // Flush was called
+
+	// Bounded work (budget.go): the budget in force, and the records that arrived while the
+	// watermark trailed the target, processed from heldNext on once it has caught up.
+	bud      budget
+	held     []Record
+	heldNext int
+	catching bool
 
 	// Idle advancement, driven by Tick.
 	received bool
@@ -209,6 +218,7 @@ func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, err
 		dec:       NewDecoder(&cfg),
 		keys:      make(map[string]*keyState),
 		watermark: math.MinInt64,
+		target:    math.MinInt64,
 		maxSeen:   math.MinInt64,
 	}
 	s.partition = partition
@@ -263,10 +273,21 @@ func (s *Sessionizer) Stats() Stats {
 // Watermark is the partition's event-time watermark (math.MinInt64 before the first event).
 func (s *Sessionizer) Watermark() int64 { return s.watermark }
 
-// Process decodes one record and processes it. Bad records become dead letters.
+// Process decodes one record and processes it. Bad records become dead letters. While the
+// partition is Behind, the record is held (copied) and processed once the watermark has caught
+// up, where an unbounded run would have processed it.
 func (s *Sessionizer) Process(rec *Record) {
-	s.stats.Records++
 	s.received = true
+	if s.Behind() {
+		s.hold(rec)
+		s.catchUp()
+		return
+	}
+	s.process(rec)
+}
+
+func (s *Sessionizer) process(rec *Record) {
+	s.stats.Records++
 	ev := &s.ev
 	if err := s.dec.Decode(rec, ev); err != nil {
 		s.stats.Dead++
@@ -298,8 +319,9 @@ func (s *Sessionizer) Process(rec *Record) {
 func (s *Sessionizer) ProcessEvent(ev *Event) {
 	s.stats.Events++
 	s.received = true
-	if ev.Time < s.watermark {
+	if ev.Time < s.target {
 		// Behind the watermark: it joins the open visit if it can, without changing history.
+		// (Records reach here only once the watermark has caught up: target == watermark.)
 		s.processLate(ev)
 		s.advanceTimers(s.watermark)
 		return
@@ -307,7 +329,7 @@ func (s *Sessionizer) ProcessEvent(ev *Event) {
 	s.buf.push(ev)
 	if ev.Time > s.maxSeen {
 		s.maxSeen = ev.Time
-		if w := ev.Time - s.ooo; w > s.watermark {
+		if w := ev.Time - s.ooo; w > s.target {
 			s.setWatermark(w)
 		}
 	}
@@ -325,52 +347,45 @@ func (s *Sessionizer) Tick(now time.Time) {
 	if s.idle < 0 || nowMS-s.lastRecv < s.idle {
 		return
 	}
-	if w := nowMS - s.ooo; w > s.watermark {
+	if w := nowMS - s.ooo; w > s.target {
 		s.setWatermark(w)
 	}
 }
 
 // Flush ends input: every buffered event is processed and every open visit and session ends
 // with reason shutdown-flush, as if the watermark had reached +infinity. Offline mode calls it at
-// the end of the input.
+// the end of the input. Under a budget it may stop early (Behind); call it, or Continue, again
+// until it has finished.
 func (s *Sessionizer) Flush() {
-	// Input ended at the largest event time seen: what ended before it ended for its own reason.
-	if s.maxSeen > s.watermark {
-		s.setWatermark(s.maxSeen)
+	if !s.ending {
+		// Input ended at the largest event time seen: what ended before it ended for its own
+		// reason.
+		s.ending = true
+		s.target = max(s.target, s.maxSeen)
 	}
-	s.flushing = true
+	if !s.flushing {
+		if s.catchUp(); s.Behind() {
+			return
+		}
+		s.flushing = true
+	}
 	s.setWatermark(math.MaxInt64)
-	s.flushing = false
 }
 
-// setWatermark moves the watermark to w, processing buffered events and firing timers in
-// event-time order: before an event at t, every timer due before t fires.
+// setWatermark asks for the watermark to move to w, and moves it as far as the budget allows
+// (budget.go): before an event at t, every timer due before t fires.
 func (s *Sessionizer) setWatermark(w int64) {
-	s.watermark = w
-	for s.buf.len() > 0 && s.buf.minTime() <= w {
-		ev := s.buf.pop()
-		s.advanceTimers(ev.Time)
-		s.processEvent(ev)
-	}
-	s.advanceTimers(w)
+	s.target = max(s.target, w)
+	s.catchUp()
 }
 
-// advanceTimers fires every timer whose deadline is before t.
+// advanceTimers fires every timer whose deadline is before t, without a budget: after a late
+// event, the few timers it moved before the watermark.
 func (s *Sessionizer) advanceTimers(t int64) {
-	if t == math.MinInt64 {
-		return
-	}
-	target := t - 1
-	if t == math.MaxInt64 {
-		target = t
-	}
-	if len(s.coldTimers) > 0 {
-		s.wakeCold(target)
-	}
-	if s.wheel.Len() == 0 {
-		return
-	}
-	s.wheel.Advance(target, s.fire)
+	b := s.bud
+	s.bud = budget{}
+	s.fireBefore(t)
+	s.bud = b
 }
 
 // stateKey builds the state key of ev into s.keyBuf: 'p'+profile, or 's'+session for a
@@ -391,6 +406,9 @@ func (s *Sessionizer) stateKey(ev *Event) (key []byte, ok bool) {
 func (s *Sessionizer) lookup(key []byte) *keyState {
 	if k := s.keys[string(key)]; k != nil {
 		return k
+	}
+	if s.cold != nil {
+		s.spend()
 	}
 	return s.loadCold(key)
 }

@@ -21,8 +21,11 @@ import (
 
 const (
 	// keySnapshotVersion 2 added the key extension (flag 8); version 1 is still read.
-	keySnapshotVersion       = 2
-	partitionSnapshotVersion = 1
+	keySnapshotVersion = 2
+	// partitionSnapshotVersion 2 adds the target watermark and the held records of a partition
+	// that is behind (budget.go); a partition that is not is written as version 1, which is
+	// still read.
+	partitionSnapshotVersion = 2
 	// maxSnapshotItems bounds counts read from a snapshot before allocating for them.
 	maxSnapshotItems = 1 << 16
 )
@@ -264,7 +267,12 @@ func (s *Sessionizer) readActivity(r *wire.Reader, a *activity, k *keyState, kin
 // time seen, and the events waiting in the reorder buffer (as records, in arrival order), so
 // that the records before the snapshot need not be read again.
 func (s *Sessionizer) AppendPartitionSnapshot(dst []byte) []byte {
-	dst = append(dst, partitionSnapshotVersion)
+	behind := s.Behind()
+	if behind {
+		dst = append(dst, partitionSnapshotVersion)
+	} else {
+		dst = append(dst, 1)
+	}
 	dst = binary.AppendVarint(dst, s.watermark)
 	dst = binary.AppendVarint(dst, s.maxSeen)
 	dst = binary.AppendUvarint(dst, s.buf.seq)
@@ -279,6 +287,24 @@ func (s *Sessionizer) AppendPartitionSnapshot(dst []byte) []byte {
 		dst = binary.AppendVarint(dst, ev.RecordTime)
 		dst = wire.AppendBytes(dst, ev.Raw)
 	}
+	if !behind {
+		return dst
+	}
+	dst = binary.AppendVarint(dst, s.target)
+	dst = binary.AppendUvarint(dst, uint64(s.heldLen()))
+	for _, h := range s.held[s.heldNext:] {
+		dst = wire.AppendString(dst, h.Topic)
+		dst = binary.AppendVarint(dst, int64(h.Partition))
+		dst = binary.AppendVarint(dst, h.Offset)
+		dst = binary.AppendVarint(dst, h.Timestamp)
+		if h.Key == nil { // a null key stays null
+			dst = append(dst, 0)
+		} else {
+			dst = append(dst, 1)
+			dst = wire.AppendBytes(dst, h.Key)
+		}
+		dst = wire.AppendBytes(dst, h.Value)
+	}
 	return dst
 }
 
@@ -290,18 +316,19 @@ func (s *Sessionizer) RestorePartition(b []byte) error {
 		return errors.New("operators: RestorePartition on a sessionizer that has processed records")
 	}
 	r := wire.NewReader(b)
-	if v := r.Byte(); v != partitionSnapshotVersion {
+	version := r.Byte()
+	if version != 1 && version != partitionSnapshotVersion {
 		if !r.Ok() {
 			return errSnapshot
 		}
-		return fmt.Errorf("operators: partition snapshot version %d is not supported", v)
+		return fmt.Errorf("operators: partition snapshot version %d is not supported", version)
 	}
 	watermark, maxSeen, seq := r.Varint(), r.Varint(), r.Uvarint()
 	n := r.UvarintMax(maxSnapshotItems * 16)
 	if !r.Ok() {
 		return errSnapshot
 	}
-	s.watermark, s.maxSeen = watermark, maxSeen
+	s.watermark, s.target, s.maxSeen = watermark, watermark, maxSeen
 	var ev Event
 	for range n {
 		eseq := r.Uvarint()
@@ -316,6 +343,31 @@ func (s *Sessionizer) RestorePartition(b []byte) error {
 			return fmt.Errorf("operators: buffered record at offset %d no longer decodes: %w", rec.Offset, err)
 		}
 		s.buf.pushSeq(&ev, eseq)
+	}
+	if version >= 2 {
+		s.target = r.Varint()
+		n := r.UvarintMax(maxSnapshotItems * 16)
+		if !r.Ok() || s.target < s.watermark {
+			return errSnapshot
+		}
+		s.held = make([]Record, 0, n)
+		for range n {
+			h := Record{Topic: s.dec.intern(r.Bytes())}
+			part := r.Varint()
+			h.Partition, h.Offset, h.Timestamp = int32(part), r.Varint(), r.Varint()
+			switch r.Byte() {
+			case 0:
+			case 1:
+				h.Key = r.Bytes()
+			default:
+				r.Fail()
+			}
+			h.Value = r.Bytes()
+			if !r.Ok() || part < math.MinInt32 || part > math.MaxInt32 {
+				return errSnapshot
+			}
+			s.held = append(s.held, h)
+		}
 	}
 	if !r.Complete() {
 		return errSnapshot
