@@ -105,6 +105,9 @@ type Stats struct {
 	// Evicted and Loaded count keys moved out of and back into memory (bounded memory).
 	Evicted, Loaded uint64
 	ColdTimers      int // evicted keys waiting on a deadline
+	// Held is the records waiting for the watermark to catch up; Behind is 1 for a partition
+	// whose budget stopped its work (budget.go), so that a sum counts such partitions.
+	Held, Behind int
 }
 
 // Add sums o into st, counters and gauges alike (a sum over partitions); Watermark is left
@@ -133,6 +136,8 @@ func (st *Stats) Add(o Stats) {
 	st.Evicted += o.Evicted
 	st.Loaded += o.Loaded
 	st.ColdTimers += o.ColdTimers
+	st.Held += o.Held
+	st.Behind += o.Behind
 }
 
 // Timer kinds: each key has at most one pending deadline of each.
@@ -267,6 +272,10 @@ func (s *Sessionizer) Stats() Stats {
 	st.Timers = s.wheel.Len()
 	st.Watermark = s.watermark
 	st.ColdTimers = len(s.coldTimers)
+	st.Held = s.heldLen()
+	if s.Behind() {
+		st.Behind = 1
+	}
 	return st
 }
 

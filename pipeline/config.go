@@ -50,8 +50,22 @@ type LiveConfig struct {
 	// advancement, timers). Default 250ms.
 	PollTimeout time.Duration
 	// MaxCachedKeys bounds the keys each partition keeps in memory; colder ones live in
-	// Pebble. Default 1,000,000.
+	// Pebble. Default 1,000,000. Between two cycle ends a partition may hold up to
+	// MaxPollRecords + MaxCycleWork more (the keys a cycle creates or loads).
 	MaxCachedKeys int
+	// MaxCycleWork bounds one partition's work in one cycle, in units: each event processed,
+	// timer fired, held record processed and evicted key loaded is one (operators.Budget).
+	// Work left over (a timer storm after the watermark jumped) goes on at the next cycle, with
+	// the same output; meanwhile the partition's records are held and its fetching paused.
+	// Default 100,000.
+	MaxCycleWork int
+	// MaxCycleTime bounds the time one cycle spends processing, the same way; it must leave the
+	// cycle time to end its transaction. Default a third of TransactionTimeout.
+	MaxCycleTime time.Duration
+	// StallTimeout: an assigned partition whose cycles have not committed for this long (the
+	// cycle is stuck, or keeps failing) is stalled: /readyz fails and
+	// dwell_partition_stalled{partition} is 1. Default 2m.
+	StallTimeout time.Duration
 	// Logger, default discard. Now is the wall clock, default time.Now.
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -112,6 +126,8 @@ func DefaultLiveConfig() LiveConfig {
 		MaxPollRecords:      10_000,
 		PollTimeout:         250 * time.Millisecond,
 		MaxCachedKeys:       1_000_000,
+		MaxCycleWork:        100_000,
+		StallTimeout:        2 * time.Minute,
 		Compression:         "lz4",
 		Guarantee:           ExactlyOnce,
 		TransactionTimeout:  30 * time.Second,
@@ -141,7 +157,8 @@ func (c *LiveConfig) ensureDefaults() {
 		p *time.Duration
 		d time.Duration
 	}{{&c.PollTimeout, def.PollTimeout}, {&c.TransactionTimeout, def.TransactionTimeout},
-		{&c.GroupSessionTimeout, def.GroupSessionTimeout}, {&c.FailureTimeout, def.FailureTimeout}} {
+		{&c.GroupSessionTimeout, def.GroupSessionTimeout}, {&c.FailureTimeout, def.FailureTimeout},
+		{&c.StallTimeout, def.StallTimeout}} {
 		if *f.p == 0 {
 			*f.p = f.d
 		}
@@ -151,6 +168,12 @@ func (c *LiveConfig) ensureDefaults() {
 	}
 	if c.MaxCachedKeys == 0 {
 		c.MaxCachedKeys = def.MaxCachedKeys
+	}
+	if c.MaxCycleWork == 0 {
+		c.MaxCycleWork = def.MaxCycleWork
+	}
+	if c.MaxCycleTime == 0 {
+		c.MaxCycleTime = c.TransactionTimeout / 3
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -177,6 +200,16 @@ func (c *LiveConfig) validate() error {
 	}
 	if c.MaxPollRecords < 1 || c.MaxCachedKeys < 0 || c.PollTimeout <= 0 {
 		errs = append(errs, errors.New("pipeline: max poll records and poll timeout must be positive"))
+	}
+	if c.MaxCycleWork < 1 {
+		errs = append(errs, fmt.Errorf("pipeline: max cycle work %d must be positive; pass --max-cycle-work", c.MaxCycleWork))
+	}
+	if c.MaxCycleTime <= 0 || c.MaxCycleTime >= c.TransactionTimeout {
+		errs = append(errs, fmt.Errorf("pipeline: max cycle time %s must be positive and below the transaction timeout %s, which the cycle's end needs too; pass --max-cycle-time (default a third of --transaction-timeout)",
+			c.MaxCycleTime, c.TransactionTimeout))
+	}
+	if c.StallTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("pipeline: stall timeout %s must be positive; pass --stall-timeout", c.StallTimeout))
 	}
 	if _, err := rules.ParseLogLevel(c.EventLog); err != nil {
 		errs = append(errs, fmt.Errorf("pipeline: event log %q: use all, errors or none; pass --event-log", c.EventLog))

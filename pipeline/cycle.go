@@ -18,6 +18,9 @@ import (
 // FailureTimeout, so that a supervisor can restart the process.
 func (l *Live) Run(ctx context.Context) error {
 	defer l.stopWorkers()
+	// Stopping cuts the cycle in flight short: workers stop at their next budget check, and
+	// the cycle commits what it did (its end is bounded by TransactionTimeout, see commit).
+	defer context.AfterFunc(ctx, func() { l.stopping.Store(true) })()
 	var failingSince time.Time
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
@@ -40,9 +43,9 @@ func (l *Live) Run(ctx context.Context) error {
 			l.recover()
 			return fmt.Errorf("pipeline: processing has failed for %s (--failure-timeout); last error: %w", failed.Round(time.Second), err)
 		}
-		l.log.Warn("cycle failed; partitions will restore and the cycle is retried", "err", err, "retry_in", backoff)
+		l.log.Warn("cycle failed; partitions will restore and the cycle is retried", "reason", failureReason(err), "err", err, "retry_in", backoff)
 		if m := l.cfg.Metrics; m != nil {
-			m.cycleFailures.Inc()
+			m.cycleFailures.WithLabelValues(failureReason(err)).Inc()
 		}
 		l.recover()
 		select {
@@ -58,13 +61,8 @@ func (l *Live) Run(ctx context.Context) error {
 // the committed offsets), or without transactions the consumer is rewound; every partition
 // stops, to restore from Pebble and the changelog at its next cycle.
 func (l *Live) recover() {
-	if l.sess != nil && l.inTxn {
-		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.TransactionTimeout)
-		if _, err := l.sess.End(ctx, kgo.TryAbort); err != nil {
-			l.log.Warn("aborting the failed cycle's transaction", "err", err)
-		}
-		cancel()
-		l.inTxn = false
+	if err := l.abortOpen(); err != nil {
+		l.log.Warn("aborting the failed cycle's transaction; the next cycle tries again", "err", err)
 	}
 	if l.sess == nil {
 		l.cl.SetOffsets(l.cl.CommittedOffsets())
@@ -73,8 +71,54 @@ func (l *Live) recover() {
 	l.ready.Store(false)
 }
 
+// abortOpen aborts a transaction left open: a cycle whose End failed (franz-go leaves it open
+// then) or that stopped midway. Until that succeeds no new transaction can begin.
+func (l *Live) abortOpen() error {
+	if l.sess == nil || !l.inTxn {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.TransactionTimeout)
+	defer cancel()
+	if _, err := l.sess.End(ctx, kgo.TryAbort); err != nil {
+		return err
+	}
+	l.inTxn = false
+	return nil
+}
+
 // errCrashed ends Run where a test abandons the processor.
 var errCrashed = errors.New("pipeline: crashed (test)")
+
+// cycleFailureReasons label dwell_cycle_failures_total: what made a cycle fail.
+var cycleFailureReasons = []string{"transaction", "restore", "produce", "state", "offsets", "timeout"}
+
+// cycleError is a failed cycle's error with the reason it is counted under.
+type cycleError struct {
+	reason string
+	err    error
+}
+
+func (e cycleError) Error() string { return e.err.Error() }
+func (e cycleError) Unwrap() error { return e.err }
+
+func failed(reason string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return cycleError{reason, err}
+}
+
+// failureReason is the label err is counted under.
+func failureReason(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	var ce cycleError
+	if errors.As(err, &ce) {
+		return ce.reason
+	}
+	return "state"
+}
 
 // crashed reports whether a test abandons the processor at point.
 func (l *Live) crashed(point string) bool { return l.crashAt != nil && l.crashAt(point) }
@@ -119,24 +163,38 @@ func (l *Live) runOnce(ctx context.Context) error {
 	if l.sess == nil {
 		defer l.cl.AllowRebalance() // at the cycle's end, after offsets are committed
 	} else {
+		if err := l.abortOpen(); err != nil {
+			return failed("transaction", fmt.Errorf("pipeline: aborting the transaction a failed cycle left open: %w", err))
+		}
 		if err := l.sess.Begin(); err != nil {
-			return fmt.Errorf("pipeline: beginning a transaction: %w", err)
+			return failed("transaction", fmt.Errorf("pipeline: beginning a transaction: %w", err))
 		}
 		l.inTxn = true
 	}
 	c.now = l.cfg.Now()
 	if err := l.restore(ctx, c); err != nil {
-		return err
+		return failed("restore", err)
 	}
 	l.process(c)
-	return l.commit(context.WithoutCancel(ctx), c) // finish the cycle in flight even when stopping
+	// The cycle in flight finishes even when stopping, but within the transaction timeout: a
+	// broker that does not answer must not hold the process (or a flush) forever. Past it, the
+	// broker aborts the transaction anyway.
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), c.began.Add(l.cfg.TransactionTimeout))
+	defer cancel()
+	return l.commit(cctx, c)
 }
 
 // poll fetches at most MaxPollRecords, waiting at most PollTimeout (a cycle runs without
 // records too: timers and idle advancement need none), stops the workers of partitions lost
 // meanwhile, and groups the records by partition.
 func (l *Live) poll(ctx context.Context, c *cycle) {
-	pollCtx, cancel := context.WithTimeout(ctx, l.cfg.PollTimeout)
+	wait := l.cfg.PollTimeout
+	for _, w := range l.parts {
+		if w.behind {
+			wait = min(wait, 10*time.Millisecond) // work is waiting: do not idle for records
+		}
+	}
+	pollCtx, cancel := context.WithTimeout(ctx, wait)
 	var fetches kgo.Fetches
 	if l.sess != nil {
 		fetches = l.sess.PollRecords(pollCtx, l.cfg.MaxPollRecords)
@@ -185,17 +243,44 @@ func (l *Live) restore(ctx context.Context, c *cycle) error {
 }
 
 // process hands every worker its records, even none (timers and idle advancement need no
-// records), and waits for all of them.
+// records), and waits for all of them. A worker whose budget stopped it is behind: its
+// partition's fetching pauses until it has caught up, so that the records it holds meanwhile
+// stay few (operators.Budget).
 func (l *Live) process(c *cycle) {
 	var wg sync.WaitGroup
+	deadline := c.now.Add(l.cfg.MaxCycleTime)
+	expired := func() bool { return l.stopping.Load() || l.cfg.Now().After(deadline) }
 	for p, w := range l.parts {
 		wg.Add(1)
-		w.jobs <- job{recs: c.byPart[p], now: c.now, promise: c.promise, done: &wg}
+		w.jobs <- job{recs: c.byPart[p], now: c.now, expired: expired, promise: c.promise, done: &wg}
 	}
 	wg.Wait()
 	for _, w := range l.parts {
 		c.workErr = errors.Join(c.workErr, w.err)
+		if w.behind {
+			l.behind.Add(1)
+		}
+		if w.behind != w.paused {
+			l.pauseFetching(w.partition, w.behind)
+			w.paused = w.behind
+		}
 	}
+}
+
+// pauseFetching pauses (or resumes) fetching partition p of every input.
+func (l *Live) pauseFetching(p int32, pause bool) {
+	tps := make(map[string][]int32, len(l.cfg.Inputs))
+	for _, t := range l.cfg.Inputs {
+		tps[t] = []int32{p}
+	}
+	if pause {
+		l.cl.PauseFetchPartitions(tps)
+		l.log.Info("partition behind: its cycle budget stopped work that goes on at the next cycle; fetching paused meanwhile",
+			"partition", p, "max_cycle_work", l.cfg.MaxCycleWork, "max_cycle_time", l.cfg.MaxCycleTime)
+		return
+	}
+	l.cl.ResumeFetchPartitions(tps)
+	l.log.Info("partition caught up; fetching resumed", "partition", p)
 }
 
 // commit ends the cycle. Both guarantees flush first, so that every promise has run, and end
@@ -212,15 +297,11 @@ func (l *Live) process(c *cycle) {
 // A partition whose state did not commit is stopped, to be rebuilt from what Kafka holds.
 func (l *Live) commit(ctx context.Context, c *cycle) error {
 	if err := l.cl.Flush(ctx); err != nil {
-		return fmt.Errorf("pipeline: flushing: %w", err)
+		return failed("timeout", fmt.Errorf("pipeline: the cycle's records were not all written within --transaction-timeout %s: %w", l.cfg.TransactionTimeout, err))
 	}
 	if l.sess == nil && !c.ok() {
 		_ = l.finishPartitions(false)
-		err := c.workErr
-		if pe := c.produceFailure(); pe != nil {
-			err = errors.Join(err, fmt.Errorf("pipeline: producing: %w", pe))
-		}
-		return err
+		return c.failure()
 	}
 	if l.crashed("before-end") {
 		return errCrashed
@@ -229,33 +310,43 @@ func (l *Live) commit(ctx context.Context, c *cycle) error {
 	if l.sess != nil {
 		var err error
 		committed, err = l.sess.End(ctx, kgo.TransactionEndTry(c.ok()))
-		l.inTxn = false
+		if err == nil {
+			l.inTxn = false // else it is still open: recover aborts it
+		}
 		if l.crashed("after-end") {
 			return errCrashed
 		}
 		// Kafka holds the cycle (or not): Pebble follows. A partition whose Pebble commit
 		// failed is rebuilt from the changelog; the cycle itself stands.
 		_ = l.finishPartitions(committed)
+		l.cycleEnded(c, committed)
 		if err != nil {
-			return fmt.Errorf("pipeline: ending a transaction: %w", err)
+			return failed("transaction", fmt.Errorf("pipeline: ending a transaction: %w", err))
 		}
-		if c.workErr != nil {
-			return c.workErr
-		}
-	} else {
-		if err := l.finishPartitions(true); err != nil {
-			return err
-		}
-		if l.crashed("after-end") {
-			return errCrashed
-		}
-		if err := l.cl.CommitUncommittedOffsets(ctx); err != nil {
-			return fmt.Errorf("pipeline: committing offsets: %w", err)
-		}
-		committed = true
+		// A cycle that aborted because a record could not be written, or a worker failed, is a
+		// failure (counted, and towards FailureTimeout); one the group aborted (a rebalance
+		// during the transaction) is not.
+		return c.failure()
 	}
-	l.cycleEnded(c, committed)
+	if err := l.finishPartitions(true); err != nil {
+		return failed("state", err)
+	}
+	if l.crashed("after-end") {
+		return errCrashed
+	}
+	if err := l.cl.CommitUncommittedOffsets(ctx); err != nil {
+		return failed("offsets", fmt.Errorf("pipeline: committing offsets: %w", err))
+	}
+	l.cycleEnded(c, true)
 	return nil
+}
+
+// failure is what failed in the cycle, nil if nothing did: a produce, or a worker.
+func (c *cycle) failure() error {
+	if pe := c.produceFailure(); pe != nil {
+		return failed("produce", errors.Join(c.workErr, fmt.Errorf("pipeline: producing: %w", pe)))
+	}
+	return failed("state", c.workErr)
 }
 
 // finishPartitions commits (committed) or discards each partition's Pebble batch. A partition
@@ -294,6 +385,9 @@ func (l *Live) cycleEnded(c *cycle, committed bool) {
 		"took", time.Since(c.began))
 	if committed {
 		l.committed.Add(1)
+		for p := range l.parts {
+			l.noteProgress(p)
+		}
 		return
 	}
 	l.aborted.Add(1)

@@ -39,9 +39,12 @@ type Live struct {
 	crashAt func(point string) bool
 
 	ready     atomic.Bool  // every assigned partition is restored
+	stopping  atomic.Bool  // Run's context is done: workers cut their cycle short
+	progress  progress     // health.go
 	restores  atomic.Int64 // partitions restored
 	committed atomic.Int64 // transactions committed
 	aborted   atomic.Int64 // transactions aborted
+	behind    atomic.Int64 // partition cycles that ended behind (their budget stopped them)
 
 	logLevel rules.LogLevel
 	rules    atomic.Pointer[RuleSet] // the rule set workers switch to at their next cycle
@@ -82,6 +85,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}}
 	l.mu.revoked, l.mu.assigned = map[int32]bool{}, map[int32]bool{}
 	l.stats.parts = map[int32]operators.Stats{}
+	l.progress.last = map[int32]time.Time{}
 	l.logLevel, _ = rules.ParseLogLevel(cfg.EventLog)
 	instance, err := st.InstanceID()
 	if err != nil {
@@ -166,9 +170,9 @@ func (l *Live) SetRules(rs *RuleSet) error {
 // RuleSetVersion is the version of the rule set SetRules last applied ("none": no rules).
 func (l *Live) RuleSetVersion() string { return l.rules.Load().versionOrNone() }
 
-// Ready reports whether every partition assigned to this instance has been restored and is
-// processing (for /readyz).
-func (l *Live) Ready() bool { return l.ready.Load() }
+// Ready reports whether every partition assigned to this instance has been restored and none
+// is stalled (Readiness says why not).
+func (l *Live) Ready() bool { return l.Readiness() == nil }
 
 // partitionFor places output records: the changelog by the partition it belongs to, everything
 // else by key with Kafka's murmur2, as a Java producer would.
@@ -190,11 +194,14 @@ type LiveStats struct {
 	Partitions         int
 	Committed, Aborted int64 // transactions
 	Restores           int64 // partitions restored
+	// BehindCycles counts partition cycles whose budget stopped work that went on at the next
+	// cycle (MaxCycleWork, MaxCycleTime).
+	BehindCycles int64
 }
 
 // Stats sums the partitions' counters as of their last cycle. Safe to call while Run runs.
 func (l *Live) Stats() LiveStats {
-	st := LiveStats{Committed: l.committed.Load(), Aborted: l.aborted.Load(), Restores: l.restores.Load()}
+	st := LiveStats{Committed: l.committed.Load(), Aborted: l.aborted.Load(), Restores: l.restores.Load(), BehindCycles: l.behind.Load()}
 	st.DeadByReason = map[operators.Reason]uint64{}
 	l.stats.Lock()
 	defer l.stats.Unlock()

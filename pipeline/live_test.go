@@ -673,23 +673,188 @@ func TestLiveRetriesFailedCycles(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareWithOffline(t, got, e, "output after failed cycles")
-	if n := cycleFailures(t, reg); failed.Load() < 6 || n == 0 {
+	if n := cycleFailures(t, reg, "restore"); failed.Load() < 6 || n == 0 {
 		t.Fatalf("%d failed restores, cycle failures metric %v: the failures were not injected or not counted", failed.Load(), n)
 	}
-	t.Logf("%d restores failed; %v cycles retried; output matches the offline run", failed.Load(), cycleFailures(t, reg))
+	t.Logf("%d restores failed; %v cycles retried; output matches the offline run", failed.Load(), cycleFailures(t, reg, ""))
 }
 
-func cycleFailures(t *testing.T, reg *prometheus.Registry) float64 {
+// cycleFailures is dwell_cycle_failures_total{reason} (every reason, for "").
+func cycleFailures(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "dwell_cycle_failures_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		if mf.GetName() != "dwell_cycle_failures_total" {
+			continue
 		}
+		sum := 0.0
+		for _, m := range mf.GetMetric() {
+			if reason == "" || m.GetLabel()[0].GetValue() == reason {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+		return sum
 	}
 	t.Fatal("no dwell_cycle_failures_total series")
 	return 0
+}
+
+// TestLiveTimerStorm runs partitions whose watermark jumps (45-minute silences in the stream,
+// then the wall clock two days on) with a tiny key cap and cycle budget: each jump makes most
+// keys' timers due at once, their keys evicted. The work must go on over many cycles with the
+// keys in memory bounded by the cap plus one cycle's work, survive a restart while partitions
+// are behind (held records and a trailing watermark restored from the changelog), and give
+// exactly the offline run's output.
+func TestLiveTimerStorm(t *testing.T) {
+	e := setupLive(t, bench.WebConfig{Profiles: 3000, Rate: 40, IdleEvery: 1500, MalformedShare: 0.005, Jitter: time.Second}, 6000)
+	cfg := e.config("data", vfs.NewMem())
+	// A cycle that consumed nothing but produced takes about 500ms to end with franz-go (it
+	// waits before allowing a rebalance when it cannot tell the broker supports KIP-447), so
+	// catching up runs at MaxCycleWork per half second; 150 keeps this test short.
+	cfg.MaxCachedKeys, cfg.MaxCycleWork, cfg.MaxPollRecords = 20, 150, 100
+	bound := livePartitions * (cfg.MaxCachedKeys + cfg.MaxPollRecords + cfg.MaxCycleWork)
+	maxKeys := 0
+	sample := func(l *pipeline.Live) pipeline.LiveStats {
+		st := l.Stats()
+		maxKeys = max(maxKeys, st.Keys)
+		return st
+	}
+	run := func(l *pipeline.Live) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(first)
+	pipelinetest.WaitFor(t, "a partition behind, holding records", 60*time.Second, func() bool {
+		st := sample(first)
+		return st.Behind > 0 && st.Held > 0
+	})
+	stop()
+
+	second, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = run(second)
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool {
+		sample(second)
+		return groupCaughtUp(t, e.brokers, e.group, e.input)
+	})
+	e.now.Add(48 * time.Hour.Milliseconds()) // every key's timers due: the storm
+	var got []*kgo.Record
+	pipelinetest.WaitFor(t, "every system event", 60*time.Second, func() bool {
+		sample(second)
+		e.now.Add(time.Minute.Milliseconds())
+		got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.System)
+		return len(got) >= e.wantCount
+	})
+	st := sample(second)
+	stop()
+	compareWithOffline(t, got, e, "output of budgeted cycles")
+	if st.BehindCycles < 10 {
+		t.Fatalf("only %d partition cycles ended behind: the budget never bit", st.BehindCycles)
+	}
+	if maxKeys > bound {
+		t.Fatalf("%d keys in memory at once, over the bound of %d (cap + poll + cycle work per partition)", maxKeys, bound)
+	}
+	t.Logf("%d partition cycles behind; at most %d keys in memory (bound %d); output matches offline", st.BehindCycles, maxKeys, bound)
+}
+
+// TestLiveStallShowsInReadiness makes every transaction fail to end (its coordinator does not
+// answer): cycles keep failing, and once the (fake) clock has passed the stall timeout the
+// processor must say so - Readiness names the partitions, dwell_partition_stalled is 1, every
+// failure is counted by reason - and recover, ready again, once transactions end again.
+func TestLiveStallShowsInReadiness(t *testing.T) {
+	e := setupLive(t, bench.WebConfig{Profiles: 50, Rate: 20}, 300)
+	fake := e.k.Fake()
+	if fake == nil {
+		t.Skip("needs kfake to inject failures")
+	}
+	var failing atomic.Bool
+	fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		fake.KeepControl()
+		if !failing.Load() {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil, true
+	})
+	cfg := e.config("data", vfs.NewMem())
+	cfg.TransactionTimeout, cfg.StallTimeout = 2*time.Second, time.Minute
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = pipeline.NewMetrics(reg)
+	l, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	pipelinetest.WaitFor(t, "readiness", 30*time.Second, func() bool { return l.Readiness() == nil })
+	stalled := func() (n int) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "dwell_partition_stalled" {
+				for _, m := range mf.GetMetric() {
+					n += int(m.GetGauge().GetValue())
+				}
+			}
+		}
+		return n
+	}
+	if n := stalled(); n != 0 {
+		t.Fatalf("%d partitions stalled before any failure", n)
+	}
+	failing.Store(true)
+	produceWeb(t, e.brokers, e.input, bench.WebConfig{Seed: 2, Profiles: 50, Rate: 20}, 100) // work that cannot commit
+	pipelinetest.WaitFor(t, "failed cycles", 30*time.Second, func() bool { return cycleFailures(t, reg, "") >= 2 })
+	if err := l.Readiness(); err != nil && strings.Contains(err.Error(), "progress") {
+		t.Fatalf("stalled before the stall timeout passed: %v", err)
+	}
+	e.now.Add(2 * time.Minute.Milliseconds())
+	err = l.Readiness()
+	if err == nil || !strings.Contains(err.Error(), "made no progress") || !strings.Contains(err.Error(), "--stall-timeout") {
+		t.Fatalf("Readiness with every cycle failing for longer than the stall timeout: %v", err)
+	}
+	if n := stalled(); n != livePartitions {
+		t.Fatalf("dwell_partition_stalled sums to %d, want %d", n, livePartitions)
+	}
+	if cycleFailures(t, reg, "transaction")+cycleFailures(t, reg, "timeout") == 0 {
+		t.Fatal("the failed transaction ends were not counted under their reason")
+	}
+	failing.Store(false)
+	pipelinetest.WaitFor(t, "readiness after recovery", 60*time.Second, func() bool { return l.Readiness() == nil })
+	if n := stalled(); n != 0 {
+		t.Fatalf("%d partitions still stalled after recovery", n)
+	}
+	t.Logf("stalled and recovered; %v cycle failures counted", cycleFailures(t, reg, ""))
 }

@@ -32,7 +32,7 @@ type Metrics struct {
 	ruleEvents    *prometheus.CounterVec // state
 	ruleOutputs   *prometheus.CounterVec // kind
 	ruleErrors    prometheus.Counter
-	cycleFailures prometheus.Counter
+	cycleFailures *prometheus.CounterVec // reason
 	scheduled     prometheus.Counter
 	eventLog      prometheus.Counter
 	kprom         *kprom.Metrics
@@ -83,8 +83,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Rule run-time errors (a condition or an action that failed on an event)."})
 	m.scheduled = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "scheduled_events_fired_total",
 		Help: "Scheduled events (rules' schedule action) that fired."})
-	m.cycleFailures = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "cycle_failures_total",
-		Help: "Processing cycles that failed and were retried after rebuilding the partitions (broker outages, restore failures)."})
+	m.cycleFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "cycle_failures_total",
+		Help: "Processing cycles that failed (their transaction aborted or never ended) and were retried after rebuilding the partitions, by reason."}, []string{"reason"})
+	for _, r := range cycleFailureReasons {
+		m.cycleFailures.WithLabelValues(r)
+	}
 	m.eventLog = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "event_log_records_total",
 		Help: "Records written to the event log."})
 	reg.MustRegister(m.recordsIn, m.recordsOut, m.system, m.dead, m.late, m.cycle, m.latency, m.txns,
@@ -115,6 +118,10 @@ func (m *Metrics) attach(l *Live) {
 	}
 	stats := func(f func(LiveStats) float64) func() float64 { return func() float64 { return f(l.Stats()) } }
 	m.reg.MustRegister(
+		newStallCollector(l),
+		gauge("partitions_behind", "Partitions whose cycle budget (--max-cycle-work, --max-cycle-time) stopped work that goes on at the next cycle; their fetching is paused meanwhile.",
+			stats(func(s LiveStats) float64 { return float64(s.Behind) })),
+		gauge("held_records", "Records held while their partition's watermark catches up.", stats(func(s LiveStats) float64 { return float64(s.Held) })),
 		gauge("assigned_partitions", "Partitions this instance processes.", stats(func(s LiveStats) float64 { return float64(s.Partitions) })),
 		gauge("open_visits", "Visits open on this instance's partitions.", stats(func(s LiveStats) float64 { return float64(s.OpenVisits) })),
 		gauge("open_sessions", "Sessions open on this instance's partitions.", stats(func(s LiveStats) float64 { return float64(s.OpenSessions) })),

@@ -26,6 +26,7 @@ func (l *Live) onRevokedOrLost(_ context.Context, _ *kgo.Client, gone map[string
 			l.mu.revoked[p] = true
 			delete(l.mu.assigned, p)
 		}
+		l.noteGone(ps)
 	}
 }
 
@@ -42,6 +43,7 @@ func (l *Live) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string]
 			l.mu.assigned[p] = true
 			delete(l.mu.revoked, p)
 		}
+		l.noteAssigned(ps)
 	}
 }
 

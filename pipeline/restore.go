@@ -58,7 +58,18 @@ func (w *worker) restore(ctx context.Context) error {
 		return err
 	}
 	w.f.setSessionizer(s)
-	loaded, err := l.store.Load(w.partition, func(b []byte) error { return s.RestoreKey(b) })
+	// Keys are loaded under the key cap: clean restored keys are evicted as the load goes.
+	s.SetColdStore(l.store.Cold(w.partition))
+	n := 0
+	loaded, err := l.store.Load(w.partition, func(b []byte) error {
+		if err := s.RestoreKey(b); err != nil {
+			return err
+		}
+		if n++; n%4096 == 0 && n > l.cfg.MaxCachedKeys {
+			s.Evict(l.cfg.MaxCachedKeys)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -72,9 +83,9 @@ func (w *worker) restore(ctx context.Context) error {
 			return err
 		}
 	}
-	s.SetColdStore(l.store.Cold(w.partition))
 	s.Evict(l.cfg.MaxCachedKeys)
 	w.s = s
+	l.noteProgress(w.partition)
 	l.restores.Add(1)
 	if m := l.cfg.Metrics; m != nil {
 		m.restores.Inc()

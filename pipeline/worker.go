@@ -18,6 +18,7 @@ import (
 type job struct {
 	recs    []*kgo.Record
 	now     time.Time
+	expired func() bool // the cycle's time is up, or the processor is stopping
 	promise func(*kgo.Record, error)
 	done    *sync.WaitGroup
 }
@@ -42,6 +43,11 @@ type worker struct {
 	prev      operators.Stats  // the sessionizer's counters when last applied
 	prevFlow  flowStats        // the flow's counters when last applied
 	next      map[string]int64 // next input offset per topic that the state does not hold yet
+	// behind says the cycle's budget stopped work that goes on at the next cycle
+	// (operators.Budget); paused says Run has paused fetching the partition for it. Run's
+	// goroutine reads behind between jobs, and owns paused.
+	behind bool
+	paused bool
 }
 
 // startWorker restores partition p (restore.go) and starts its goroutine.
@@ -68,9 +74,10 @@ func (w *worker) run() {
 	}
 }
 
-// work runs the partition's part of a cycle: process the records, punctuate, and write what
-// changed (outputs and changelog records into the cycle's transaction, and the Pebble batch
-// that finish commits).
+// work runs the partition's part of a cycle, within the cycle's budget: go on with what the
+// last cycle's budget left, process the records (held, while behind), punctuate, and write
+// what changed (outputs and changelog records into the cycle's transaction, and the Pebble
+// batch that finish commits).
 func (w *worker) work(j job) {
 	w.err = nil
 	w.lastCL.Store(-1)
@@ -78,16 +85,19 @@ func (w *worker) work(j job) {
 	if rs := w.l.rules.Load(); rs != w.f.rs {
 		w.f.setRules(rs) // at the cycle boundary
 	}
-	before := w.s.Watermark()
+	before, target := w.s.Watermark(), w.s.Target()
 	if w.l.cfg.Metrics != nil {
 		w.counts = cycleCounts{in: map[string]int{}, out: map[string]int{}, times: w.counts.times[:0]}
 	}
+	w.s.SetBudget(operators.Budget{Work: w.l.cfg.MaxCycleWork, Expired: j.expired})
+	w.s.Continue()
 	w.process(j.recs)
 	w.punctuate(j.now)
+	w.behind = w.s.Behind()
 	if w.err = w.s.Err(); w.err != nil {
 		return
 	}
-	w.writeChanges(len(j.recs) > 0 || w.s.Watermark() != before, j.promise)
+	w.writeChanges(len(j.recs) > 0 || w.s.Watermark() != before || w.s.Target() != target, j.promise)
 }
 
 // process runs the cycle's records through the sessionizer (and the flow's rules), skipping
@@ -206,6 +216,10 @@ func (w *worker) stop() {
 		m.consumerLag.DeleteLabelValues(partitionLabel(w.partition))
 	}
 	w.l.setPartitionStats(w.partition, nil)
+	if w.paused {
+		w.l.pauseFetching(w.partition, false) // a restore starts over; it pauses again if behind
+		w.paused = false
+	}
 	select {
 	case <-w.quit:
 	default:

@@ -88,7 +88,7 @@ func cmdDeliver(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.Join(err, d.Close())
 	}
 	if *metricsAddr != "" {
-		_, stop, err := serveHTTP(*metricsAddr, reg, d.Ready, cfg.Logger)
+		_, stop, err := serveHTTP(*metricsAddr, reg, readyErr(d.Ready), cfg.Logger)
 		if err != nil {
 			return errors.Join(err, d.Close())
 		}

@@ -103,7 +103,7 @@ than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once 
 	}
 	if *metricsAddr != "" {
 		// The demo runs without flags: a busy port is a warning, not a failure.
-		if addr, stop, err := serveHTTP(*metricsAddr, reg, live.Ready, logger); err != nil {
+		if addr, stop, err := serveHTTP(*metricsAddr, reg, live.Readiness, logger); err != nil {
 			fmt.Fprintf(stdout, "(metrics not served: %v)\n\n", err)
 		} else {
 			defer stop()

@@ -47,7 +47,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", cfg.TransactionTimeout, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
 	fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", cfg.GroupSessionTimeout, "how long the group waits for a silent instance before moving its partitions")
 	fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs: none, error, warn, info or debug")
-	fs.DurationVar(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "how long processing may keep failing (brokers unreachable, a restore that cannot read the changelog), retrying with backoff, before dwell exits 1")
+	fs.DurationVar(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "how long processing may keep failing (brokers unreachable, a restore that cannot read the changelog, a record that cannot be written), retrying with backoff, before dwell exits 1")
+	fs.IntVar(&cfg.MaxCycleWork, "max-cycle-work", cfg.MaxCycleWork, "work one partition may do in one cycle: events processed, timers fired, cold keys loaded; the rest goes on at the next cycle, with the same output")
+	fs.DurationVar(&cfg.MaxCycleTime, "max-cycle-time", 0, "time one cycle may spend processing before the rest goes on at the next cycle (default a third of --transaction-timeout)")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
 	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
 	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
 	verbose := fs.Bool("v", false, "log at debug level")
@@ -133,7 +136,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		})
 	}
 	if *metricsAddr != "" {
-		_, stop, err := serveHTTP(*metricsAddr, reg, live.Ready, cfg.Logger)
+		_, stop, err := serveHTTP(*metricsAddr, reg, live.Readiness, cfg.Logger)
 		if err != nil {
 			stopWatch()
 			watching.Wait()

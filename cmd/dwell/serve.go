@@ -22,9 +22,10 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// serveHTTP serves /metrics, /healthz (the process is up) and /readyz (ready() is true) on
-// addr until the returned stop is called; it returns the address it listens on.
-func serveHTTP(addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) (string, func(), error) {
+// serveHTTP serves /metrics, /healthz (the process is up) and /readyz (200 while ready()
+// returns nil, else 503 with its text) on addr until the returned stop is called; it returns
+// the address it listens on.
+func serveHTTP(addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger) (string, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("metrics: listening on %s: %w; pass another --metrics-addr", addr, err)
@@ -33,8 +34,8 @@ func serveHTTP(addr string, reg *prometheus.Registry, ready func() bool, log *sl
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready: partitions are being restored or none is assigned yet", http.StatusServiceUnavailable)
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -55,4 +56,14 @@ func serveHTTP(addr string, reg *prometheus.Registry, ready func() bool, log *sl
 	}
 	log.Info("serving metrics", "addr", ln.Addr().String())
 	return ln.Addr().String(), stop, nil
+}
+
+// readyErr adapts a readiness flag to serveHTTP.
+func readyErr(ready func() bool) func() error {
+	return func() error {
+		if !ready() {
+			return errors.New("not ready: partitions are being assigned or none is assigned yet")
+		}
+		return nil
+	}
 }
