@@ -26,6 +26,9 @@ type Budget struct {
 	// Work is how many units the sessionizer may do: each buffered event processed, timer
 	// fired, held record processed and evicted key loaded is one. 0 is unlimited.
 	Work int
+	// Loads bounds the evicted keys loaded back (each also a unit of Work), which stay in
+	// memory until the caller evicts again: it bounds memory. 0 is unlimited.
+	Loads int
 	// Expired, if set, is asked every 64 units whether time is up (the cycle's time budget, or
 	// the process stopping); once it says so the work stops as if Work were spent.
 	Expired func() bool
@@ -35,16 +38,31 @@ type Budget struct {
 type budget struct {
 	limited bool
 	left    int
+	loads   int
 	checks  int
 	expired func() bool
 }
 
 // SetBudget sets the budget for the work that follows, until the next SetBudget.
 func (s *Sessionizer) SetBudget(b Budget) {
-	s.bud = budget{limited: b.Work > 0 || b.Expired != nil, left: b.Work, expired: b.Expired}
+	s.bud = budget{limited: b.Work > 0 || b.Loads > 0 || b.Expired != nil, left: b.Work, loads: b.Loads, expired: b.Expired}
 	if b.Work <= 0 {
 		s.bud.left = math.MaxInt
 	}
+	if b.Loads <= 0 {
+		s.bud.loads = math.MaxInt
+	}
+}
+
+// moreLoads spends a load and a unit of work; false means either is spent.
+func (s *Sessionizer) moreLoads() bool {
+	if s.bud.limited {
+		if s.bud.loads <= 0 {
+			return false
+		}
+		s.bud.loads--
+	}
+	return s.more()
 }
 
 // more spends one unit of work; false means the budget is spent and the work must stop here.
@@ -52,7 +70,7 @@ func (s *Sessionizer) more() bool {
 	if !s.bud.limited {
 		return true
 	}
-	if s.bud.left <= 0 {
+	if s.bud.left <= 0 || s.bud.loads <= 0 {
 		return false
 	}
 	s.bud.left--
@@ -70,8 +88,9 @@ func (s *Sessionizer) more() bool {
 // spend counts a unit of work that cannot stop where it is (a key loaded for the event being
 // processed): it only makes the next more say no sooner.
 func (s *Sessionizer) spend() {
-	if s.bud.limited && s.bud.left > 0 {
+	if s.bud.limited {
 		s.bud.left--
+		s.bud.loads--
 	}
 }
 

@@ -78,7 +78,7 @@ func TestBudgetMatchesUnbounded(t *testing.T) {
 			s.Evict(rng.IntN(8))
 		}
 		behindSeen, heldSeen, restores, restoresBehind := 0, 0, 0, 0
-		budget := func() Budget { return Budget{Work: 1 + rng.IntN(12)} }
+		budget := func() Budget { return Budget{Work: 1 + rng.IntN(12), Loads: rng.IntN(4)} }
 		next := 0
 		for next < len(values) || s.Behind() {
 			s.SetBudget(budget())

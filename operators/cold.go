@@ -134,7 +134,7 @@ func (s *Sessionizer) wakeCold(target int64) bool {
 			heap.Pop(&s.coldTimers) // loaded since; its timers are in the wheel
 			continue
 		}
-		if !s.more() {
+		if !s.moreLoads() {
 			return false
 		}
 		e := heap.Pop(&s.coldTimers).(coldEntry)

@@ -51,7 +51,8 @@ type LiveConfig struct {
 	PollTimeout time.Duration
 	// MaxCachedKeys bounds the keys each partition keeps in memory; colder ones live in
 	// Pebble. Default 1,000,000. Between two cycle ends a partition may hold up to
-	// MaxPollRecords + MaxCycleWork more (the keys a cycle creates or loads).
+	// 2 x MaxPollRecords + MaxCycleLoads more: the keys a cycle creates (from this poll's
+	// records and those held from the last) or loads back.
 	MaxCachedKeys int
 	// MaxCycleWork bounds one partition's work in one cycle, in units: each event processed,
 	// timer fired, held record processed and evicted key loaded is one (operators.Budget).
@@ -59,6 +60,9 @@ type LiveConfig struct {
 	// the same output; meanwhile the partition's records are held and its fetching paused.
 	// Default 100,000.
 	MaxCycleWork int
+	// MaxCycleLoads bounds the evicted keys one partition loads back from Pebble in one cycle
+	// (for its timers or its events), which stay in memory until the cycle ends. Default 10,000.
+	MaxCycleLoads int
 	// MaxCycleTime bounds the time one cycle spends processing, the same way; it must leave the
 	// cycle time to end its transaction. Default a third of TransactionTimeout.
 	MaxCycleTime time.Duration
@@ -127,6 +131,7 @@ func DefaultLiveConfig() LiveConfig {
 		PollTimeout:         250 * time.Millisecond,
 		MaxCachedKeys:       1_000_000,
 		MaxCycleWork:        100_000,
+		MaxCycleLoads:       10_000,
 		StallTimeout:        2 * time.Minute,
 		Compression:         "lz4",
 		Guarantee:           ExactlyOnce,
@@ -172,6 +177,9 @@ func (c *LiveConfig) ensureDefaults() {
 	if c.MaxCycleWork == 0 {
 		c.MaxCycleWork = def.MaxCycleWork
 	}
+	if c.MaxCycleLoads == 0 {
+		c.MaxCycleLoads = def.MaxCycleLoads
+	}
 	if c.MaxCycleTime == 0 {
 		c.MaxCycleTime = c.TransactionTimeout / 3
 	}
@@ -201,8 +209,9 @@ func (c *LiveConfig) validate() error {
 	if c.MaxPollRecords < 1 || c.MaxCachedKeys < 0 || c.PollTimeout <= 0 {
 		errs = append(errs, errors.New("pipeline: max poll records and poll timeout must be positive"))
 	}
-	if c.MaxCycleWork < 1 {
-		errs = append(errs, fmt.Errorf("pipeline: max cycle work %d must be positive; pass --max-cycle-work", c.MaxCycleWork))
+	if c.MaxCycleWork < 1 || c.MaxCycleLoads < 1 {
+		errs = append(errs, fmt.Errorf("pipeline: max cycle work %d and max cycle loads %d must be positive; pass --max-cycle-work and --max-cycle-loads",
+			c.MaxCycleWork, c.MaxCycleLoads))
 	}
 	if c.MaxCycleTime <= 0 || c.MaxCycleTime >= c.TransactionTimeout {
 		errs = append(errs, fmt.Errorf("pipeline: max cycle time %s must be positive and below the transaction timeout %s, which the cycle's end needs too; pass --max-cycle-time (default a third of --transaction-timeout)",

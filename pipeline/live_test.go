@@ -714,8 +714,8 @@ func TestLiveTimerStorm(t *testing.T) {
 	// A cycle that consumed nothing but produced takes about 500ms to end with franz-go (it
 	// waits before allowing a rebalance when it cannot tell the broker supports KIP-447), so
 	// catching up runs at MaxCycleWork per half second; 150 keeps this test short.
-	cfg.MaxCachedKeys, cfg.MaxCycleWork, cfg.MaxPollRecords = 20, 150, 100
-	bound := livePartitions * (cfg.MaxCachedKeys + cfg.MaxPollRecords + cfg.MaxCycleWork)
+	cfg.MaxCachedKeys, cfg.MaxCycleWork, cfg.MaxCycleLoads, cfg.MaxPollRecords = 20, 150, 60, 100
+	bound := livePartitions * (cfg.MaxCachedKeys + 2*cfg.MaxPollRecords + cfg.MaxCycleLoads)
 	maxKeys := 0
 	sample := func(l *pipeline.Live) pipeline.LiveStats {
 		st := l.Stats()
@@ -771,7 +771,7 @@ func TestLiveTimerStorm(t *testing.T) {
 		t.Fatalf("only %d partition cycles ended behind: the budget never bit", st.BehindCycles)
 	}
 	if maxKeys > bound {
-		t.Fatalf("%d keys in memory at once, over the bound of %d (cap + poll + cycle work per partition)", maxKeys, bound)
+		t.Fatalf("%d keys in memory at once, over the bound of %d (cap + 2 x poll + cycle loads per partition)", maxKeys, bound)
 	}
 	t.Logf("%d partition cycles behind; at most %d keys in memory (bound %d); output matches offline", st.BehindCycles, maxKeys, bound)
 }

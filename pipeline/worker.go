@@ -89,7 +89,7 @@ func (w *worker) work(j job) {
 	if w.l.cfg.Metrics != nil {
 		w.counts = cycleCounts{in: map[string]int{}, out: map[string]int{}, times: w.counts.times[:0]}
 	}
-	w.s.SetBudget(operators.Budget{Work: w.l.cfg.MaxCycleWork, Expired: j.expired})
+	w.s.SetBudget(operators.Budget{Work: w.l.cfg.MaxCycleWork, Loads: w.l.cfg.MaxCycleLoads, Expired: j.expired})
 	w.s.Continue()
 	w.process(j.recs)
 	w.punctuate(j.now)

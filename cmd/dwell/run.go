@@ -49,6 +49,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs: none, error, warn, info or debug")
 	fs.DurationVar(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "how long processing may keep failing (brokers unreachable, a restore that cannot read the changelog, a record that cannot be written), retrying with backoff, before dwell exits 1")
 	fs.IntVar(&cfg.MaxCycleWork, "max-cycle-work", cfg.MaxCycleWork, "work one partition may do in one cycle: events processed, timers fired, cold keys loaded; the rest goes on at the next cycle, with the same output")
+	fs.IntVar(&cfg.MaxCycleLoads, "max-cycle-loads", cfg.MaxCycleLoads, "evicted keys one partition may load back from Pebble in one cycle (they stay in memory until it ends)")
 	fs.DurationVar(&cfg.MaxCycleTime, "max-cycle-time", 0, "time one cycle may spend processing before the rest goes on at the next cycle (default a third of --transaction-timeout)")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
 	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
