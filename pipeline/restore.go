@@ -154,6 +154,7 @@ func (l *Live) readChangelog(ctx context.Context, partition int32, from, end int
 		if errs := fetches.Errors(); len(errs) > 0 {
 			return nil, fmt.Errorf("pipeline: reading changelog partition %d: %w", partition, errs[0].Err)
 		}
+		l.noteProgress(partition) // a long restore is progress, not a stall
 		fetches.EachRecord(func(r *kgo.Record) {
 			next = r.Offset + 1
 			if !r.Attrs.IsControl() && r.Offset < end {
