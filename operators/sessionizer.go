@@ -416,10 +416,11 @@ func (s *Sessionizer) lookup(key []byte) *keyState {
 	if k := s.keys[string(key)]; k != nil {
 		return k
 	}
-	if s.cold != nil {
-		s.spend()
+	k := s.loadCold(key)
+	if k != nil {
+		s.spend() // a key loaded back (a new key, not found, costs no load)
 	}
-	return s.loadCold(key)
+	return k
 }
 
 // create makes the state of a new key. Key states come from a free list or a chunk, key bytes

@@ -263,6 +263,13 @@ func (l *Live) process(c *cycle) {
 		if w.behind != w.paused {
 			l.pauseFetching(w.partition, w.behind)
 			w.paused = w.behind
+			if w.behind {
+				l.log.Info("partition behind: its cycle budget stopped work that goes on at the next cycle; fetching paused meanwhile",
+					"partition", w.partition, "held", w.held, "max_cycle_work", l.cfg.MaxCycleWork,
+					"max_cycle_loads", l.cfg.MaxCycleLoads, "max_cycle_time", l.cfg.MaxCycleTime)
+			} else {
+				l.log.Info("partition caught up; fetching resumed", "partition", w.partition)
+			}
 		}
 	}
 }
@@ -275,12 +282,9 @@ func (l *Live) pauseFetching(p int32, pause bool) {
 	}
 	if pause {
 		l.cl.PauseFetchPartitions(tps)
-		l.log.Info("partition behind: its cycle budget stopped work that goes on at the next cycle; fetching paused meanwhile",
-			"partition", p, "max_cycle_work", l.cfg.MaxCycleWork, "max_cycle_time", l.cfg.MaxCycleTime)
 		return
 	}
 	l.cl.ResumeFetchPartitions(tps)
-	l.log.Info("partition caught up; fetching resumed", "partition", p)
 }
 
 // commit ends the cycle. Both guarantees flush first, so that every promise has run, and end

@@ -47,6 +47,7 @@ type worker struct {
 	// (operators.Budget); paused says Run has paused fetching the partition for it. Run's
 	// goroutine reads behind between jobs, and owns paused.
 	behind bool
+	held   int // records held, when behind
 	paused bool
 }
 
@@ -93,7 +94,7 @@ func (w *worker) work(j job) {
 	w.s.Continue()
 	w.process(j.recs)
 	w.punctuate(j.now)
-	w.behind = w.s.Behind()
+	w.behind, w.held = w.s.Behind(), w.s.Held()
 	if w.err = w.s.Err(); w.err != nil {
 		return
 	}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/dwellhq/dwell/bench"
+)
+
+// The timer-storm row: about a million keys on six partitions, a key cap of 1,000. While the
+// stream is consumed the cap holds; then the sentinels (48 hours of event time later) make every
+// key's timers due at once, each key evicted. dwell must work through it in bounded cycles
+// (pipeline: --max-cycle-work, --max-cycle-loads), stop within the transaction timeout on the
+// first SIGTERM while partitions are behind, go on after a restart on the same data dir, keep
+// its peak RSS under the README's formula, and emit exactly the offline run's system events.
+
+const (
+	stormScenario = "timer storm: cap 1000, SIGTERM"
+	// 500k events make about 420k keys; DWELL_FAULT_ONLY=storm DWELL_FAULT_SCALE=2.4 runs the
+	// issue's million (its harness needs about 17 GB for the offline comparison).
+	stormEvents = 500_000
+	stormCap      = 1000
+)
+
+// stormWeb makes most visits a new profile's single event or two.
+func stormWeb(events int) bench.WebConfig {
+	return bench.WebConfig{Profiles: events, Rate: float64(events) / 7200, VisitEvents: 1.2, NewProfileShare: 1,
+		MalformedShare: 0.001, Jitter: time.Second}
+}
+
+// stormRSSBound is the README's memory formula for this run (Semantics, memory): keys per
+// partition within max-cached-keys + 2 x max-poll-records + max-cycle-loads at about 4 KB each,
+// twice that for the garbage collector's headroom (GOGC=100), plus Pebble's cache and memtables,
+// the Kafka client's buffers and the runtime.
+func stormRSSBound() int64 {
+	const keyBytes, fixed = 4 << 10, 512 << 20
+	keys := int64(faultParts * (stormCap + 2*5000 + 10_000))
+	return 2*keys*keyBytes + fixed
+}
+
+func (f *faultRun) timerStorm() string {
+	f.t.Helper()
+	f.extraArgs = []string{"--max-cached-keys", strconv.Itoa(stormCap)}
+	dir := f.newDataDir()
+	p := f.start(dir)
+	f.waitLog(p, "partition behind", 2*progressTimeout)
+	peak := peakRSS(f, p)
+	began := time.Now()
+	f.stop(p)
+	stopped := time.Since(began)
+	if stopped > 20*time.Second {
+		f.t.Errorf("the first SIGTERM took %s to end dwell while partitions were behind; the transaction timeout is 20s", stopped)
+	}
+	p = f.start(dir)
+	f.waitProgress(1, p)
+	f.waitCaughtUp(p, 2*progressTimeout)
+	peak = max(peak, peakRSS(f, p))
+	if bound := stormRSSBound(); peak > bound {
+		f.t.Errorf("peak RSS %d MiB, over the README's bound of %d MiB for a cap of %d", peak>>20, bound>>20, stormCap)
+	}
+	return fmt.Sprintf("storm; SIGTERM while behind: stopped in %.1fs; peak RSS %d MiB (bound %d)",
+		stopped.Seconds(), peak>>20, stormRSSBound()>>20)
+}
+
+// peakRSS is the process's peak resident set (VmHWM), in bytes.
+func peakRSS(f *faultRun, p *dwellProc) int64 {
+	f.t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		f.t.Fatalf("reading the peak RSS: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var kb int64
+		if _, err := fmt.Sscanf(sc.Text(), "VmHWM: %d kB", &kb); err == nil {
+			return kb << 10
+		}
+	}
+	f.t.Fatal("no VmHWM in /proc/PID/status")
+	return 0
+}
+
+// waitLog waits until p's log holds text, while p runs.
+func (f *faultRun) waitLog(p *dwellProc, text string, timeout time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		f.alive(p)
+		if b, _ := os.ReadFile(p.log); bytes.Contains(b, []byte(text)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.keepLogs()
+			f.t.Fatalf("no %q in the log within %s:\n%s", text, timeout, tailFile(p.log))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+var behindLine = regexp.MustCompile(`msg="partition (behind|caught up)[^"]*".* partition=(\d+)`)
+
+// waitCaughtUp waits until every partition p's log saw fall behind has caught up again.
+func (f *faultRun) waitCaughtUp(p *dwellProc, timeout time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		f.alive(p)
+		b, _ := os.ReadFile(p.log)
+		behind := map[string]bool{}
+		for _, m := range behindLine.FindAllSubmatch(b, -1) {
+			behind[string(m[2])] = string(m[1]) == "behind"
+		}
+		done := true
+		for _, b := range behind {
+			done = done && !b
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.keepLogs()
+			f.t.Fatalf("partitions still behind after %s: %v\n%s", timeout, behind, tailFile(p.log))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
