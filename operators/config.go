@@ -59,8 +59,14 @@ type Config struct {
 	// watermark follows the wall clock. Default 30s. Negative disables idle advancement.
 	IdleTimeout time.Duration
 	// MaxFutureSkew: an event time more than this after the record timestamp is replaced by the
-	// record timestamp and flagged time_adjusted. Default 5m.
+	// record timestamp and flagged time_adjusted. Default 5m. Live, it also bounds event times
+	// against the wall clock of the last Tick or SetWallClock: an event more than this ahead of
+	// it is dead-lettered (ReasonTimeTooFar).
 	MaxFutureSkew time.Duration
+	// MaxTimeJump: an event more than this ahead of its partition's watermark is dead-lettered
+	// (ReasonTimeTooFar) instead of moving the watermark, so that one absurd time cannot end
+	// every visit of the partition. Default 24h. Negative disables the check.
+	MaxTimeJump time.Duration
 	// SessionEndTypes are event types that close their session at once (reason end-event).
 	// Default: logout. Normalised like input types.
 	SessionEndTypes []string
@@ -95,6 +101,7 @@ func (c *Config) EnsureDefaults() *Config {
 	def(&c.MaxOutOfOrderness, 5*time.Second)
 	def(&c.IdleTimeout, 30*time.Second)
 	def(&c.MaxFutureSkew, 5*time.Minute)
+	def(&c.MaxTimeJump, 24*time.Hour)
 	if c.SessionEndTypes == nil {
 		c.SessionEndTypes = []string{"logout"}
 	}
@@ -128,6 +135,9 @@ func (c *Config) Validate() error {
 	pos("max_session_duration", c.MaxSessionDuration)
 	pos("profile_ttl", c.ProfileTTL)
 	pos("max_future_skew", c.MaxFutureSkew)
+	if c.MaxTimeJump >= 0 && (c.MaxTimeJump < time.Millisecond || c.MaxTimeJump > maxDuration) {
+		errs = append(errs, fmt.Errorf("operators: max_time_jump must be between 1ms and 100 years, or negative to disable the check, got %s", c.MaxTimeJump))
+	}
 	if c.MaxOutOfOrderness < 0 || c.MaxOutOfOrderness > maxDuration {
 		errs = append(errs, fmt.Errorf("operators: max_out_of_orderness must be between 0 and 100 years, got %s", c.MaxOutOfOrderness))
 	}

@@ -21,10 +21,17 @@
 // once: they join the key's open visit when they fall inside it, and are late otherwise (see
 // LateVisitEnded, LateBeforeVisit). Flush ends input as if the watermark reached +infinity.
 //
+// Before an event can reach the watermark, the guard (guard.go) dead-letters it with
+// ReasonTimeTooFar when its time is more than MaxTimeJump ahead of the watermark, more than
+// MaxFutureSkew ahead of a wall clock passed in (Tick, SetWallClock: live only), or after
+// LatestEventTime, so that one event cannot end every visit of its partition and no output
+// time passes MaxTime (9999-12-31T23:59:59.999Z).
+//
 // # Invariants
 //
 //   - Same records in, same bytes out: ids are derived from content (contentID), times from
-//     event time, and every ordering decision has a total, content-based tie-break.
+//     event time, and every ordering decision has a total, content-based tie-break. (Live, the
+//     guard's wall-clock bound also depends on the wall clock passed in.)
 //   - A buffered event points into its record's value; the value must not change until the
 //     event has been processed.
 //   - Timers are lazy: a key's pending timer may be earlier than its real deadline (activity

@@ -60,6 +60,11 @@ const (
 	ReasonInvalidTime     Reason = "invalid-time"
 	ReasonMissingTime     Reason = "missing-time"
 	ReasonSystemEventType Reason = "system-event-type"
+	// ReasonTimeTooFar: the event time is valid but too far ahead to trust: more than
+	// MaxTimeJump ahead of the partition's watermark, more than MaxFutureSkew ahead of the wall
+	// clock (live), or so late in year 9999 that an end of its visit or session would fall after
+	// MaxTime. The sessionizer's guard (guard.go) checks it, after decoding.
+	ReasonTimeTooFar Reason = "time-too-far"
 )
 
 // Late reasons.
@@ -74,7 +79,7 @@ const (
 
 // DeadReasons lists every dead-letter reason, for metrics that pre-register their series.
 func DeadReasons() []Reason {
-	return append(DecodeReasons(), ReasonUnregistered, ReasonSchemaViolation, ReasonRuleError)
+	return append(DecodeReasons(), ReasonTimeTooFar, ReasonUnregistered, ReasonSchemaViolation, ReasonRuleError)
 }
 
 // DecodeReasons lists the dead-letter reasons of decoding.

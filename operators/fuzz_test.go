@@ -23,6 +23,10 @@ var fuzzSeeds = []string{
 	"{\"type\":\"a\",\"profile\":\"p\xff1\"}",
 	`[1,2,3]`,
 	``,
+	`{"type":"a","profile":"p","time":"9999-12-31T23:59:59.999Z"}`,
+	`{"type":"a","profile":"p","time":"10000-01-01T00:00:00Z"}`,
+	`{"type":"a","profile":"p","time":"0000-01-01T00:00:00Z"}`,
+	`{"type":"a","profile":"p","time":253402300800000}`,
 }
 
 // fuzzDecoders are a decoder with the default limits and one with small ones, so that too-large
@@ -138,4 +142,71 @@ func TestFuzzDecodeCorpus(t *testing.T) {
 			t.Errorf("no seed gives %q", r)
 		}
 	}
+}
+
+// FuzzTimeGuard: whatever one record between two ordinary events says, and whatever its record
+// timestamp and the wall clock, the watermark moves at most MaxTimeJump past where the ordinary
+// events put it, and never more than MaxFutureSkew past a known wall clock; every output up to
+// the shutdown-flush ends is valid JSON with four-digit years; a time-too-far dead letter is an
+// event that decodes.
+func FuzzTimeGuard(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"a","profile":"p","time":"9999-12-31T23:59:59Z"}`,
+		`{"type":"a","profile":"p","time":"9999-12-31T11:59:59.999Z"}`,
+		`{"type":"a","profile":"q","session":"s","time":"5000-01-01T00:00:00Z"}`,
+		`{"type":"a","time":253402300799999}`,
+		`{"type":"a","profile":"p","time":"2026-01-01T23:59:00Z"}`,
+		`{"type":"a","profile":"p"}`,
+	} {
+		f.Add([]byte(s), int64(NoTimestamp), int64(0), false)
+		f.Add([]byte(s), ts0+3600_000, int64(60_000), true)
+		f.Add([]byte(s), int64(253402300799999), int64(-3600_000), true)
+	}
+	f.Fuzz(func(t *testing.T, value []byte, recTS, wallOffset int64, live bool) {
+		var out fuzzOutputs
+		cfg := (&Config{}).EnsureDefaults()
+		s, err := NewSessionizer(*cfg, 0, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wall := ts0 + wallOffset%(48*3600_000)
+		if live {
+			s.SetWallClock(time.UnixMilli(wall))
+		}
+		ordinary := func(off int64, ms int64) {
+			s.Process(&Record{Topic: "in", Offset: off, Value: []byte(`{"type":"a","profile":"p","session":"s","time":` + strconv.FormatInt(ms, 10) + `}`), Timestamp: NoTimestamp})
+		}
+		ordinary(0, ts0-60_000)
+		before := s.Watermark()
+		s.Process(&Record{Topic: "in", Offset: 1, Value: value, Timestamp: recTS})
+		if w := s.Watermark(); w > before && w-before > cfg.MaxTimeJump.Milliseconds() && (!live || w > wall+skewMS) {
+			t.Fatalf("watermark moved from %d to %d", before, w)
+		}
+		if w := s.Watermark(); live && w > max(before, wall+skewMS) {
+			t.Fatalf("watermark %d is past the wall clock %d plus the skew", w, wall)
+		}
+		ordinary(2, ts0)
+		s.Flush()
+		for _, o := range out.lines {
+			if !json.Valid([]byte(o)) || fiveDigitYear.MatchString(o) {
+				t.Fatalf("output %s", o)
+			}
+		}
+		if out.tooFar && testDecoder().Decode(&Record{Value: value, Timestamp: recTS}, new(Event)) != nil {
+			t.Fatalf("time-too-far for %q, which does not decode", value)
+		}
+	})
+}
+
+type fuzzOutputs struct {
+	lines  []string
+	tooFar bool
+}
+
+func (f *fuzzOutputs) Emit(o *Output) {
+	if o.Kind == KindDead {
+		f.tooFar = f.tooFar || o.Reason == ReasonTimeTooFar && o.Record.Offset == 1 // the fuzzed record
+		return
+	}
+	f.lines = append(f.lines, string(AppendJSON(nil, o)))
 }

@@ -51,6 +51,8 @@ type Sessionizer struct {
 	received bool
 	lastRecv int64
 
+	guard guard // the watermark guard (guard.go)
+
 	// Allocation pools: key states and key strings are carved from chunks; visits and
 	// sessions, with their buffers, are recycled through free lists.
 	slab      []keyState
@@ -225,6 +227,7 @@ func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, err
 		watermark: math.MinInt64,
 		target:    math.MinInt64,
 		maxSeen:   math.MinInt64,
+		guard:     newGuard(&cfg),
 	}
 	s.partition = partition
 	for _, t := range cfg.SessionEndTypes {
@@ -282,9 +285,10 @@ func (s *Sessionizer) Stats() Stats {
 // Watermark is the partition's event-time watermark (math.MinInt64 before the first event).
 func (s *Sessionizer) Watermark() int64 { return s.watermark }
 
-// Process decodes one record and processes it. Bad records become dead letters. While the
-// partition is Behind, the record is held (copied) and processed once the watermark has caught
-// up, where an unbounded run would have processed it.
+// Process decodes one record and processes it. Bad records, and events whose time the guard
+// rejects (guard.go), become dead letters. While the partition is Behind, the record is held
+// (copied) and processed once the watermark has caught up, where an unbounded run would have
+// processed it.
 func (s *Sessionizer) Process(rec *Record) {
 	s.received = true
 	if s.Behind() {
@@ -303,6 +307,9 @@ func (s *Sessionizer) process(rec *Record) {
 		s.stats.DeadByReason[err.Reason]++
 		s.o = Output{Kind: KindDead, Record: rec, Reason: err.Reason, Detail: err.Detail}
 		s.out.Emit(&s.o)
+		return
+	}
+	if s.guardTime(rec, ev) {
 		return
 	}
 	if s.admit != nil {
@@ -348,6 +355,7 @@ func (s *Sessionizer) ProcessEvent(ev *Event) {
 // the watermark follows now minus MaxOutOfOrderness. Call it periodically (e.g. every second).
 func (s *Sessionizer) Tick(now time.Time) {
 	nowMS := now.UnixMilli()
+	s.guard.setWall(nowMS)
 	if s.received || s.lastRecv == 0 {
 		s.received = false
 		s.lastRecv = nowMS

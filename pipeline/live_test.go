@@ -551,8 +551,27 @@ func setupLive(t *testing.T, web bench.WebConfig, n int) *liveEnv {
 	e := newLiveEnv(t)
 	values := produceWeb(t, e.brokers, e.input, web, n)
 	e.want, e.wantCount = offlineWant(t, values)
-	e.now.Store(web.EnsureDefaults().Start.UnixMilli())
+	e.now.Store(streamEnd(t, values))
 	return e
+}
+
+// streamEnd is the latest event time of values: a fake wall clock starts there, since records
+// are consumed after they were produced (the sessionizer dead-letters events more than
+// max_future_skew ahead of the wall clock).
+func streamEnd(t *testing.T, values [][]byte) int64 {
+	t.Helper()
+	dec := operators.NewDecoder((&operators.Config{}).EnsureDefaults())
+	end := int64(0)
+	var ev operators.Event
+	for _, v := range values {
+		if dec.Decode(&operators.Record{Value: v, Timestamp: operators.NoTimestamp}, &ev) == nil {
+			end = max(end, ev.Time)
+		}
+	}
+	if end == 0 {
+		t.Fatal("no event in the stream has a time")
+	}
+	return end
 }
 
 // TestLiveLargePartitionSnapshot holds a whole stream in the reorder buffer (an hour of
@@ -574,7 +593,7 @@ func TestLiveLargePartitionSnapshot(t *testing.T) {
 	for _, v := range e.want {
 		e.wantCount += len(v)
 	}
-	e.now.Store(web.EnsureDefaults().Start.UnixMilli())
+	e.now.Store(streamEnd(t, values))
 	cfg := e.config("data", vfs.NewMem())
 	cfg.Operators, cfg.MaxPollRecords = ops, 3000
 	cfg.ClientOpts = []kgo.Opt{kgo.TransactionTimeout(5 * time.Second)}

@@ -270,7 +270,7 @@ func TestCartAbandonmentLive(t *testing.T) {
 	want := offlineCart(t, rs, values)
 
 	now := new(atomic.Int64)
-	now.Store(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).UnixMilli())
+	now.Store(streamEnd(t, values))
 	config := func() pipeline.LiveConfig {
 		return pipeline.LiveConfig{Brokers: k.Brokers, Group: k.Name("dwell"), Inputs: []string{input}, Topics: topics,
 			DataDir: "data", FS: vfs.NewMem(), Now: func() time.Time { return time.UnixMilli(now.Load()) },

@@ -31,10 +31,11 @@ type stream struct {
 	wantCount int
 }
 
-// newStream generates n records and appends, for each of partitions, an event two days after
+// newStream generates n records and appends, for each of partitions, an event 20 hours after
 // the stream's end for a key of that partition: it moves every partition's watermark past
-// every timer, so the live run ends each visit and session for its own reason, as dwell
-// process does when it reads the same sentinels. The sentinels' own keys are not compared (dwell
+// every timer (the latest is a 12h cap), so the live run ends each visit and session for its
+// own reason, as dwell process does when it reads the same sentinels. It stays within
+// --max-time-jump (24h): further ahead, dwell process would dead-letter the sentinels. The sentinels' own keys are not compared (dwell
 // process flushes them at end of input; the live run leaves them open).
 func newStream(t testing.TB, web bench.WebConfig, n, partitions int) *stream {
 	t.Helper()
@@ -52,7 +53,7 @@ func newStream(t testing.TB, web bench.WebConfig, n, partitions int) *stream {
 		last = max(last, r.Timestamp)
 		s.recs = append(s.recs, &kgo.Record{Key: bytes.Clone(r.Key), Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp)})
 	}
-	at := time.UnixMilli(last).Add(48 * time.Hour).UTC()
+	at := time.UnixMilli(last).Add(20 * time.Hour).UTC()
 	for p, i := 0, 0; p < partitions; i++ {
 		key := fmt.Sprintf("prof-sentinel-%d", i)
 		if int(pipeline.KafkaPartition([]byte(key), int32(partitions))) != p {
