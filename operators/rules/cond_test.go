@@ -113,6 +113,7 @@ func TestTemplateFuncs(t *testing.T) {
 		{`{{json .profile.traits}}`, `{"email":"a@example.com","plan":"pro"}`},
 		{`{{time .event.time}} {{duration 5400000}}`, "2026-01-01T00:00:00.000Z 1h30m0s"},
 		{`{{time .event.properties.total}}`, "1970-01-01T00:00:00.120Z"},
+		{`{{time 253402300799999}} {{time -62135596800000}}`, "9999-12-31T23:59:59.999Z 0001-01-01T00:00:00.000Z"},
 		{`{{.rule}} {{.visit.event_count}} {{.session.open}}`, "r1 4 false"},
 		{`{{range .profile.tags}}<{{.}}>{{end}}`, "<new><vip>"},
 	} {
@@ -125,7 +126,7 @@ func TestTemplateFuncs(t *testing.T) {
 			t.Errorf("%s = %q, %v; want %q", c.src, got, err, c.want)
 		}
 	}
-	for _, src := range []string{`{{time "x"}}`, `{{join "," 3}}`, `{{range 100000}}0123456789{{end}}`} {
+	for _, src := range []string{`{{time "x"}}`, `{{time 253402300800000}}`, `{{time -62135596800001}}`, `{{join "," 3}}`, `{{range 100000}}0123456789{{end}}`} {
 		tp, err := parseTemplate("t", src)
 		if err != nil {
 			t.Fatal(err)

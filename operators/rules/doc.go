@@ -78,7 +78,8 @@
 // again replaces it, cancel removes it), reported as TimerOps so that the pipeline can keep its
 // time-ordered timer index, whose single deadline per key is ProfileState.NextDeadline. When
 // the watermark passes it, the pipeline calls PopDue, fills an Env with SetTimer and Applies
-// each fired timer like an event of its type, at its deadline. Deadlines are event time.
+// each fired timer like an event of its type, at its deadline. Deadlines are event time, at
+// most operators.MaxTime (9999-12-31T23:59:59.999Z): a later one is a rule error.
 //
 // # Persistence
 //

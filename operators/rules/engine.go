@@ -552,6 +552,10 @@ func (r *run) schedule(a *Action) error {
 	if deadline <= 0 {
 		return fmt.Errorf("deadline %d is not a valid time", deadline)
 	}
+	if deadline > operators.MaxTime {
+		// The fired event carries its deadline as its time, which must have a four-digit year.
+		return fmt.Errorf("deadline %d ms is after %s, the last time dwell writes", deadline, operators.AppendTime(nil, operators.MaxTime))
+	}
 	t := Timer{Name: a.Name, Type: a.Type, Deadline: deadline, Cause: strings.Clone(ev.ID)} // kept in state: no view
 	if len(a.props) > 0 {
 		props, err := r.renderProps(a.props)

@@ -29,6 +29,15 @@ func rel(t *testing.T, s string) int64 {
 	return base.Add(d).UnixMilli()
 }
 
+// relTime writes ms relative to base (1h0m0s), or as RFC 3339 when that is more than a
+// Duration holds.
+func relTime(ms int64) string {
+	if d := ms - base.UnixMilli(); d < -100*365*24*3600_000 || d > 100*365*24*3600_000 {
+		return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+	}
+	return (time.Duration(ms-base.UnixMilli()) * time.Millisecond).String()
+}
+
 // script holds a script's engine and the state of each key.
 type script struct {
 	cfg    *Config
@@ -110,7 +119,7 @@ func printOutcome(b *strings.Builder, o *Outcome) {
 }
 
 func timerString(t *Timer) string {
-	s := fmt.Sprintf("%s type=%s at=%s id=%s", t.Name, t.Type, (time.Duration(t.Deadline-base.UnixMilli()) * time.Millisecond), hex.EncodeToString(t.ID[:4]))
+	s := fmt.Sprintf("%s type=%s at=%s id=%s", t.Name, t.Type, relTime(t.Deadline), hex.EncodeToString(t.ID[:4]))
 	if t.Data != nil {
 		s += " data=" + string(t.Data)
 	}
@@ -292,7 +301,7 @@ func TestScripts(t *testing.T) {
 						if ms == 0 {
 							return "none"
 						}
-						return (time.Duration(ms-base.UnixMilli()) * time.Millisecond).String()
+						return relTime(ms)
 					}
 					fmt.Fprintf(&b, " deadline=%s persisted=%s", at(c.Deadline), at(c.Persisted))
 					if c.State != nil {

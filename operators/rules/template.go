@@ -12,6 +12,7 @@ import (
 	"text/template/parse"
 	"time"
 
+	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/internal/jsonx"
 )
 
@@ -33,7 +34,7 @@ import (
 //	truncate N S         the first N bytes of S (at a rune boundary)
 //	join SEP LIST        the elements of LIST joined by SEP
 //	json X               X as JSON
-//	time MS              Unix ms as RFC 3339 in UTC (2026-01-02T15:04:05.000Z)
+//	time MS              Unix ms as RFC 3339 in UTC (2026-01-02T15:04:05.000Z); years 0001 to 9999
 //	duration MS          milliseconds as a Go duration (1h30m0s)
 //
 // A missing field renders as nothing; functions given a missing value receive nil (pipe it
@@ -105,6 +106,9 @@ func templateFuncs() template.FuncMap {
 			if err != nil {
 				return "", fmt.Errorf("time: %w", err)
 			}
+			if ms < minTemplateTime || ms > operators.MaxTime {
+				return "", fmt.Errorf("time: %d ms is outside the years 0001 to 9999", ms)
+			}
 			return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00"), nil
 		},
 		"duration": func(v any) (string, error) {
@@ -116,6 +120,9 @@ func templateFuncs() template.FuncMap {
 		},
 	}
 }
+
+// minTemplateTime is 0001-01-01T00:00:00Z: the time function writes four-digit years only.
+const minTemplateTime = -62_135_596_800_000
 
 func toInt(v any) (int64, error) {
 	switch x := v.(type) {
