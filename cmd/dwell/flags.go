@@ -134,7 +134,8 @@ func bindOperators(fs *flag.FlagSet, c *operators.Config) {
 	fs.DurationVar(&c.ProfileTTL, "profile-ttl", c.ProfileTTL, "forget a profile unseen for this long (profile-created again)")
 	fs.DurationVar(&c.MaxOutOfOrderness, "max-out-of-orderness", c.MaxOutOfOrderness, "how far the watermark trails the largest event time")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "wall-clock silence after which the watermark follows the clock")
-	fs.DurationVar(&c.MaxFutureSkew, "max-future-skew", c.MaxFutureSkew, "replace event times this far ahead of the record timestamp")
+	fs.DurationVar(&c.MaxFutureSkew, "max-future-skew", c.MaxFutureSkew, "replace event times this far ahead of the record timestamp; live, dead-letter those this far ahead of the clock")
+	fs.DurationVar(&c.MaxTimeJump, "max-time-jump", c.MaxTimeJump, "dead-letter events this far ahead of their partition's watermark (negative: off)")
 	fs.Func("session-end-types", "comma-separated event types that close their session (default logout)", func(s string) error {
 		c.SessionEndTypes = splitList(s)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
@@ -92,7 +93,22 @@ func processFile(ctx context.Context, cfg pipeline.OfflineConfig, in, outDir str
 		return sum, err
 	}
 	fmt.Fprintln(stderr, summaryLine(sum))
+	if hint := timeTooFarHint(sum, cfg.Operators.MaxTimeJump); hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
 	return sum, nil
+}
+
+// timeTooFarHint says what to do about time-too-far dead letters: offline, a partition whose
+// events pause for longer than --max-time-jump dead-letters everything after the pause.
+func timeTooFarHint(sum pipeline.OfflineSummary, jump time.Duration) string {
+	n := sum.Totals.DeadByReason[operators.ReasonTimeTooFar]
+	if n == 0 || jump < 0 {
+		return ""
+	}
+	return fmt.Sprintf("dwell: %d events were more than --max-time-jump (%s) ahead of their partition's watermark, or too late in year 9999 "+
+		"(each dead letter's detail says which); if the input pauses for longer than that, raise --max-time-jump above the longest pause, "+
+		"or pass --max-time-jump -1s to turn the check off", n, jump)
 }
 
 func closeAll(files []*os.File) error {
