@@ -90,6 +90,7 @@ func (w *worker) work(j job) {
 	if w.l.cfg.Metrics != nil {
 		w.counts = cycleCounts{in: map[string]int{}, out: map[string]int{}, times: w.counts.times[:0]}
 	}
+	w.s.SetWallClock(j.now) // polled before now: no record of the cycle is later (the guard's bound)
 	w.s.SetBudget(operators.Budget{Work: w.l.cfg.MaxCycleWork, Loads: w.l.cfg.MaxCycleLoads, Expired: j.expired})
 	w.s.Continue()
 	w.process(j.recs)
