@@ -6,10 +6,16 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/dwellhq/dwell/bench"
+	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/pipeline/deadletter"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // The timer-storm row: about a million keys on six partitions, a key cap of 1,000. While the
@@ -128,4 +134,45 @@ func (f *faultRun) waitCaughtUp(p *dwellProc, timeout time.Duration) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// The absurd-time row: one valid event dated 9999-12-31T23:59:59Z in the middle of the stream.
+// The guard (operators/guard.go) dead-letters it as time-too-far, live (beyond the wall clock)
+// and offline (beyond --max-time-jump), so the system events equal the offline run's; it must
+// be on the dead-letter topic with that reason.
+const absurdScenario = "one event at year 9999 (guard)"
+
+const absurdID = "evt-absurd-9999"
+
+func injectFor(scenario string) func([]*kgo.Record) []*kgo.Record {
+	if scenario != absurdScenario {
+		return nil
+	}
+	return func(recs []*kgo.Record) []*kgo.Record {
+		mid := recs[len(recs)/2]
+		v := fmt.Sprintf(`{"id":%q,"type":"page-view","time":"9999-12-31T23:59:59Z","profile":{"id":%q},"session":{"id":"sess-absurd"}}`,
+			absurdID, mid.Key)
+		r := &kgo.Record{Key: mid.Key, Value: []byte(v), Timestamp: mid.Timestamp}
+		return slices.Insert(recs, len(recs)/2, r)
+	}
+}
+
+func (f *faultRun) absurdTime() string {
+	f.t.Helper()
+	f.start(f.newDataDir())
+	f.waitProgress(1, f.procs...)
+	for _, r := range pipelinetest.ReadCommitted(f.t, f.brokers, f.topics.Dead) {
+		if !bytes.Contains(r.Value, []byte(absurdID)) {
+			continue
+		}
+		for _, h := range r.Headers {
+			if h.Key == deadletter.Reason && string(h.Value) == string(operators.ReasonTimeTooFar) {
+				return "dead-lettered as time-too-far"
+			}
+		}
+		f.t.Errorf("the absurd event was dead-lettered with headers %v, want reason time-too-far", r.Headers)
+		return "dead-lettered, wrong reason"
+	}
+	f.t.Errorf("the absurd event is not on the dead-letter topic")
+	return "not dead-lettered"
 }

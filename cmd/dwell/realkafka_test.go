@@ -39,6 +39,13 @@ type stream struct {
 // process flushes them at end of input; the live run leaves them open).
 func newStream(t testing.TB, web bench.WebConfig, n, partitions int) *stream {
 	t.Helper()
+	return newStreamWith(t, web, n, partitions, nil)
+}
+
+// newStreamWith is newStream with inject (if set) changing the records before the sentinels are
+// added and the offline run computes what to expect.
+func newStreamWith(t testing.TB, web bench.WebConfig, n, partitions int, inject func([]*kgo.Record) []*kgo.Record) *stream {
+	t.Helper()
 	g, err := bench.NewWeb(web)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +59,9 @@ func newStream(t testing.TB, web bench.WebConfig, n, partitions int) *stream {
 		}
 		last = max(last, r.Timestamp)
 		s.recs = append(s.recs, &kgo.Record{Key: bytes.Clone(r.Key), Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp)})
+	}
+	if inject != nil {
+		s.recs = inject(s.recs)
 	}
 	at := time.UnixMilli(last).Add(20 * time.Hour).UTC()
 	for p, i := 0, 0; p < partitions; i++ {
