@@ -136,13 +136,17 @@ func (f *faultRun) waitCaughtUp(p *dwellProc, timeout time.Duration) {
 	}
 }
 
-// The absurd-time row: one valid event dated 9999-12-31T23:59:59Z in the middle of the stream.
-// The guard (operators/guard.go) dead-letters it as time-too-far, live (beyond the wall clock)
-// and offline (beyond --max-time-jump), so the system events equal the offline run's; it must
-// be on the dead-letter topic with that reason.
-const absurdScenario = "one event at year 9999 (guard)"
+// The absurd-time row: one valid event 50 minutes ahead of the wall clock, its record
+// timestamp too (the broker accepts up to an hour ahead), in the middle of a stream from the
+// past. Without the guard it moves its partition's watermark months ahead: every visit ends,
+// every profile is forgotten. The guard (operators/guard.go) dead-letters it as time-too-far,
+// live (beyond the wall clock plus max_future_skew) and offline (beyond --max-time-jump), so
+// the system events equal the offline run's; it must be on the dead-letter topic with that
+// reason. (An event at year 9999 with an ordinary record timestamp is set to that timestamp
+// live, time_adjusted, and dead-lettered offline: TestProcessAbsurdTime covers that.)
+const absurdScenario = "one event 50m ahead of the wall clock (guard)"
 
-const absurdID = "evt-absurd-9999"
+const absurdID = "evt-absurd-ahead"
 
 func injectFor(scenario string) func([]*kgo.Record) []*kgo.Record {
 	if scenario != absurdScenario {
@@ -150,9 +154,10 @@ func injectFor(scenario string) func([]*kgo.Record) []*kgo.Record {
 	}
 	return func(recs []*kgo.Record) []*kgo.Record {
 		mid := recs[len(recs)/2]
-		v := fmt.Sprintf(`{"id":%q,"type":"page-view","time":"9999-12-31T23:59:59Z","profile":{"id":%q},"session":{"id":"sess-absurd"}}`,
-			absurdID, mid.Key)
-		r := &kgo.Record{Key: mid.Key, Value: []byte(v), Timestamp: mid.Timestamp}
+		ahead := time.Now().Add(50 * time.Minute).UTC()
+		v := fmt.Sprintf(`{"id":%q,"type":"page-view","time":%q,"profile":{"id":%q},"session":{"id":"sess-absurd"}}`,
+			absurdID, ahead.Format(time.RFC3339Nano), mid.Key)
+		r := &kgo.Record{Key: mid.Key, Value: []byte(v), Timestamp: ahead}
 		return slices.Insert(recs, len(recs)/2, r)
 	}
 }
