@@ -30,6 +30,12 @@ const (
 	Offset    = "dwell-offset"
 	// EventID is the event's id, on dead letters of events whose rules failed.
 	EventID = "dwell-event-id"
+	// Truncated marks a dead letter whose value was cut so that it fits the dead-letter
+	// topic's max.message.bytes: its value is the value's original size in bytes, followed by
+	// " key " and the key's original size when the key had to be cut as well (only a key that
+	// alone is too large). It is not one of the headers Rewrap replaces: the bytes stay cut, so
+	// the mark stays.
+	Truncated = "dwell-truncated"
 )
 
 // Source is what the headers say about a dead letter.
