@@ -48,7 +48,19 @@ type Option func(*options)
 
 type options struct {
 	compacted map[string]bool
+	configs   map[string]map[string]string
 	rf        int16
+}
+
+// TopicConfig sets a topic config (max.message.bytes, say) of the named topic, on kfake as on
+// a real broker.
+func TopicConfig(name, key, value string) Option {
+	return func(o *options) {
+		if o.configs[name] == nil {
+			o.configs[name] = map[string]string{}
+		}
+		o.configs[name][key] = value
+	}
 }
 
 // Compacted makes the named topics log-compacted on a real broker (as --create-topics makes
@@ -65,7 +77,7 @@ func Compacted(names ...string) Option {
 // cannot be reached or the topics cannot be created; everything is torn down at the end.
 func New(t testing.TB, partitions int, names []string, opts ...Option) *Env {
 	t.Helper()
-	o := options{compacted: map[string]bool{}, rf: 1}
+	o := options{compacted: map[string]bool{}, configs: map[string]map[string]string{}, rf: 1}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -84,7 +96,24 @@ func New(t testing.TB, partitions int, names []string, opts ...Option) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return &Env{Brokers: c.ListenAddrs(), kfake: c}
+	e := &Env{Brokers: c.ListenAddrs(), kfake: c}
+	for name, cfg := range o.configs {
+		var alter []kadm.AlterConfig
+		for k, v := range cfg {
+			alter = append(alter, kadm.AlterConfig{Name: k, Value: &v})
+		}
+		resp, err := e.admin(t).AlterTopicConfigs(context.Background(), alter, name)
+		if err == nil {
+			var r kadm.AlterConfigsResponse
+			if r, err = resp.On(name, nil); err == nil {
+				err = r.Err
+			}
+		}
+		if err != nil {
+			t.Fatalf("pipelinetest: configuring topic %s: %v", name, err)
+		}
+	}
+	return e
 }
 
 func (e *Env) createTopics(t testing.TB, partitions int, names []string, o options) {
@@ -98,6 +127,9 @@ func (e *Env) createTopics(t testing.TB, partitions int, names []string, o optio
 		if o.compacted[n] {
 			compact := "compact"
 			cfg["cleanup.policy"] = &compact
+		}
+		for k, v := range o.configs[n] {
+			cfg[k] = &v
 		}
 		real = append(real, e.Name(n))
 		resp, err := adm.CreateTopic(ctx, int32(partitions), o.rf, cfg, e.Name(n))
