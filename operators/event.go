@@ -79,7 +79,8 @@ const (
 
 // DeadReasons lists every dead-letter reason, for metrics that pre-register their series.
 func DeadReasons() []Reason {
-	return append(DecodeReasons(), ReasonTimeTooFar, ReasonUnregistered, ReasonSchemaViolation, ReasonRuleError)
+	return append(DecodeReasons(), ReasonTimeTooFar, ReasonUnregistered, ReasonSchemaViolation, ReasonRuleError,
+		ReasonOutputTooLarge, ReasonProduceFailed)
 }
 
 // DecodeReasons lists the dead-letter reasons of decoding.
@@ -94,4 +95,14 @@ const (
 	ReasonUnregistered    Reason = "unregistered-type"
 	ReasonSchemaViolation Reason = "schema-violation"
 	ReasonRuleError       Reason = "rule-error"
+)
+
+// Dead-letter reasons of the live processor's producer (pipeline): an output of the input
+// (the enriched copy, a rule's output, ...) is larger than its topic accepts (its
+// max.message.bytes), or Kafka refused an output of the input with an error no retry can fix
+// (INVALID_RECORD, say). An output that derives from no input (a timer's system event, a fired
+// schedule) is dead-lettered itself, with the same reasons.
+const (
+	ReasonOutputTooLarge Reason = "output-too-large"
+	ReasonProduceFailed  Reason = "produce-failed"
 )

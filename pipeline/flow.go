@@ -46,6 +46,11 @@ type flow struct {
 	sched   []byte // the fired schedule being applied
 	hdrs    []kgo.RecordHeader
 
+	// cause is the input what the flow is writing derives from (poison.go): the event or
+	// record of the sessionizer's output at hand, or the event being admitted; none for
+	// timers.
+	cause cause
+
 	// rejected describes the event the admission hook just dead-lettered, for its log entry.
 	rejected struct {
 		typ, id, key string
@@ -119,6 +124,7 @@ func (f *flow) version() string {
 
 // admit is the sessionizer's admission hook: the registry's verdict, before sessionizing.
 func (f *flow) admit(ev *operators.Event) operators.Admission {
+	f.cause = cause{ev: ev}
 	if f.eng.Registry() == nil {
 		return operators.Admission{}
 	}
@@ -155,6 +161,7 @@ func eventID(ev *operators.Event) []byte {
 
 // Emit receives the sessionizer's outputs.
 func (f *flow) Emit(o *operators.Output) {
+	f.cause = causeOf(o)
 	if !f.active {
 		switch {
 		case o.Kind == operators.KindTimer:

@@ -30,6 +30,10 @@ type Live struct {
 	sess  *kgo.GroupTransactSession // exactly-once
 	cl    *kgo.Client               // the client that polls and produces, in either mode
 	adm   *kadm.Client
+	// limits and poison: what each output topic takes, and the records Kafka refused
+	// (limits.go, poison.go, emit.go).
+	limits *limits
+	poison poison
 
 	// Owned by Run's goroutine.
 	parts map[int32]*worker // running workers, by partition
@@ -82,7 +86,8 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}}
+	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}, limits: newLimits(cfg.Logger)}
+	l.poison.init(cfg.Logger)
 	l.mu.revoked, l.mu.assigned = map[int32]bool{}, map[int32]bool{}
 	l.stats.parts = map[int32]operators.Stats{}
 	l.progress.last = map[int32]time.Time{}
@@ -110,6 +115,8 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		kgo.OnPartitionsAssigned(l.onAssigned),
 		kgo.OnPartitionsRevoked(l.onRevokedOrLost),
 		kgo.OnPartitionsLost(l.onRevokedOrLost),
+		kgo.ProducerBatchMaxBytesFn(l.limits.producerMax), // each topic's max.message.bytes (limits.go)
+		kgo.WithHooks(poisonHook{&l.poison}),              // records Kafka refuses (poison.go)
 	}, cfg.ClientOpts...)
 	if cfg.Metrics != nil {
 		opts = append(opts, kgo.WithHooks(cfg.Metrics.kprom))
@@ -131,6 +138,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		return nil, errors.Join(fmt.Errorf("pipeline: %w", err), st.Close())
 	}
 	l.adm = kadm.NewClient(l.cl)
+	l.loadLimits(cfg.Topics)
 	if cfg.Rules != nil {
 		if err := l.SetRules(cfg.Rules); err != nil {
 			l.cl.Close()
@@ -160,6 +168,7 @@ func (l *Live) SetRules(rs *RuleSet) error {
 	if err := ensureRuleTopics(ctx, l.adm, l.cfg.Inputs, rs.OutputTopics(l.cfg.Topics.QueuePrefix), l.cfg.CreateTopics); err != nil {
 		return err
 	}
+	l.limits.load(ctx, l.adm, rs.OutputTopics(l.cfg.Topics.QueuePrefix)) // before the first record to them
 	old := l.rules.Swap(rs)
 	if old != rs {
 		l.log.Info("rule set applied", "version", rs.versionOrNone(), "previous", old.versionOrNone())
@@ -209,6 +218,7 @@ func (l *Live) Stats() LiveStats {
 	for _, p := range l.stats.parts {
 		st.Add(p)
 	}
+	l.poison.addStats(&st.Stats)
 	return st
 }
 

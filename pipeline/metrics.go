@@ -178,6 +178,7 @@ func (w *worker) count(topic string) {
 // applyMetrics adds a committed cycle to the counters: the sessionizer's counters since the
 // last commit, the records in and out, and each input record's latency to this commit.
 func (w *worker) applyMetrics() {
+	w.out.committed() // the producer's dead letters (emit.go), also counted without metrics
 	m := w.l.cfg.Metrics
 	if m == nil || w.counts.in == nil {
 		return

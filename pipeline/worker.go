@@ -115,6 +115,9 @@ func (w *worker) process(recs []*kgo.Record) {
 			w.counts.in[r.Topic]++
 			w.counts.times = append(w.counts.times, r.Timestamp.UnixMilli())
 		}
+		if w.quarantined(r) { // Kafka refused its outputs in an earlier try: dead-lettered instead (poison.go)
+			continue
+		}
 		w.s.Process(&operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()})
 	}
 }
