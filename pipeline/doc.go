@@ -45,7 +45,9 @@
 //	cycle.go      Run, recovery from a failed cycle, and the cycle's phases
 //	worker.go     the partition worker
 //	restore.go    a partition rebuilt from Pebble plus the changelog
-//	emit.go       a worker's outputs into the cycle's transaction
+//	emit.go       a worker's outputs into the cycle's transaction, checked against limits and refusals
+//	limits.go     each output topic's max.message.bytes, and the producer's batch limit to match
+//	poison.go     records Kafka refuses for good: their inputs dead-lettered at the cycle's retry
 //	flow.go       registry admission, rules and the event log around the sessionizer (live and offline)
 //	offline.go    RunOffline: JSON Lines through the same operators and flow
 //	metrics.go    the processor's Prometheus series
