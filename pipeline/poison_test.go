@@ -3,8 +3,10 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -431,5 +433,79 @@ func TestLiveLimitsUnreadable(t *testing.T) {
 	if src, _ := deadletter.Read(dead[0].Headers); src.Reason != string(operators.ReasonProduceFailed) ||
 		!strings.Contains(src.Detail, "MESSAGE_TOO_LARGE") || stats.Aborted < 1 || stats.Aborted > 2 {
 		t.Errorf("dead letter %+v after %d aborted transactions; want produce-failed, MESSAGE_TOO_LARGE, after one", src, stats.Aborted)
+	}
+}
+
+// bigEventJSON is a valid event of exactly size bytes, its properties random base64 (which
+// compression does not shrink much).
+func bigEventJSON(id, key string, at time.Time, size int) []byte {
+	head := fmt.Sprintf(`{"id":%q,"type":"page-view","time":%q,"profile":{"id":%q},"session":{"id":"s-%s"},"source":{"id":"web"},"properties":{"blob":"`,
+		id, at.Format(time.RFC3339Nano), key, key)
+	raw := make([]byte, size)
+	rng := rand.New(rand.NewPCG(1, uint64(size)))
+	for i := range raw {
+		raw[i] = byte(rng.Uint32())
+	}
+	return []byte(head + base64.StdEncoding.EncodeToString(raw)[:size-len(head)-3] + `"}}`)
+}
+
+// TestLiveUserPoisonSizes has the sizes of issue 12 on topics with Kafka's defaults: an event
+// of 1,040,186 bytes, which a user measured stalling its partition for good (its enriched copy
+// was over franz-go's default batch limit of 1,000,012 bytes), is written now that the producer
+// follows max.message.bytes (1,048,588); one of 1,048,560 bytes, still under
+// --max-event-bytes, makes an enriched copy over the topic's limit: it is dead-lettered,
+// cut to fit. No transaction aborts.
+func TestLiveUserPoisonSizes(t *testing.T) {
+	e := newPoisonEnv(t, nil)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	limit := strconv.Itoa(2 << 20) // the input takes large events; the outputs have the default
+	if _, err := kadm.NewClient(cl).AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Name: "max.message.bytes", Value: &limit}}, e.input); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fits := bigEventJSON("evt-fits", "prof-1", start.Add(time.Second), 1_040_186)
+	over := bigEventJSON("evt-over", "prof-1", start.Add(2*time.Second), 1_048_560)
+	recs := []*kgo.Record{
+		{Key: []byte("prof-1"), Value: eventJSON("evt-1", "prof-1", start, 10), Timestamp: start},
+		{Key: []byte("prof-1"), Value: fits, Timestamp: start.Add(time.Second)},
+		{Key: []byte("prof-1"), Value: over, Timestamp: start.Add(2 * time.Second)},
+		{Key: []byte("prof-1"), Value: eventJSON("evt-2", "prof-1", start.Add(time.Minute), 10), Timestamp: start.Add(time.Minute)},
+	}
+	big, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.DefaultProduceTopic(e.input), kgo.ProducerBatchMaxBytes(2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	if err := big.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	e.now.Store(start.UnixMilli())
+	live, stop := runLive(t, e.config("data", vfs.NewMem()))
+	var got []*kgo.Record
+	pipelinetest.WaitFor(t, "the events but the one too large", 60*time.Second, func() bool {
+		e.now.Add(time.Minute.Milliseconds())
+		got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.Events)
+		return len(got) >= 3
+	})
+	if ids := eventIDs(t, values(got)); !slices.Equal(ids, []string{"evt-1", "evt-2", "evt-fits"}) {
+		t.Fatalf("events output %v", ids)
+	}
+	dead := pipelinetest.ReadCommitted(t, e.brokers, e.topics.Dead)
+	stats := live.Stats()
+	stop()
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	src, _ := deadletter.Read(dead[0].Headers)
+	if src.Reason != string(operators.ReasonOutputTooLarge) || src.EventID != "evt-over" ||
+		header(dead[0], deadletter.Truncated) != strconv.Itoa(len(over)) || !bytes.HasPrefix(over, dead[0].Value) {
+		t.Errorf("dead letter %+v (%s %q): want evt-over's, output-too-large, cut and marked", src, deadletter.Truncated, header(dead[0], deadletter.Truncated))
+	}
+	if stats.Aborted != 0 {
+		t.Errorf("%d transactions aborted, want none", stats.Aborted)
 	}
 }
