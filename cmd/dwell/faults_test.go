@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -23,7 +24,10 @@ import (
 
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/deploy/kafka"
+	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/deadletter"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // The fault suite: dwell on a real Apache Kafka (deploy/kafka) under the faults Kafka Streams'
@@ -36,6 +40,8 @@ import (
 // test binary re-executed as dwell), so SIGKILL is a real kill.
 //
 //	DWELL_FAULT_SUITE=1 go test ./cmd/dwell -run TestFaults -v -timeout 20m
+//
+// DWELL_FAULT_ONLY=poison runs only the scenarios whose name contains the word.
 
 const (
 	faultSuiteEnv = "DWELL_FAULT_SUITE"
@@ -77,45 +83,56 @@ func TestFaults(t *testing.T) {
 		guarantee string
 		events    int
 		inject    func(f *faultRun) string
+		big       []int                      // sizes of valid large events put among the generated ones
+		check     func(f *faultRun) []string // problems besides the system events' comparison
 	}{
 		{"sigkill x10 + empty dir, exactly-once", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 500_000,
-			func(f *faultRun) string { return f.killRestarts(rng, 10, true) }},
+			func(f *faultRun) string { return f.killRestarts(rng, 10, true) }, nil, nil},
 		{"sigkill x10 + empty dir, at-least-once", func() *kafka.Cluster { return single }, pipeline.AtLeastOnce, 200_000,
-			func(f *faultRun) string { return f.killRestarts(rng, 10, true) }},
+			func(f *faultRun) string { return f.killRestarts(rng, 10, true) }, nil, nil},
 		{"scale 1 -> 3 -> 1 instances", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
-			func(f *faultRun) string { return f.scale() }},
+			func(f *faultRun) string { return f.scale() }, nil, nil},
 		{"broker stop + start (1 node)", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
-			func(f *faultRun) string { return f.brokerRestart() }},
+			func(f *faultRun) string { return f.brokerRestart() }, nil, nil},
 		{"3 brokers RF 3, one killed", func() *kafka.Cluster { return startCluster(t, 3) }, pipeline.ExactlyOnce, 200_000,
-			func(f *faultRun) string { return f.brokerKill() }},
+			func(f *faultRun) string { return f.brokerKill() }, nil, nil},
+		// Issue 12: a valid event just under --max-event-bytes whose enriched copy is over the
+		// broker's limit used to abort every cycle forever. The other large event, the size a
+		// user measured (1,040,186 bytes), fits once the producer follows max.message.bytes.
+		{"poison record", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 30_000,
+			func(f *faultRun) string { f.start(f.newDataDir()); return "events of 1,040,000 and 1,048,560 bytes" },
+			[]int{1_040_000, 1_048_560}, (*faultRun).checkPoison},
 		// About a million keys, a cap of 1,000: the sentinels' watermark jump makes every key's
 		// timers due at once (faults_storm_test.go).
 		{stormScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, stormEvents,
-			func(f *faultRun) string { return f.timerStorm() }},
-		// One event at 9999-12-31 mid-stream: without the guard every visit of its partition
-		// ends, every profile is forgotten (faults_storm_test.go).
+			func(f *faultRun) string { return f.timerStorm() }, nil, nil},
+		// One event far ahead mid-stream: without the guard every visit of its partition ends,
+		// every profile is forgotten (faults_storm_test.go).
 		{absurdScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 100_000,
-			func(f *faultRun) string { return f.absurdTime() }},
+			func(f *faultRun) string { return f.absurdTime() }, nil, nil},
 	}
 	// DWELL_FAULT_SCALE=0.1 runs the suite on a tenth of the events, for a quick look.
 	scale := 1.0
 	if v, err := strconv.ParseFloat(os.Getenv("DWELL_FAULT_SCALE"), 64); err == nil && v > 0 {
 		scale = v
 	}
-	only := os.Getenv("DWELL_FAULT_ONLY") // a substring of the scenarios to run
+	only := strings.ToLower(os.Getenv("DWELL_FAULT_ONLY")) // a substring of the scenarios to run
 	for _, sc := range scenarios {
-		if only != "" && !strings.Contains(sc.name, only) {
+		if !strings.Contains(strings.ToLower(sc.name), only) {
 			continue
 		}
 		sc.events = int(float64(sc.events) * scale)
 		t.Run(strings.NewReplacer(" ", "_", ">", "", ",", "").Replace(sc.name), func(t *testing.T) {
-			f := newFaultRun(t, sc.cluster(), sc.guarantee, sc.events, webFor(sc.name, sc.events), injectFor(sc.name))
-			row := faultRow{scenario: sc.name, inputs: sc.events, want: f.stream.wantCount}
+			f := newFaultRun(t, sc.cluster(), sc.guarantee, sc.events, webFor(sc.name, sc.events), injectFor(sc.name), sc.big...)
+			row := faultRow{scenario: sc.name, inputs: sc.events + len(sc.big), want: f.stream.wantCount}
 			started := time.Now()
 			row.faults = sc.inject(f)
 			v := f.finish()
 			row.elapsed = time.Since(started)
 			row.got, row.missing, row.dup = v.got, v.missing, v.duplicated
+			if sc.check != nil {
+				v.problems = append(v.problems, sc.check(f)...)
+			}
 			row.failed = len(v.problems) > 0 || v.missing > 0 || v.extra > 0 ||
 				(sc.guarantee == pipeline.ExactlyOnce && v.duplicated > 0)
 			rows = append(rows, row)
@@ -187,7 +204,7 @@ func webFor(scenario string, events int) bench.WebConfig {
 }
 
 func newFaultRun(t *testing.T, c *kafka.Cluster, guarantee string, events int, web bench.WebConfig,
-	inject func([]*kgo.Record) []*kgo.Record) *faultRun {
+	inject func([]*kgo.Record) []*kgo.Record, big ...int) *faultRun {
 	prefix := fmt.Sprintf("f%d-", time.Now().UnixNano()%1e9)
 	f := &faultRun{
 		t: t, cluster: c, brokers: c.Bootstrap(), input: prefix + "events", group: prefix + "dwell",
@@ -196,20 +213,85 @@ func newFaultRun(t *testing.T, c *kafka.Cluster, guarantee string, events int, w
 		guarantee: guarantee, dir: t.TempDir(),
 	}
 	createTopics(t, f.brokers, faultParts, int16(min(c.Nodes(), 3)), f.input, f.topics)
-	f.stream = newStreamWith(t, web, events, faultParts, inject)
-	produceAll(t, f.brokers, f.input, f.stream.recs)
+	f.stream = newStreamWith(t, web, events, faultParts, inject, big...)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
 	f.adm = kadm.NewClient(cl)
+	var produceOpts []kgo.Opt
+	if len(big) > 0 {
+		// A collector's topic sized for large events: the input takes what dwell's outputs
+		// (the broker's default max.message.bytes) may not.
+		limit := strconv.Itoa(bigInputLimit)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		resp, err := f.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: &limit}}, f.input)
+		cancel()
+		if err == nil {
+			err = resp[0].Err
+		}
+		if err != nil {
+			t.Fatalf("raising %s's max.message.bytes: %v", f.input, err)
+		}
+		produceOpts = append(produceOpts, kgo.ProducerBatchMaxBytes(bigInputLimit))
+	}
+	produceAll(t, f.brokers, f.input, f.stream.recs, produceOpts...)
 	t.Cleanup(func() {
 		for _, p := range f.procs {
 			p.kill()
 		}
 	})
 	return f
+}
+
+// bigInputLimit is the max.message.bytes of the input of a run with large events.
+const bigInputLimit = 2 << 20
+
+// checkPoison checks the poison-record run: the event whose enriched copy is over the events
+// topic's limit (the broker's default) is dead-lettered once as output-too-large, cut to fit
+// the dead-letter topic and marked; the one of the size a user measured is written to the
+// events topic; nothing was refused.
+func (f *faultRun) checkPoison() []string {
+	var problems []string
+	fits, over := f.stream.big[0], f.stream.big[1]
+	id := func(v []byte) string {
+		var e struct{ ID string }
+		_ = json.Unmarshal(v, &e)
+		return e.ID
+	}
+	var written []string
+	for _, v := range readCommitted(f.t, f.brokers, f.topics.Events) {
+		if bytes.HasPrefix(v, []byte(`{"id":"evt-big-`)) {
+			written = append(written, id(v))
+		}
+	}
+	if !slices.Equal(written, []string{"evt-big-0"}) {
+		problems = append(problems, fmt.Sprintf("large events on the events output: %v, want evt-big-0 (%d bytes) alone", written, len(fits.Value)))
+	}
+	var dead []string
+	for _, r := range pipelinetest.ReadCommitted(f.t, f.brokers, f.topics.Dead) {
+		src, _ := deadletter.Read(r.Headers)
+		if src.Reason != string(operators.ReasonOutputTooLarge) && src.Reason != string(operators.ReasonProduceFailed) {
+			continue
+		}
+		dead = append(dead, src.Reason+" "+src.EventID)
+		var trunc string
+		for _, h := range r.Headers {
+			if h.Key == deadletter.Truncated {
+				trunc = string(h.Value)
+			}
+		}
+		if src.EventID == "evt-big-1" && (trunc != strconv.Itoa(len(over.Value)) || !bytes.HasPrefix(over.Value, r.Value) ||
+			deadletter.RecordBatchSize(r.Key, r.Value, r.Headers) > pipeline.KafkaDefaultMaxMessageBytes || src.Topic != f.input) {
+			problems = append(problems, fmt.Sprintf("dead letter of evt-big-1: %d bytes, %s %q, from %s: want the event cut to fit %d bytes and marked with its size",
+				len(r.Value), deadletter.Truncated, trunc, src.Topic, pipeline.KafkaDefaultMaxMessageBytes))
+		}
+	}
+	if !slices.Equal(dead, []string{"output-too-large evt-big-1"}) {
+		problems = append(problems, fmt.Sprintf("producer dead letters %v, want output-too-large of evt-big-1 alone", dead))
+	}
+	return problems
 }
 
 // dwellProc is one dwell run child process.

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +28,7 @@ import (
 // stream is a generated input and what dwell process makes of it.
 type stream struct {
 	recs      []*kgo.Record // keyed as a collector would; the sentinels last
+	big       []*kgo.Record // the large events among recs (newStream's big)
 	sentinels map[string]bool
 	want      map[string][]string // system events by key, in order (sentinel keys left out)
 	wantCount int
@@ -37,14 +40,18 @@ type stream struct {
 // own reason, as dwell process does when it reads the same sentinels. It stays within
 // --max-time-jump (24h): further ahead, dwell process would dead-letter the sentinels. The sentinels' own keys are not compared (dwell
 // process flushes them at end of input; the live run leaves them open).
-func newStream(t testing.TB, web bench.WebConfig, n, partitions int) *stream {
+//
+// For each size in big, a valid event of that many bytes (incompressible properties) is put
+// among the generated ones, evenly spaced, at the event time of the record before it: event
+// evt-big-i of profile prof-big-i.
+func newStream(t testing.TB, web bench.WebConfig, n, partitions int, big ...int) *stream {
 	t.Helper()
-	return newStreamWith(t, web, n, partitions, nil)
+	return newStreamWith(t, web, n, partitions, nil, big...)
 }
 
 // newStreamWith is newStream with inject (if set) changing the records before the sentinels are
 // added and the offline run computes what to expect.
-func newStreamWith(t testing.TB, web bench.WebConfig, n, partitions int, inject func([]*kgo.Record) []*kgo.Record) *stream {
+func newStreamWith(t testing.TB, web bench.WebConfig, n, partitions int, inject func([]*kgo.Record) []*kgo.Record, big ...int) *stream {
 	t.Helper()
 	g, err := bench.NewWeb(web)
 	if err != nil {
@@ -52,13 +59,18 @@ func newStreamWith(t testing.TB, web bench.WebConfig, n, partitions int, inject 
 	}
 	s := &stream{sentinels: map[string]bool{}}
 	var last int64
-	for len(s.recs) < n {
+	for len(s.recs)-len(s.big) < n {
 		r := g.Next(nil)
 		if bytes.ContainsAny(r.Value, "\t\n") || bytes.ContainsAny(r.Key, "\t\n") {
 			continue // kept out so the stream can be written as kcat's key<TAB>value lines
 		}
 		last = max(last, r.Timestamp)
 		s.recs = append(s.recs, &kgo.Record{Key: bytes.Clone(r.Key), Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp)})
+		if i := len(s.big); i < len(big) && len(s.recs)-i == (i+1)*n/(len(big)+1) {
+			b := bigEvent(i, time.UnixMilli(r.Timestamp), big[i])
+			s.recs = append(s.recs, b)
+			s.big = append(s.big, b)
+		}
 	}
 	if inject != nil {
 		s.recs = inject(s.recs)
@@ -92,6 +104,21 @@ func newStreamWith(t testing.TB, web bench.WebConfig, n, partitions int, inject 
 }
 
 // values is the input as JSON Lines.
+// bigEvent is valid event evt-big-i at at, size bytes long, its properties random base64.
+func bigEvent(i int, at time.Time, size int) *kgo.Record {
+	key := fmt.Sprintf("prof-big-%d", i)
+	head := fmt.Sprintf(`{"id":"evt-big-%d","type":"page-view","time":%q,"profile":{"id":%q},"session":{"id":"sess-big-%d"},"source":{"id":"web"},"properties":{"blob":"`,
+		i, at.UTC().Format(time.RFC3339Nano), key, i)
+	const tail = `"}}`
+	rng := rand.New(rand.NewPCG(uint64(i), uint64(size)))
+	raw := make([]byte, size)
+	for j := range raw {
+		raw[j] = byte(rng.Uint32())
+	}
+	blob := base64.StdEncoding.EncodeToString(raw)[:size-len(head)-len(tail)]
+	return &kgo.Record{Key: []byte(key), Value: []byte(head + blob + tail), Timestamp: at}
+}
+
 func (s *stream) values() []byte {
 	var b bytes.Buffer
 	for _, r := range s.recs {
@@ -196,12 +223,12 @@ func trunc(s []string) string {
 }
 
 // produceAll writes recs to topic (partitioned by key with murmur2, as a Java producer would)
-// and waits for every acknowledgement.
-func produceAll(t testing.TB, brokers []string, topic string, recs []*kgo.Record) {
+// and waits for every acknowledgement; opts are added to the client.
+func produceAll(t testing.TB, brokers []string, topic string, recs []*kgo.Record, opts ...kgo.Opt) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
-		kgo.ProducerLinger(5*time.Millisecond))
+		kgo.ProducerLinger(5 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
