@@ -29,6 +29,7 @@ type emitter struct {
 	promise func(*kgo.Record, error)
 
 	origin   *origin  // the Context of the last input's outputs, reused while it is the same
+	origins  []origin // where origins are allocated, many at a time
 	lastDead inputRef // the input last dead-lettered here, so that each is dead-lettered once
 	// dead counts the dead letters of the producer's reasons (output-too-large,
 	// produce-failed) this worker wrote; applied to the metrics when their cycle commits.
@@ -184,7 +185,11 @@ func (e *emitter) originOf(c cause, quarantine bool) *origin {
 	if o := e.origin; o != nil && o.in == ref && o.quarantine == quarantine {
 		return o
 	}
-	o := &origin{Context: noOrigin.Context, in: ref, quarantine: quarantine}
+	if len(e.origins) == cap(e.origins) {
+		e.origins = make([]origin, 0, 256) // franz-go holds the earlier ones until their promises
+	}
+	e.origins = append(e.origins, origin{Context: noOrigin.Context, in: ref, quarantine: quarantine})
+	o := &e.origins[len(e.origins)-1]
 	if !quarantine {
 		e.origin = o
 	}
