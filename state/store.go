@@ -69,6 +69,10 @@ type Options struct {
 	MemTableBytes uint64
 	// Logger receives Pebble's events. Default: discard.
 	Logger *slog.Logger
+	// DisableWAL writes without Pebble's write-ahead log: what was not flushed to tables is
+	// lost in a crash. For stores that are worthless after one, such as dwell process's
+	// temporary store of cold keys.
+	DisableWAL bool
 }
 
 // EnsureDefaults fills zero fields and returns o.
@@ -109,6 +113,9 @@ type Store struct {
 	// possibly after the processor has closed.
 	mu     sync.RWMutex
 	closed bool
+	// sync is how writes that must survive a crash are made: pebble.Sync, or pebble.NoSync
+	// without a WAL (Pebble refuses to sync what it does not log).
+	sync *pebble.WriteOptions
 }
 
 // Open opens (or creates) the store in o.Dir.
@@ -131,6 +138,7 @@ func Open(o Options) (*Store, error) {
 		LBaseMaxBytes:               256 << 20,
 		Logger:                      slogLogger{o.Logger},
 		FormatMajorVersion:          pebble.FormatNewest,
+		DisableWAL:                  o.DisableWAL,
 	}
 	for i := range opts.Levels {
 		// Cold keys are point reads: a bloom filter skips tables without the key.
@@ -141,7 +149,10 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: opening %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, sync: pebble.Sync}
+	if o.DisableWAL {
+		s.sync = pebble.NoSync
+	}
 	if err := s.checkFormat(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
@@ -151,7 +162,7 @@ func Open(o Options) (*Store, error) {
 func (s *Store) checkFormat() error {
 	v, closer, err := s.db.Get([]byte{tagFormat})
 	if errors.Is(err, pebble.ErrNotFound) {
-		return s.db.Set([]byte{tagFormat}, binary.AppendUvarint(nil, formatVersion), pebble.Sync)
+		return s.db.Set([]byte{tagFormat}, binary.AppendUvarint(nil, formatVersion), s.sync)
 	}
 	if err != nil {
 		return fmt.Errorf("state: reading format version: %w", err)
@@ -175,7 +186,7 @@ func (s *Store) InstanceID() (string, error) {
 	if errors.Is(err, pebble.ErrNotFound) {
 		id := make([]byte, 16)
 		_, _ = rand.Read(id)
-		if err := s.db.Set([]byte{tagInstance}, id, pebble.Sync); err != nil {
+		if err := s.db.Set([]byte{tagInstance}, id, s.sync); err != nil {
 			return "", fmt.Errorf("state: writing instance id: %w", err)
 		}
 		return hex.EncodeToString(id), nil
@@ -404,7 +415,7 @@ func (s *Store) Reset(partition int32) error {
 			return fmt.Errorf("state: resetting partition %d: %w", partition, err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(s.sync); err != nil {
 		return fmt.Errorf("state: resetting partition %d: %w", partition, err)
 	}
 	return nil

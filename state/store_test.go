@@ -381,3 +381,50 @@ func TestColdLoadErrorStops(t *testing.T) {
 		}
 	}
 }
+
+// TestDisableWAL opens a store without a write-ahead log, as dwell process does for its
+// temporary store: every kind of write works (the ones that sync included), and no WAL file is
+// made.
+func TestDisableWAL(t *testing.T) {
+	fs := vfs.NewMem()
+	st, err := state.Open(state.Options{Dir: "db", FS: fs, CacheBytes: 8 << 20, MemTableBytes: 4 << 20, DisableWAL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.InstanceID(); err != nil {
+		t.Fatal(err)
+	}
+	b := st.NewBatch(0)
+	if err := b.PutKey(operators.Change{Key: "pk"}, []byte("snapshot")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if snap, ok, err := st.Get(0, "pk"); err != nil || !ok || string(snap) != "snapshot" {
+		t.Fatalf("Get: %q %v %v", snap, ok, err)
+	}
+	if err := st.Reset(0); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fs.List("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".log") {
+			continue
+		}
+		// Pebble still makes the file; nothing is written to it.
+		fi, err := fs.Stat(fs.PathJoin("db", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() != 0 {
+			t.Errorf("the WAL %s holds %d bytes", n, fi.Size())
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
