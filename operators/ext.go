@@ -97,8 +97,19 @@ func (k *keyState) extDeadline() int64 {
 	return k.ext.NextDeadline()
 }
 
+// PendingCounter is implemented by a KeyExt that can say how many deadlines it holds (rules:
+// its scheduled events), so that Stats.ExtPending counts them; other extensions count as one.
+type PendingCounter interface {
+	Pending() int
+}
+
 // fireExt handles k's due extension timer: a KindTimer output at the deadline, after which the
 // extension (updated by the emitter) says when it is due next.
+//
+// At the end of input (Flush) an extension fires only up to the largest event time seen: a
+// later deadline stays pending in the key's state and is counted in Stats.ExtPending. Input
+// ended there, so nothing after it has happened; and a schedule that schedules again when it
+// fires would otherwise run event time on forever.
 func (s *Sessionizer) fireExt(k *keyState, n nodeT) {
 	d := k.extDeadline()
 	if d == 0 {
@@ -106,6 +117,17 @@ func (s *Sessionizer) fireExt(k *keyState, n nodeT) {
 	}
 	if d != n.At() {
 		s.wheel.Schedule(n, d) // early: the deadline moved later
+		return
+	}
+	if s.flushing && d > s.maxSeen {
+		if c, ok := k.ext.(PendingCounter); ok {
+			s.stats.ExtPending += uint64(c.Pending())
+		} else {
+			s.stats.ExtPending++
+		}
+		// The forget timer waits for the extension's deadline (fire): with that left pending
+		// it would re-arm itself for ever. A key with pending deadlines is not forgotten.
+		s.wheel.Cancel(&k.timers[timerForget])
 		return
 	}
 	s.o = Output{Kind: KindTimer, Key: jsonx.Bytes(k.key[1:]), Due: d, k: k}

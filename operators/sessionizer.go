@@ -110,6 +110,9 @@ type Stats struct {
 	// Held is the records waiting for the watermark to catch up; Behind is 1 for a partition
 	// whose budget stopped its work (budget.go), so that a sum counts such partitions.
 	Held, Behind int
+	// ExtPending counts what Flush left pending of key extensions: deadlines after the largest
+	// event time seen (rules: scheduled events), which do not fire at the end of input (ext.go).
+	ExtPending uint64
 }
 
 // Add sums o into st, counters and gauges alike (a sum over partitions); Watermark is left
@@ -140,6 +143,7 @@ func (st *Stats) Add(o Stats) {
 	st.ColdTimers += o.ColdTimers
 	st.Held += o.Held
 	st.Behind += o.Behind
+	st.ExtPending += o.ExtPending
 }
 
 // Timer kinds: each key has at most one pending deadline of each.

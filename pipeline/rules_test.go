@@ -105,8 +105,21 @@ func cartStream(seed uint64, profiles, n int) (values, keys [][]byte, want map[s
 		values = append(values, []byte(v))
 		keys = append(keys, []byte(p))
 	}
+	// The input ends with one event per partition two days on: every partition's last event
+	// time passes every pending cart, which then fires (offline, schedules after the last event
+	// time of their partition stay pending; live, the watermark would move on).
+	end := t + 48*time.Hour.Milliseconds()
+	for part, i := int32(0), 0; part < livePartitions; i++ {
+		k := fmt.Sprintf("end-%d", i)
+		if pipeline.KafkaPartition([]byte(k), livePartitions) != part {
+			continue
+		}
+		values = append(values, []byte(fmt.Sprintf(`{"id":"end%d","type":"end-of-input","profile":%q,"time":%d}`, part, k, end)))
+		keys = append(keys, []byte(k))
+		part++
+	}
 	for p := range pending {
-		fire(p, 1<<62) // the end of input fires the rest
+		fire(p, end)
 	}
 	return values, keys, want
 }
@@ -318,8 +331,9 @@ func TestCartAbandonmentLive(t *testing.T) {
 	pipelinetest.WaitFor(t, "a third of the stream", 60*time.Second, func() bool { return processed.Load() > 2000 })
 	b, stopB, doneB := start()
 	pipelinetest.WaitFor(t, "the group to consume every record", 90*time.Second, func() bool { return groupCaughtUp(t, k.Brokers, k.Name("dwell"), input) })
-	// Idle advancement: the wall clock moves on, every pending cart fires.
-	now.Add(48 * time.Hour.Milliseconds())
+	// Idle advancement: the wall clock moves on past the last events (the end of input, two
+	// days after the stream), which leave the reorder buffer too.
+	now.Add(96 * time.Hour.Milliseconds())
 	wantFired := 0
 	for _, l := range want.events {
 		if strings.Contains(l, `"cart-abandoned"`) {
@@ -330,13 +344,16 @@ func TestCartAbandonmentLive(t *testing.T) {
 	pipelinetest.WaitFor(t, "every abandoned cart", 60*time.Second, func() bool {
 		now.Add(time.Minute.Milliseconds())
 		events = pipelinetest.ReadCommitted(t, k.Brokers, topics.Events)
-		n := 0
+		n, ends := 0, 0
 		for _, r := range events {
 			if bytes.Contains(r.Value, []byte(`"cart-abandoned"`)) {
 				n++
 			}
+			if bytes.Contains(r.Value, []byte(`"end-of-input"`)) {
+				ends++
+			}
 		}
-		return n >= wantFired
+		return n >= wantFired && ends == livePartitions
 	})
 	for _, s := range []struct {
 		l    *pipeline.Live

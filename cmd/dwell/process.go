@@ -120,7 +120,7 @@ func closeAll(files []*os.File) error {
 }
 
 // summaryLine is the one-line account of a run: events in, system events by type, late and
-// dead letters by reason.
+// dead letters by reason, and schedules left pending at the end of input.
 func summaryLine(sum pipeline.OfflineSummary) string {
 	t := sum.Totals
 	var b strings.Builder
@@ -137,5 +137,7 @@ func summaryLine(sum pipeline.OfflineSummary) string {
 		slices.Sort(reasons)
 		fmt.Fprintf(&b, " (%s)", strings.Join(reasons, " "))
 	}
+	// Schedules due after the last event time seen do not fire at the end of input.
+	fmt.Fprintf(&b, "; pending schedules=%d", t.ExtPending)
 	return b.String()
 }

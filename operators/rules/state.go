@@ -94,6 +94,10 @@ func (s *ProfileState) Empty() bool {
 	return len(s.Traits) == 0 && len(s.Tags) == 0 && len(s.Counters) == 0 && len(s.Timers) == 0
 }
 
+// Pending is the number of scheduled events (operators.PendingCounter: what the end of input
+// leaves pending).
+func (s *ProfileState) Pending() int { return len(s.Timers) }
+
 // Reset empties the state, keeping its buffers.
 func (s *ProfileState) Reset() {
 	s.Traits, s.Tags, s.Counters, s.Timers = s.Traits[:0], s.Tags[:0], s.Counters[:0], s.Timers[:0]
