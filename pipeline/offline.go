@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 // OfflineConfig configures a run over a file instead of Kafka.
 type OfflineConfig struct {
 	// Operators configures decoding and sessionization, exactly as for the live pipeline.
+	// A line longer than Operators.MaxEventBytes is dead-lettered (too-large) with only its
+	// first MaxEventBytes bytes.
 	Operators operators.Config
 	// Partitions hashes keys (profile, else session) over this many partitions with Kafka's
 	// default partitioner, each with its own watermark, as a keyed topic would. Default 1.
@@ -112,7 +113,7 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	keyDec := operators.NewDecoder(&opCfg)
 	var ev operators.Event
 
-	br := bufio.NewReaderSize(r, 1<<20)
+	lr := newLineReader(r, opCfg.MaxEventBytes)
 	var line int64 = -1
 	for {
 		line++
@@ -121,11 +122,16 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 				return sum, err
 			}
 		}
-		value, err := readLine(br)
-		if len(bytes.TrimSpace(value)) > 0 {
+		l, err := lr.next()
+		if !l.blank {
 			sum.Lines++
-			rec := &operators.Record{Topic: cfg.Topic, Offset: line, Value: value, Timestamp: operators.NoTimestamp}
-			if cfg.Partitions > 1 {
+			rec := &operators.Record{Topic: cfg.Topic, Offset: line, Value: l.value, Timestamp: operators.NoTimestamp}
+			switch {
+			case l.cut():
+				// Only its start was kept: it is dead-lettered with that, as the decoder would
+				// have dead-lettered the whole line, on partition 0 as every undecodable record.
+				parts[0].Reject(rec, operators.ReasonTooLarge, fmt.Sprintf("line of %d bytes cut to the first %d", l.size, len(l.value)))
+			case cfg.Partitions > 1:
 				// Route by key as a Kafka producer would; undecodable records go to partition
 				// 0, where they are dead-lettered.
 				if keyDec.Decode(rec, &ev) == nil {
@@ -137,8 +143,10 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 						rec.Partition = KafkaPartition(key, int32(cfg.Partitions))
 					}
 				}
+				fallthrough
+			default:
+				parts[rec.Partition].Process(rec)
 			}
-			parts[rec.Partition].Process(rec)
 			if w.err != nil {
 				return sum, w.err
 			}
@@ -161,15 +169,6 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 		}
 	}
 	return sum, errors.Join(append(errs, w.err)...)
-}
-
-// readLine returns the next line without its newline; each line gets its own memory, since
-// events wait in the reorder buffer while later lines are read.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadBytes('\n')
-	line = bytes.TrimSuffix(line, []byte{'\n'})
-	line = bytes.TrimSuffix(line, []byte{'\r'})
-	return line, err
 }
 
 func addStats(parts []*operators.Sessionizer) operators.Stats {
