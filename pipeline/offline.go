@@ -48,20 +48,32 @@ type OfflineOutputs struct {
 type OfflineSummary struct {
 	Lines  int64 // non-empty input lines
 	Totals operators.Stats
+	// Written counts the lines written to each output that has a writer: what the outputs
+	// hold, also after an interrupted run.
+	Written OfflineCounts
+}
+
+// OfflineCounts are lines per output stream.
+type OfflineCounts struct {
+	System, Events, Late, Dead, Rules, EventLog int64
 }
 
 // RunOffline reads JSON Lines from r, one event per line (the line number, from 0, stands in
 // for the offset; blank lines are skipped but keep their number), processes them with the
 // operators, and at the end of input flushes every open visit and session (reason
-// shutdown-flush). Bad lines become dead letters; only I/O errors and ctx stop a run.
-func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out OfflineOutputs) (OfflineSummary, error) {
+// shutdown-flush); scheduled events after the last event time seen stay pending (counted in
+// Totals.ExtPending). Bad lines become dead letters; only I/O errors and ctx stop a run.
+//
+// Cancelling ctx stops the run promptly, also while a read blocks and in the middle of a flush
+// or of a long run of timers: the outputs are flushed with every line written so far (Written
+// counts them) and the error wraps ctx's.
+func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out OfflineOutputs) (sum OfflineSummary, err error) {
 	if cfg.Partitions == 0 {
 		cfg.Partitions = 1
 	}
 	if cfg.Topic == "" {
 		cfg.Topic = "file"
 	}
-	var sum OfflineSummary
 	if cfg.Partitions < 1 {
 		return sum, fmt.Errorf("pipeline: partitions must be positive, got %d", cfg.Partitions)
 	}
@@ -90,85 +102,151 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	if err := cfg.Rules.checkReserved(cfg.Topics.QueuePrefix, ReservedTopics(nil, cfg.Topics, "")); err != nil {
 		return sum, err
 	}
-	w := &jsonlEmitter{topics: cfg.Topics}
-	for _, o := range []struct {
-		w   **bufio.Writer
-		dst io.Writer
-	}{{&w.system, out.System}, {&w.events, out.Events}, {&w.late, out.Late}, {&w.dead, out.Dead},
-		{&w.rules, out.Rules}, {&w.eventLog, out.EventLog}} {
-		if o.dst != nil {
-			*o.w = bufio.NewWriterSize(o.dst, 256<<10)
+
+	// ctx is checked before every line and every output (ctx.Err of a cancelCtx is an atomic
+	// load).
+	w := &jsonlEmitter{topics: cfg.Topics, ctx: ctx}
+	for i, dst := range []io.Writer{out.System, out.Events, out.Late, out.Dead, out.Rules, out.EventLog} {
+		if dst != nil {
+			w.streams[i].w = bufio.NewWriterSize(dst, 256<<10)
 		}
 	}
-	parts := make([]*operators.Sessionizer, cfg.Partitions)
-	for i := range parts {
+	run := &offlineRun{cfg: &cfg, out: w, sum: &sum}
+	run.parts = make([]*operators.Sessionizer, cfg.Partitions)
+	for i := range run.parts {
 		f := newFlow(cfg.Rules, cfg.Topics, int32(i), level, w)
 		s, err := operators.NewSessionizer(opCfg, int32(i), f)
 		if err != nil {
 			return sum, err
 		}
 		f.setSessionizer(s)
-		parts[i] = s
+		run.parts[i] = s
 	}
-	keyDec := operators.NewDecoder(&opCfg)
-	var ev operators.Event
+	run.keyDec = operators.NewDecoder(&opCfg)
 
-	lr := newLineReader(r, opCfg.MaxEventBytes)
-	var line int64 = -1
-	for {
-		line++
-		if line&1023 == 0 {
-			if err := ctx.Err(); err != nil {
-				return sum, err
-			}
+	in := newCtxReader(ctx, r)
+	defer in.close()
+	err = run.run(ctx, newLineReader(in, opCfg.MaxEventBytes))
+	// What was written stays written, also after an error or an interruption.
+	sum.Totals = addStats(run.parts)
+	errs := []error{err}
+	for _, st := range w.streams {
+		if st.w != nil {
+			errs = append(errs, st.w.Flush())
 		}
-		l, err := lr.next()
+	}
+	w.counts(&sum.Written)
+	if err == nil {
+		errs = append(errs, w.err)
+	}
+	return sum, errors.Join(errs...)
+}
+
+// interrupted is what the emitter panics with once ctx is done, to leave a call into a
+// sessionizer that would go on for long (a flush, timers firing over a long stretch of event
+// time, a rule that keeps scheduling): the sessionizer cannot be asked to stop, and the run does
+// not use it again. run recovers it.
+type interrupted struct{}
+
+// offlineRun is one RunOffline: its partitions and where it is.
+type offlineRun struct {
+	cfg      *OfflineConfig
+	parts    []*operators.Sessionizer
+	keyDec   *operators.Decoder
+	ev       operators.Event
+	out      *jsonlEmitter
+	sum      *OfflineSummary
+	line     int64 // the line being read or processed
+	flushing bool  // input has ended
+}
+
+// run reads every line and processes it, then flushes each partition.
+func (o *offlineRun) run(ctx context.Context, lr *lineReader) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(interrupted); !ok {
+				panic(r)
+			}
+			err = o.interrupted(ctx)
+		}
+	}()
+	for o.line = 0; ; o.line++ {
+		if ctx.Err() != nil {
+			return o.interrupted(ctx)
+		}
+		l, rerr := lr.next()
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			if ctx.Err() != nil {
+				return o.interrupted(ctx)
+			}
+			return fmt.Errorf("pipeline: reading line %d: %w", o.line+1, rerr)
+		}
 		if !l.blank {
-			sum.Lines++
-			rec := &operators.Record{Topic: cfg.Topic, Offset: line, Value: l.value, Timestamp: operators.NoTimestamp}
-			switch {
-			case l.cut():
-				// Only its start was kept: it is dead-lettered with that, as the decoder would
-				// have dead-lettered the whole line, on partition 0 as every undecodable record.
-				parts[0].Reject(rec, operators.ReasonTooLarge, fmt.Sprintf("line of %d bytes cut to the first %d", l.size, len(l.value)))
-			case cfg.Partitions > 1:
-				// Route by key as a Kafka producer would; undecodable records go to partition
-				// 0, where they are dead-lettered.
-				if keyDec.Decode(rec, &ev) == nil {
-					key := ev.Profile
-					if len(key) == 0 {
-						key = ev.Session
-					}
-					if len(key) > 0 {
-						rec.Partition = KafkaPartition(key, int32(cfg.Partitions))
-					}
-				}
-				fallthrough
-			default:
-				parts[rec.Partition].Process(rec)
-			}
-			if w.err != nil {
-				return sum, w.err
+			o.sum.Lines++
+			o.process(&l)
+			if o.out.err != nil {
+				return o.out.err
 			}
 		}
-		if err == io.EOF {
+		if rerr != nil { // io.EOF
 			break
 		}
-		if err != nil {
-			return sum, fmt.Errorf("pipeline: reading line %d: %w", line+1, err)
+	}
+	o.flushing = true
+	for i := range o.parts {
+		if ctx.Err() != nil {
+			return o.interrupted(ctx)
+		}
+		if err := o.flush(int32(i)); err != nil {
+			return err
 		}
 	}
-	for _, s := range parts {
-		s.Flush()
+	return nil
+}
+
+func (o *offlineRun) interrupted(ctx context.Context) error {
+	if o.flushing {
+		return fmt.Errorf("pipeline: interrupted in the end-of-input flush: %w", ctx.Err())
 	}
-	sum.Totals = addStats(parts)
-	var errs []error
-	for _, bw := range []*bufio.Writer{w.system, w.events, w.late, w.dead, w.rules, w.eventLog} {
-		if bw != nil {
-			errs = append(errs, bw.Flush())
+	return fmt.Errorf("pipeline: interrupted at line %d: %w", o.line, ctx.Err())
+}
+
+// process hands one line to its partition.
+func (o *offlineRun) process(l *line) {
+	rec := &operators.Record{Topic: o.cfg.Topic, Offset: o.line, Value: l.value, Timestamp: operators.NoTimestamp}
+	if l.cut() {
+		// Only its start was kept: it is dead-lettered with that, as the decoder would have
+		// dead-lettered the whole line, on partition 0 as every undecodable record.
+		o.parts[0].Reject(rec, operators.ReasonTooLarge, fmt.Sprintf("line of %d bytes cut to the first %d", l.size, len(l.value)))
+		return
+	}
+	if len(o.parts) > 1 {
+		// Route by key as a Kafka producer would; undecodable records go to partition 0, where
+		// they are dead-lettered.
+		if o.keyDec.Decode(rec, &o.ev) == nil {
+			key := o.ev.Profile
+			if len(key) == 0 {
+				key = o.ev.Session
+			}
+			if len(key) > 0 {
+				rec.Partition = KafkaPartition(key, int32(len(o.parts)))
+			}
 		}
 	}
-	return sum, errors.Join(append(errs, w.err)...)
+	o.parts[rec.Partition].Process(rec)
+}
+
+// flush ends partition p's input. Sessionizer.Flush fires every remaining timer in one call;
+// a budgeted flush (a sessionizer method that fires at most so many timers per call and reports
+// whether it is done) belongs here, in a loop that checks ctx between calls. Until then the
+// check of ctx is the emitter's (interrupted).
+func (o *offlineRun) flush(p int32) error {
+	s := o.parts[p]
+	s.Flush()
+	if o.out.err != nil {
+		return o.out.err
+	}
+	return s.Err()
 }
 
 func addStats(parts []*operators.Sessionizer) operators.Stats {
@@ -179,31 +257,66 @@ func addStats(parts []*operators.Sessionizer) operators.Stats {
 	return t
 }
 
+// The output streams of jsonlEmitter, in OfflineOutputs' order.
+const (
+	streamSystem = iota
+	streamEvents
+	streamLate
+	streamDead
+	streamRules
+	streamEventLog
+	numStreams
+)
+
 // jsonlEmitter writes each output stream as JSON Lines.
 type jsonlEmitter struct {
 	// One writer per output stream (OfflineOutputs); nil: the stream is not written.
-	system, events, late, dead, rules, eventLog *bufio.Writer
-	topics                                      Topics
-	buf                                         []byte
-	err                                         error
+	streams [numStreams]struct {
+		w *bufio.Writer
+		n int64 // lines written
+	}
+	topics Topics
+	buf    []byte
+	err    error
+	// Once ctx is done, the next output panics with interrupted.
+	ctx context.Context
+}
+
+// counts reports the lines written per stream.
+func (e *jsonlEmitter) counts(c *OfflineCounts) {
+	*c = OfflineCounts{System: e.streams[streamSystem].n, Events: e.streams[streamEvents].n,
+		Late: e.streams[streamLate].n, Dead: e.streams[streamDead].n, Rules: e.streams[streamRules].n,
+		EventLog: e.streams[streamEventLog].n}
+}
+
+// write writes e.buf, one line, to stream i.
+func (e *jsonlEmitter) write(i int, what string) {
+	if _, err := e.streams[i].w.Write(e.buf); err != nil {
+		e.err = fmt.Errorf("pipeline: writing %s output: %w", what, err)
+		return
+	}
+	e.streams[i].n++
 }
 
 // Record writes a flow's record: fired schedules to the events stream and event-log records to
 // the event log as their values; the rest, as Rules lines, to the dead stream (dead letters)
 // or the rules stream.
 func (e *jsonlEmitter) Record(topic string, key, value []byte, headers []kgo.RecordHeader) {
-	var w *bufio.Writer
+	if e.ctx.Err() != nil {
+		panic(interrupted{})
+	}
+	var i int
 	switch topic {
 	case e.topics.Events:
-		w = e.events
+		i = streamEvents
 	case e.topics.EventLog:
-		w = e.eventLog
+		i = streamEventLog
 	case e.topics.Dead:
-		w = e.dead
+		i = streamDead
 	default:
-		w = e.rules
+		i = streamRules
 	}
-	if w == nil || e.err != nil {
+	if e.streams[i].w == nil || e.err != nil {
 		return
 	}
 	if topic == e.topics.Events || topic == e.topics.EventLog {
@@ -211,9 +324,7 @@ func (e *jsonlEmitter) Record(topic string, key, value []byte, headers []kgo.Rec
 	} else {
 		e.buf = appendRecordLine(e.buf[:0], topic, key, value, headers)
 	}
-	if _, err := w.Write(e.buf); err != nil {
-		e.err = fmt.Errorf("pipeline: writing %s output: %w", topic, err)
-	}
+	e.write(i, topic)
 }
 
 // appendRecordLine appends a Rules line (see OfflineOutputs) and a newline. A value that is not
@@ -237,25 +348,28 @@ func appendRecordLine(dst []byte, topic string, key, value []byte, headers []kgo
 }
 
 func (e *jsonlEmitter) Emit(o *operators.Output) {
+	if e.ctx.Err() != nil {
+		panic(interrupted{})
+	}
 	if o.Event != nil && o.Event.Ephemeral && (o.Kind == operators.KindEvent || o.Kind == operators.KindPassThrough) {
 		return
 	}
-	var w *bufio.Writer
+	var i int
 	switch o.Kind {
 	case operators.KindSystem:
-		w = e.system
+		i = streamSystem
 	case operators.KindEvent, operators.KindPassThrough:
-		w = e.events
+		i = streamEvents
 	case operators.KindLate:
-		w = e.late
+		i = streamLate
 	case operators.KindDead:
-		w = e.dead
+		i = streamDead
+	default:
+		return
 	}
-	if w == nil || e.err != nil {
+	if e.streams[i].w == nil || e.err != nil {
 		return
 	}
 	e.buf = append(operators.AppendJSON(e.buf[:0], o), '\n')
-	if _, err := w.Write(e.buf); err != nil {
-		e.err = fmt.Errorf("pipeline: writing %s output: %w", o.Kind, err)
-	}
+	e.write(i, o.Kind.String())
 }

@@ -3,11 +3,12 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 )
 
-// Reading dwell process's input: lines of bounded size.
+// Reading dwell process's input: lines of bounded size, from a reader that may block.
 
 // lineBufferBytes is the read buffer of the input. Lines longer than it are collected in a
 // buffer of their own, up to the largest line kept whole (MaxEventBytes).
@@ -106,3 +107,52 @@ func appendBounded(dst, b []byte, limit int) []byte {
 	}
 	return append(dst, b...)
 }
+
+// ctxReader reads r in a goroutine of its own, so that a cancelled run does not wait for a
+// Read that blocks (standard input from an idle producer): Read returns ctx's error at once.
+// close ends the goroutine once r's pending Read, if any, returns.
+type ctxReader struct {
+	ctx  context.Context
+	reqs chan []byte
+	res  chan readResult
+	done chan struct{}
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func newCtxReader(ctx context.Context, r io.Reader) *ctxReader {
+	c := &ctxReader{ctx: ctx, reqs: make(chan []byte), res: make(chan readResult, 1), done: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case p := <-c.reqs:
+				n, err := r.Read(p)
+				c.res <- readResult{n, err} // buffered: one request is outstanding at a time
+			case <-c.done:
+				return
+			}
+		}
+	}()
+	return c
+}
+
+// Read reads from r in the goroutine. After it returned ctx's error the reader must not be
+// used again: the goroutine may still write into p.
+func (c *ctxReader) Read(p []byte) (int, error) {
+	select {
+	case c.reqs <- p:
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
+	select {
+	case r := <-c.res:
+		return r.n, r.err
+	case <-c.ctx.Done():
+		return 0, c.ctx.Err()
+	}
+}
+
+func (c *ctxReader) close() { close(c.done) }

@@ -89,6 +89,9 @@ func processFile(ctx context.Context, cfg pipeline.OfflineConfig, in, outDir str
 	if cerr := closeAll(files); err == nil {
 		err = cerr
 	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, interruptedLine(sum, outDir))
+	}
 	if err != nil {
 		return sum, err
 	}
@@ -109,6 +112,20 @@ func timeTooFarHint(sum pipeline.OfflineSummary, jump time.Duration) string {
 	return fmt.Sprintf("dwell: %d events were more than --max-time-jump (%s) ahead of their partition's watermark, or too late in year 9999 "+
 		"(each dead letter's detail says which); if the input pauses for longer than that, raise --max-time-jump above the longest pause, "+
 		"or pass --max-time-jump -1s to turn the check off", n, jump)
+}
+
+// interruptedLine says what an interrupted run wrote: whole lines, up to where it stopped.
+func interruptedLine(sum pipeline.OfflineSummary, outDir string) string {
+	w := sum.Written
+	what := fmt.Sprintf("%d system events", w.System)
+	where := "stdout got"
+	if outDir != "" {
+		what = fmt.Sprintf("%s %d, %s %d, %s %d, %s %d, %s %d, %s %d", outputFiles[0], w.System, outputFiles[1], w.Events,
+			outputFiles[2], w.Late, outputFiles[3], w.Dead, outputFiles[4], w.Rules, outputFiles[5], w.EventLog)
+		where = outDir + " holds"
+	}
+	return fmt.Sprintf("dwell: process interrupted after %d input lines; %s the whole lines written until then (%s); "+
+		"visits and sessions still open were not closed", sum.Lines, where, what)
 }
 
 func closeAll(files []*os.File) error {

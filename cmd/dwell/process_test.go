@@ -1,10 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestProcessPendingSchedules runs the rule that schedules again when its schedule fires: the
@@ -43,4 +51,104 @@ rules:
 	if n := strings.Count(string(events), `"type":"reminder"`); n != 6 {
 		t.Fatalf("%d reminders fired, want 6", n)
 	}
+}
+
+// blockingStdin serves its lines, calls onBlock, and then blocks until ctx is done, as an idle
+// producer on a pipe does (and then ends).
+type blockingStdin struct {
+	r       io.Reader
+	ctx     context.Context
+	onBlock func()
+}
+
+func (b *blockingStdin) Read(p []byte) (int, error) {
+	if n, err := b.r.Read(p); !errors.Is(err, io.EOF) {
+		return n, err
+	}
+	if b.onBlock != nil {
+		b.onBlock()
+		b.onBlock = nil
+	}
+	<-b.ctx.Done()
+	return 0, io.EOF
+}
+
+// TestProcessInterruptedInProcess cancels dwell process (its context, as SIGINT does) while it
+// waits for more standard input: it exits 1, says it was interrupted and what the outputs hold,
+// and those hold whole lines.
+func TestProcessInterruptedInProcess(t *testing.T) {
+	var in strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&in, `{"id":"e%d","type":"page-view","profile":"p%d","session":"s%d","time":%d}`+"\n", i, i%300, i%300, 1_767_225_600_000+int64(i)*1000)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	outDir := filepath.Join(t.TempDir(), "out")
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"process", "--in", "-", "--out", outDir},
+		&blockingStdin{r: strings.NewReader(in.String()), ctx: ctx, onBlock: cancel}, &stdout, &stderr)
+	if code != exitFailure || !strings.Contains(stderr.String(), "dwell: interrupted") ||
+		!strings.Contains(stderr.String(), "process interrupted after 2000 input lines; "+outDir+" holds the whole lines written until then (system-events.jsonl ") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(outDir, "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), fmt.Sprintf("events.jsonl %d,", bytes.Count(b, []byte("\n")))) || !bytes.HasSuffix(b, []byte("\n")) {
+		t.Fatalf("events.jsonl holds %d lines (whole: %v); stderr %q", bytes.Count(b, []byte("\n")), bytes.HasSuffix(b, []byte("\n")), stderr.String())
+	}
+}
+
+// TestProcessSIGINT runs dwell process as a child process reading a pipe that stays open, and
+// sends it a real SIGINT while it waits for input: it must exit within a few seconds (exit
+// status 1, as for every interrupted command) and say what it wrote.
+func TestProcessSIGINT(t *testing.T) {
+	dir := t.TempDir()
+	outDir := filepath.Join(dir, "out")
+	cmd := exec.Command(os.Args[0], "process", "--in", "-", "--out", outDir)
+	cmd.Env = append(os.Environ(), asDwellEnv+"=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	// Writing 4 MiB through the pipe (64 KiB of buffer) completes only once the child has read
+	// most of it: by then it runs dwell's main, whose signal handler is in place.
+	var in bytes.Buffer
+	for i := 0; in.Len() < 4<<20; i++ {
+		fmt.Fprintf(&in, `{"id":"e%d","type":"page-view","profile":"p%d","session":"s%d","time":%d}`+"\n", i, i%5000, i%5000, 1_767_225_600_000+int64(i)*100)
+	}
+	if _, err := stdin.Write(in.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still running 20 s after SIGINT; stderr %q", stderr.String())
+	}
+	took := time.Since(sent)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitFailure {
+		t.Fatalf("exit: %v, want status %d; stderr %q", err, exitFailure, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "process interrupted after") || !strings.Contains(stderr.String(), "dwell: interrupted") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+	t.Logf("exited %v after SIGINT: %s", took, strings.TrimSpace(stderr.String()))
+	stdin.Close()
 }
