@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -31,6 +32,13 @@ type OfflineConfig struct {
 	EventLog string
 	// Topics name the rules' output topics in Rules lines (default DefaultTopics).
 	Topics Topics
+	// MaxCachedKeys bounds the keys each partition keeps in memory, as LiveConfig's does; colder
+	// keys wait in a temporary Pebble store and are read back when needed. Default 1,000,000.
+	MaxCachedKeys int
+	// TempDir is where that store is made, in a directory of its own (dwell-process-*) that the
+	// run removes, also when it fails or is interrupted. Default os.TempDir(). Nothing is
+	// written there unless a partition holds more than MaxCachedKeys keys.
+	TempDir string
 }
 
 // OfflineOutputs are where the output streams go, as JSON Lines; a nil writer discards its
@@ -66,7 +74,8 @@ type OfflineCounts struct {
 //
 // Cancelling ctx stops the run promptly, also while a read blocks and in the middle of a flush
 // or of a long run of timers: the outputs are flushed with every line written so far (Written
-// counts them) and the error wraps ctx's.
+// counts them) and the error wraps ctx's. Memory is bounded by MaxCachedKeys (see coldKeys)
+// and, for input, by MaxEventBytes.
 func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out OfflineOutputs) (sum OfflineSummary, err error) {
 	if cfg.Partitions == 0 {
 		cfg.Partitions = 1
@@ -76,6 +85,21 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	}
 	if cfg.Partitions < 1 {
 		return sum, fmt.Errorf("pipeline: partitions must be positive, got %d", cfg.Partitions)
+	}
+	if cfg.MaxCachedKeys == 0 {
+		cfg.MaxCachedKeys = DefaultLiveConfig().MaxCachedKeys
+	}
+	if cfg.MaxCachedKeys < 0 {
+		return sum, fmt.Errorf("pipeline: the key cap must not be negative, got %d", cfg.MaxCachedKeys)
+	}
+	if cfg.TempDir == "" {
+		cfg.TempDir = os.TempDir()
+	}
+	if fi, err := os.Stat(cfg.TempDir); err != nil || !fi.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return sum, fmt.Errorf("pipeline: temporary directory %s: %w", cfg.TempDir, err)
 	}
 	opCfg := cfg.Operators
 	opCfg.EnsureDefaults()
@@ -111,7 +135,9 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 			w.streams[i].w = bufio.NewWriterSize(dst, 256<<10)
 		}
 	}
-	run := &offlineRun{cfg: &cfg, out: w, sum: &sum}
+	cold := &coldKeys{parent: cfg.TempDir, max: cfg.MaxCachedKeys, ctx: ctx}
+	defer func() { err = errors.Join(err, cold.close()) }()
+	run := &offlineRun{cfg: &cfg, cold: cold, out: w, sum: &sum}
 	run.parts = make([]*operators.Sessionizer, cfg.Partitions)
 	for i := range run.parts {
 		f := newFlow(cfg.Rules, cfg.Topics, int32(i), level, w)
@@ -120,6 +146,7 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 			return sum, err
 		}
 		f.setSessionizer(s)
+		s.SetColdStore(cold.partition(int32(i)))
 		run.parts[i] = s
 	}
 	run.keyDec = operators.NewDecoder(&opCfg)
@@ -142,10 +169,10 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	return sum, errors.Join(errs...)
 }
 
-// interrupted is what the emitter panics with once ctx is done, to leave a call into a
-// sessionizer that would go on for long (a flush, timers firing over a long stretch of event
-// time, a rule that keeps scheduling): the sessionizer cannot be asked to stop, and the run does
-// not use it again. run recovers it.
+// interrupted is what the emitter and the cold store panic with once ctx is done, to leave a
+// call into a sessionizer that would go on for long (a flush, timers firing over a long stretch
+// of event time, a rule that keeps scheduling, loading evicted keys back): the sessionizer
+// cannot be asked to stop, and the run does not use it again. run recovers it.
 type interrupted struct{}
 
 // offlineRun is one RunOffline: its partitions and where it is.
@@ -154,6 +181,7 @@ type offlineRun struct {
 	parts    []*operators.Sessionizer
 	keyDec   *operators.Decoder
 	ev       operators.Event
+	cold     *coldKeys
 	out      *jsonlEmitter
 	sum      *OfflineSummary
 	line     int64 // the line being read or processed
@@ -186,6 +214,11 @@ func (o *offlineRun) run(ctx context.Context, lr *lineReader) (err error) {
 			o.process(&l)
 			if o.out.err != nil {
 				return o.out.err
+			}
+		}
+		if o.line%spillEvery == spillEvery-1 {
+			if err := o.spill(); err != nil {
+				return err
 			}
 		}
 		if rerr != nil { // io.EOF
@@ -236,10 +269,27 @@ func (o *offlineRun) process(l *line) {
 	o.parts[rec.Partition].Process(rec)
 }
 
-// flush ends partition p's input. Sessionizer.Flush fires every remaining timer in one call;
-// a budgeted flush (a sessionizer method that fires at most so many timers per call and reports
-// whether it is done) belongs here, in a loop that checks ctx between calls. Until then the
-// check of ctx is the emitter's (interrupted).
+// spill moves the keys of every partition over the cap (or with more changed keys than the
+// cap, forgotten ones included, which are only recycled once drained) to the cold store.
+func (o *offlineRun) spill() error {
+	for i, s := range o.parts {
+		keys, undrained := s.Resident()
+		if keys <= o.cfg.MaxCachedKeys && undrained <= o.cfg.MaxCachedKeys {
+			continue
+		}
+		if err := o.cold.spill(int32(i), s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush ends partition p's input. Sessionizer.Flush fires every remaining timer in one call,
+// and so loads every evicted key with a timer back into memory. A budgeted flush (a
+// sessionizer method that fires at most so many timers per call and reports whether it is
+// done) belongs here, in a loop that calls o.cold.spill(p, s) and checks ctx between calls,
+// which keeps the flush within MaxCachedKeys too; until then the check of ctx is the emitter's
+// and the cold store's (interrupted).
 func (o *offlineRun) flush(p int32) error {
 	s := o.parts[p]
 	s.Flush()

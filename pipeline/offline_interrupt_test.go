@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -126,13 +127,18 @@ func TestOfflineInterrupt(t *testing.T) {
 			fmt.Fprintf(&in, `{"id":"e%d","type":"page-view","profile":"p%d","session":"s%d","time":%d}`+"\n", i, i, i, 1_700_000_000_000+int64(i))
 		}
 		sys := &cancelWriter{match: "shutdown-flush", cancel: cancel}
-		sum, err := RunOffline(ctx, OfflineConfig{}, strings.NewReader(in.String()), OfflineOutputs{System: sys})
+		// With a key cap, the flush loads evicted keys back; the store goes all the same.
+		dir := t.TempDir()
+		sum, err := RunOffline(ctx, OfflineConfig{MaxCachedKeys: 500, TempDir: dir}, strings.NewReader(in.String()), OfflineOutputs{System: sys})
 		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "flush") {
 			t.Fatalf("err %v, want context.Canceled in the flush", err)
 		}
 		checkWholeLines(t, "system events", sys.String())
 		if ended := sum.Totals.System[operators.VisitEnded]; ended >= 20_000 {
 			t.Fatalf("the flush ended all %d visits: it was not interrupted", ended)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 || sum.Totals.Evicted == 0 {
+			t.Fatalf("%d keys evicted; left in the temporary directory: %v", sum.Totals.Evicted, left)
 		}
 	})
 }

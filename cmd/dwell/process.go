@@ -29,6 +29,9 @@ func cmdProcess(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	rulesFile := fs.String("rules", "", "run the rules (and registry section) of this YAML file on every event")
 	registryFile := fs.String("registry", "", "check event types against this registry file")
 	fs.StringVar(&cfg.EventLog, "event-log", "", "which events the event log records: all, errors or none (default: all with --rules or --registry, else none)")
+	cfg.MaxCachedKeys = pipeline.DefaultLiveConfig().MaxCachedKeys
+	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", cfg.MaxCachedKeys, "keys kept in memory per partition; the rest wait in a temporary Pebble store under --temp-dir")
+	fs.StringVar(&cfg.TempDir, "temp-dir", os.TempDir(), "directory for the temporary store of keys over --max-cached-keys (removed at the end)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -47,6 +50,9 @@ func cmdProcess(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	}
 	if cfg.Partitions < 1 {
 		return usageError{fmt.Errorf("process: --key-partitions must be at least 1, got %d", cfg.Partitions)}
+	}
+	if cfg.MaxCachedKeys < 1 {
+		return usageError{fmt.Errorf("process: --max-cached-keys must be at least 1, got %d", cfg.MaxCachedKeys)}
 	}
 	if err := cfg.Operators.Validate(); err != nil {
 		return usageError{err}
@@ -137,7 +143,8 @@ func closeAll(files []*os.File) error {
 }
 
 // summaryLine is the one-line account of a run: events in, system events by type, late and
-// dead letters by reason, and schedules left pending at the end of input.
+// dead letters by reason, schedules left pending at the end of input, and, when the key cap
+// was reached, the keys evicted and loaded back.
 func summaryLine(sum pipeline.OfflineSummary) string {
 	t := sum.Totals
 	var b strings.Builder
@@ -156,5 +163,8 @@ func summaryLine(sum pipeline.OfflineSummary) string {
 	}
 	// Schedules due after the last event time seen do not fire at the end of input.
 	fmt.Fprintf(&b, "; pending schedules=%d", t.ExtPending)
+	if t.Evicted > 0 {
+		fmt.Fprintf(&b, "; keys over --max-cached-keys: evicted=%d loaded=%d", t.Evicted, t.Loaded)
+	}
 	return b.String()
 }

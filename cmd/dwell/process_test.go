@@ -15,6 +15,53 @@ import (
 	"time"
 )
 
+// TestProcessKeyCap runs dwell process on a generated file with --max-cached-keys far below
+// its profiles and without, and requires byte-identical output files, a summary that counts
+// the evicted keys, and nothing left in --temp-dir.
+func TestProcessKeyCap(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	if code, _, stderr := runCLI(t, "", "gen", "--events", "20000", "--profiles", "3000", "--rate", "20",
+		"--idle-every", "5000", "--malformed", "0.003", "--late", "0.002", "--out", in); code != 0 {
+		t.Fatalf("gen exited %d: %s", code, stderr)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var outputs [2]map[string][]byte
+	for i, extra := range [][]string{{"--max-cached-keys", "100", "--temp-dir", tmp}, nil} {
+		outDir := filepath.Join(dir, "out", string(rune('a'+i)))
+		code, _, stderr := runCLI(t, "", append([]string{"process", "--in", in, "--out", outDir, "--key-partitions", "2"}, extra...)...)
+		if code != 0 {
+			t.Fatalf("run %d exited %d: %s", i, code, stderr)
+		}
+		if capped := strings.Contains(stderr, "keys over --max-cached-keys: evicted="); capped != (i == 0) {
+			t.Fatalf("run %d: summary %q", i, stderr)
+		}
+		outputs[i] = map[string][]byte{}
+		for _, name := range outputFiles[:4] {
+			b, err := os.ReadFile(filepath.Join(outDir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			outputs[i][name] = b
+		}
+	}
+	for _, name := range outputFiles[:4] {
+		if !bytes.Equal(outputs[0][name], outputs[1][name]) {
+			t.Errorf("%s differs with --max-cached-keys 100", name)
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("left in --temp-dir: %v", left)
+	}
+	code, _, stderr := runCLI(t, "", "process", "--in", in, "--max-cached-keys", "0")
+	if code != exitUsage || !strings.Contains(stderr, "--max-cached-keys must be at least 1") {
+		t.Errorf("--max-cached-keys 0: exit %d, %q", code, stderr)
+	}
+}
+
 // TestProcessPendingSchedules runs the rule that schedules again when its schedule fires: the
 // run ends, and the summary counts the schedules left pending after the last event time.
 func TestProcessPendingSchedules(t *testing.T) {
@@ -102,11 +149,16 @@ func TestProcessInterruptedInProcess(t *testing.T) {
 
 // TestProcessSIGINT runs dwell process as a child process reading a pipe that stays open, and
 // sends it a real SIGINT while it waits for input: it must exit within a few seconds (exit
-// status 1, as for every interrupted command) and say what it wrote.
+// status 1, as for every interrupted command), say what it wrote, and leave nothing in
+// --temp-dir although its keys had passed --max-cached-keys.
 func TestProcessSIGINT(t *testing.T) {
 	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	outDir := filepath.Join(dir, "out")
-	cmd := exec.Command(os.Args[0], "process", "--in", "-", "--out", outDir)
+	cmd := exec.Command(os.Args[0], "process", "--in", "-", "--out", outDir, "--max-cached-keys", "10", "--temp-dir", tmp)
 	cmd.Env = append(os.Environ(), asDwellEnv+"=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -148,6 +200,9 @@ func TestProcessSIGINT(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "process interrupted after") || !strings.Contains(stderr.String(), "dwell: interrupted") {
 		t.Fatalf("stderr %q", stderr.String())
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("left in --temp-dir: %v", left)
 	}
 	t.Logf("exited %v after SIGINT: %s", took, strings.TrimSpace(stderr.String()))
 	stdin.Close()
