@@ -50,6 +50,8 @@
 //	poison.go     records Kafka refuses for good: their inputs dead-lettered at the cycle's retry
 //	flow.go       registry admission, rules and the event log around the sessionizer (live and offline)
 //	offline.go    RunOffline: JSON Lines through the same operators and flow
+//	offline_input.go  bounded lines, reads a cancelled run does not wait for
+//	offline_cold.go   the offline key cap: a temporary Pebble store of evicted keys
 //	metrics.go    the processor's Prometheus series
 //
 // The wire formats the pipeline shares with other tools live once: dead-letter headers in
