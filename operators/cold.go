@@ -85,7 +85,13 @@ func (s *Sessionizer) Evict(maxKeys int) int {
 
 func (s *Sessionizer) evict(k *keyState) {
 	first := int64(0)
-	for _, d := range s.deadlines(k) {
+	ds := s.deadlines(k)
+	if s.extLeftPending(ds[timerExt]) {
+		// A schedule the final flush has already left pending (fireExt, counted there) and the
+		// forget timer that waits for it: neither may wake the key again.
+		ds[timerExt], ds[timerForget] = 0, 0
+	}
+	for _, d := range ds {
 		if d != 0 && (first == 0 || d < first) {
 			first = d
 		}
@@ -141,4 +147,10 @@ func (s *Sessionizer) wakeCold(target int64) bool {
 		s.loadCold([]byte(e.key))
 	}
 	return s.err == nil
+}
+
+// extLeftPending reports whether an extension deadline d is one the final flush has passed and
+// left pending: after the last event time seen, at or before where the wheel stands.
+func (s *Sessionizer) extLeftPending(d int64) bool {
+	return s.flushing && d != 0 && d > s.maxSeen && d <= s.wheel.Now()
 }

@@ -193,8 +193,9 @@ func (s *Sessionizer) restoreKey(b []byte, count bool) error {
 		return err
 	}
 	k.persisted = s.deadlines(k)
+	pending := s.extLeftPending(k.persisted[timerExt]) // loaded back during the final flush
 	for i, d := range k.persisted {
-		if d != 0 {
+		if d != 0 && !(pending && (i == timerExt || i == timerForget)) {
 			s.arm(&k.timers[i], d)
 		}
 	}

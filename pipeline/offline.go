@@ -147,6 +147,7 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 		}
 		f.setSessionizer(s)
 		s.SetColdStore(cold.partition(int32(i)))
+		s.SetBudget(run.budget())
 		run.parts[i] = s
 	}
 	run.keyDec = operators.NewDecoder(&opCfg)
@@ -274,29 +275,52 @@ func (o *offlineRun) process(l *line) {
 func (o *offlineRun) spill() error {
 	for i, s := range o.parts {
 		keys, undrained := s.Resident()
-		if keys <= o.cfg.MaxCachedKeys && undrained <= o.cfg.MaxCachedKeys {
-			continue
+		if keys > o.cfg.MaxCachedKeys || undrained > o.cfg.MaxCachedKeys || s.Behind() {
+			if err := o.cold.spill(int32(i), s); err != nil {
+				return err
+			}
 		}
-		if err := o.cold.spill(int32(i), s); err != nil {
-			return err
+		// A watermark that jumped (a timer storm) is worked off in steps of loads, a spill
+		// after each, before more input is read (what arrived meanwhile is held).
+		for s.Behind() {
+			s.SetBudget(o.budget())
+			s.Continue()
+			if err := s.Err(); err != nil {
+				return err
+			}
+			if err := o.cold.spill(int32(i), s); err != nil {
+				return err
+			}
 		}
+		s.SetBudget(o.budget())
 	}
 	return nil
 }
 
-// flush ends partition p's input. Sessionizer.Flush fires every remaining timer in one call,
-// and so loads every evicted key with a timer back into memory. A budgeted flush (a
-// sessionizer method that fires at most so many timers per call and reports whether it is
-// done) belongs here, in a loop that calls o.cold.spill(p, s) and checks ctx between calls,
-// which keeps the flush within MaxCachedKeys too; until then the check of ctx is the emitter's
-// and the cold store's (interrupted).
+// flush ends partition p's input. Flushing fires every remaining timer, and so loads every
+// evicted key with one back: it runs in steps of at most MaxCachedKeys keys loaded
+// (operators.Budget), each followed by a spill to the cold store, so that the flush too stays
+// within MaxCachedKeys. ctx is checked by the emitter and the cold store (interrupted).
 func (o *offlineRun) flush(p int32) error {
 	s := o.parts[p]
-	s.Flush()
-	if o.out.err != nil {
-		return o.out.err
+	for {
+		s.SetBudget(o.budget())
+		s.Flush()
+		if o.out.err != nil {
+			return o.out.err
+		}
+		if err := s.Err(); err != nil || !s.Behind() {
+			return err
+		}
+		if err := o.cold.spill(p, s); err != nil {
+			return err
+		}
 	}
-	return s.Err()
+}
+
+// budget bounds the evicted keys a partition loads back between two spills.
+func (o *offlineRun) budget() operators.Budget {
+	return operators.Budget{Loads: max(o.cfg.MaxCachedKeys, 1000)}
 }
 
 func addStats(parts []*operators.Sessionizer) operators.Stats {

@@ -60,7 +60,8 @@ func TestOfflineSchedulesEnd(t *testing.T) {
 	for _, c := range []struct {
 		parts int
 		ttl   time.Duration
-	}{{1, 0}, {2, 0}, {1, 30 * time.Minute}} {
+		cap   int
+	}{{1, 0, 0}, {2, 0, 0}, {1, 30 * time.Minute, 0}, {1, 0, 1}, {2, 30 * time.Minute, 1}} {
 		parts := c.parts
 		ctx, cancel := context.WithCancel(context.Background())
 		// A runaway writes without end: stop it (and fail) after a megabyte of events.
@@ -69,7 +70,7 @@ func TestOfflineSchedulesEnd(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			var err error
-			sum, err = RunOffline(ctx, OfflineConfig{Partitions: parts, Rules: rs, Operators: operators.Config{ProfileTTL: c.ttl}},
+			sum, err = RunOffline(ctx, OfflineConfig{Partitions: parts, Rules: rs, Operators: operators.Config{ProfileTTL: c.ttl}, MaxCachedKeys: c.cap},
 				strings.NewReader(in.String()), OfflineOutputs{Events: events})
 			done <- err
 		}()

@@ -105,10 +105,11 @@ func cartStream(seed uint64, profiles, n int) (values, keys [][]byte, want map[s
 		values = append(values, []byte(v))
 		keys = append(keys, []byte(p))
 	}
-	// The input ends with one event per partition two days on: every partition's last event
-	// time passes every pending cart, which then fires (offline, schedules after the last event
-	// time of their partition stay pending; live, the watermark would move on).
-	end := t + 48*time.Hour.Milliseconds()
+	// The input ends with one event per partition 20 hours on (within --max-time-jump): every
+	// partition's last event time passes every pending cart, which then fires (offline,
+	// schedules after the last event time of their partition stay pending; live, the watermark
+	// would move on).
+	end := t + 20*time.Hour.Milliseconds()
 	for part, i := int32(0), 0; part < livePartitions; i++ {
 		k := fmt.Sprintf("end-%d", i)
 		if pipeline.KafkaPartition([]byte(k), livePartitions) != part {

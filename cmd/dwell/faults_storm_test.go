@@ -30,7 +30,7 @@ const (
 	// 500k events make about 420k keys; DWELL_FAULT_ONLY=storm DWELL_FAULT_SCALE=2.4 runs the
 	// issue's million (its harness needs about 17 GB for the offline comparison).
 	stormEvents = 500_000
-	stormCap      = 1000
+	stormCap    = 1000
 )
 
 // stormWeb makes most visits a new profile's single event or two.
