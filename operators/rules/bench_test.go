@@ -203,3 +203,37 @@ func BenchmarkEventLog(b *testing.B) {
 		b.SetBytes(int64(len(buf)))
 	})
 }
+
+// BenchmarkTemplate applies one rule whose action renders one template: fast (text and plain
+// fields, rendered without text/template) or slow (text/template: a function, a range, printf).
+//
+//	go test -run '^$' -bench Template -benchmem -count 6 ./operators/rules/
+func BenchmarkTemplate(b *testing.B) {
+	for _, c := range []struct{ name, src string }{
+		{"fast", "{{.event.properties.sku}} of {{.profile.id}}"},
+		{"func", "{{.event.properties.sku | upper}}"},
+		{"range", "{{range .profile.tags}}{{.}},{{end}}"},
+		{"printf", `{{printf "%.2f %s" .event.properties.total .event.type}}`},
+	} {
+		b.Run("tmpl="+c.name, func(b *testing.B) {
+			cfg, err := Load([]byte("rules:\n  - name: t\n    on: add-to-cart\n    actions:\n      - set_trait: {name: x, value: '"+c.src+"'}\n"), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			eng := NewEngine(cfg, nil)
+			env, st := benchEnv()
+			st.Tags = []string{"new", "vip"}
+			ev, visit := env.Event, env.Visit
+			var out Outcome
+			b.ReportAllocs()
+			for b.Loop() {
+				env.Reset()
+				env.Event, env.Key, env.Visit = ev, "alice", visit
+				eng.Apply(env, st, &out)
+				if len(out.Errors) > 0 {
+					b.Fatal(out.Errors)
+				}
+			}
+		})
+	}
+}
