@@ -177,6 +177,7 @@ type compiler struct {
 	paths    *pathTable
 	maxNodes uint
 	lines    []string // the YAML file, for error positions
+	lim      *Limits  // the config's, for templates
 }
 
 func (cp *compiler) compile(src string) (*condition, error) {

@@ -103,7 +103,7 @@ func TestTemplateFuncs(t *testing.T) {
 	st.Tags = []string{"new", "vip"}
 	eng := NewEngine(nil, nil)
 	r := &eng.run
-	*r = run{env: env, st: st, out: &Outcome{}, lim: &Limits{}, rule: "r1", ctx: evalCtx{env: env, st: st}}
+	*r = run{env: env, st: st, out: &Outcome{}, lim: &defaultLimits, rule: "r1", ctx: evalCtx{env: env, st: st}}
 	for _, c := range []struct{ src, want string }{
 		{`{{.event.properties.missing | default "none"}} {{.event.properties.sku | default "none"}}`, "none shoe-42"},
 		{`{{0 | default 5}} {{"" | default "e"}}`, "5 e"},
@@ -117,7 +117,7 @@ func TestTemplateFuncs(t *testing.T) {
 		{`{{.rule}} {{.visit.event_count}} {{.session.open}}`, "r1 4 false"},
 		{`{{range .profile.tags}}<{{.}}>{{end}}`, "<new><vip>"},
 	} {
-		tp, err := parseTemplate("t", c.src)
+		tp, err := parseTemplate("t", c.src, &defaultLimits)
 		if err != nil {
 			t.Fatalf("%s: %v", c.src, err)
 		}
@@ -126,13 +126,14 @@ func TestTemplateFuncs(t *testing.T) {
 			t.Errorf("%s = %q, %v; want %q", c.src, got, err, c.want)
 		}
 	}
-	for _, src := range []string{`{{time "x"}}`, `{{time 253402300800000}}`, `{{time -62135596800001}}`, `{{join "," 3}}`, `{{range 100000}}0123456789{{end}}`} {
-		tp, err := parseTemplate("t", src)
+	for _, src := range []string{`{{time "x"}}`, `{{time 253402300800000}}`, `{{time -62135596800001}}`, `{{join "," 3}}`,
+		`{{range 2}}{{printf "%40000s" "x"}}{{end}}`} {
+		tp, err := parseTemplate("t", src, &defaultLimits)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, err := r.render(tp, nil); err == nil {
-			t.Errorf("%s = %q, want an error", src, got)
+			t.Errorf("%s = %.40q, want an error", src, got)
 		}
 	}
 }

@@ -13,8 +13,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/dwellhq/dwell/operators"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dwellhq/dwell/operators"
 )
 
 // Config is a loaded, compiled rule set. It is immutable once Load returns it, so one Config
@@ -146,7 +147,8 @@ func errAt(n *yaml.Node, rule, format string, args ...any) error {
 //	version: "2026-11-23.1"        # optional
 //	on_error: log                  # or dead-letter
 //	registry: {...}                # optional: the event registry (see LoadRegistry)
-//	limits: {max_traits: 64, max_tags: 64, max_counters: 64, max_timers: 16, max_value_bytes: 1024}
+//	limits: {max_traits: 64, max_tags: 64, max_counters: 64, max_timers: 16, max_value_bytes: 1024,
+//	         max_template_steps: 100000, max_template_bytes: 65536}
 //	rules:
 //	  - name: cart-reminder
 //	    on: [add-to-cart]
@@ -181,9 +183,22 @@ func Load(data []byte, opt Options) (*Config, error) {
 		return nil, errAt(root, "", "the file must be a mapping with a rules list")
 	}
 	cfg := &Config{Version: opt.Version, exact: map[string][]int32{}}
+	// The limits first, wherever they are in the file: templates are checked against their
+	// budgets as they load.
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if v := root.Content[i+1]; root.Content[i].Value == "limits" {
+			if err := decodeStrict(v, &cfg.Limits); err != nil {
+				return nil, errAt(v, "", "limits: %v", err)
+			}
+			if err := cfg.Limits.Validate(); err != nil {
+				return nil, errAt(v, "", "%v", err)
+			}
+		}
+	}
+	cfg.Limits.EnsureDefaults()
 	var regNode *yaml.Node
 	names := map[string]bool{}
-	cp := &compiler{paths: &cfg.paths, maxNodes: opt.MaxConditionNodes, lines: strings.Split(string(data), "\n")}
+	cp := &compiler{paths: &cfg.paths, maxNodes: opt.MaxConditionNodes, lines: strings.Split(string(data), "\n"), lim: &cfg.Limits}
 	err := eachKey(root, "", func(k string, kn, v *yaml.Node) error {
 		switch k {
 		case "version":
@@ -201,10 +216,7 @@ func Load(data []byte, opt Options) (*Config, error) {
 			default:
 				return errAt(v, "", "on_error must be log or dead-letter")
 			}
-		case "limits":
-			if err := decodeStrict(v, &cfg.Limits); err != nil {
-				return errAt(v, "", "limits: %v", err)
-			}
+		case "limits": // read first
 		case "rules":
 			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
 				return nil // `rules:` with nothing: no rules
@@ -241,10 +253,6 @@ func Load(data []byte, opt Options) (*Config, error) {
 		}
 	}
 	bindPropSlots(cfg.Rules, &cfg.paths)
-	cfg.Limits.EnsureDefaults()
-	if err := cfg.Limits.Validate(); err != nil {
-		return nil, &LoadError{Msg: err.Error()}
-	}
 	slices.SortStableFunc(cfg.Rules, func(a, b *Rule) int {
 		if a.Priority != b.Priority {
 			if a.Priority > b.Priority {
@@ -430,7 +438,7 @@ func loadRule(n *yaml.Node, cp *compiler) (*Rule, error) {
 		return nil, errAt(n, r.Name, "a rule needs a non-empty list of actions")
 	}
 	for i, an := range actions.Content {
-		a, err := loadAction(an, r.Name, i)
+		a, err := loadAction(an, r.Name, i, cp.lim)
 		if err != nil {
 			return nil, err
 		}
@@ -488,7 +496,7 @@ func whenError(n *yaml.Node, rule string, ce *condError, src string, lines []str
 	return e
 }
 
-func loadAction(n *yaml.Node, rule string, idx int) (*Action, error) {
+func loadAction(n *yaml.Node, rule string, idx int, lim *Limits) (*Action, error) {
 	if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
 		return nil, errAt(n, rule, "action %d must be a mapping with one key: the action's kind", idx+1)
 	}
@@ -505,7 +513,7 @@ func loadAction(n *yaml.Node, rule string, idx int) (*Action, error) {
 		if err != nil {
 			return nil, err
 		}
-		t, err := parseTemplate(field, s)
+		t, err := parseTemplate(field, s, lim)
 		if err != nil {
 			return nil, errAt(n, rule, "%s: %s: %v", where, field, err)
 		}
@@ -574,7 +582,7 @@ func loadAction(n *yaml.Node, rule string, idx int) (*Action, error) {
 				var l []string
 				l, err = stringList(fv, rule, where+": to")
 				for i, s := range l {
-					t, perr := parseTemplate(fmt.Sprintf("to[%d]", i), s)
+					t, perr := parseTemplate(fmt.Sprintf("to[%d]", i), s, lim)
 					if perr != nil {
 						return errAt(fv, rule, "%s: to: %v", where, perr)
 					}

@@ -68,7 +68,9 @@
 //	stop:      true
 //
 // Templates are text/template with a small function set (see template.go); a template that
-// does not parse is a load error. Ids of derived events, notifications and timers derive from
+// does not parse is a load error. Each evaluation has a budget of steps and of bytes
+// (Limits.MaxTemplateSteps, MaxTemplateBytes; see budget.go): going over it is a rule error,
+// and what a template shows going over it, or recursion, is a load error. Ids of derived events, notifications and timers derive from
 // the cause event's id, the rule and the action, never from randomness or the clock, so a
 // replay produces the same bytes.
 //

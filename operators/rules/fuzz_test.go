@@ -20,6 +20,9 @@ func FuzzLoadRules(f *testing.F) {
 	f.Add([]byte("rules:\n  - name: a\n    on: '*'\n    when: event.properties.a.b > 1 || profile.traits.x == \"y\"\n    actions:\n      - set_trait: {name: n, value: \"{{.event.type}}\"}\n"))
 	f.Add([]byte(benchRules(6)))
 	f.Add([]byte("limits: {max_tags: 1}\nrules: []\n"))
+	// Hostile: budgets (issue 12).
+	f.Add([]byte("rules:\n  - name: a\n    on: x\n    actions:\n      - set_trait: {name: n, value: \"{{range 1000000000}}{{end}}\"}\n"))
+	f.Add([]byte("limits: {max_template_steps: 5}\nrules:\n  - name: a\n    on: x\n    actions:\n      - set_trait: {name: n, value: \"{{range .event.time}}{{end}}\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Load(data, Options{MaxConditionNodes: 50})
 		if err != nil {
@@ -46,7 +49,8 @@ func FuzzLoadRules(f *testing.F) {
 	})
 }
 
-// FuzzTemplate: parsing and rendering a template never panics, and renders are bounded.
+// FuzzTemplate: parsing and rendering a template never panics, and renders are bounded (in
+// size, and in time by the budgets: a template that would run on is over its budget).
 func FuzzTemplate(f *testing.F) {
 	for _, s := range []string{
 		"plain", "{{.event.type}}", "{{.event.properties.total | default 0}}",
@@ -58,8 +62,22 @@ func FuzzTemplate(f *testing.F) {
 	} {
 		f.Add(s, []byte(`{"total": 12.5, "name": "x", "nested": {"a": [1, 2]}}`))
 	}
+	// Hostile templates (issue 12): refused when parsed, or over their budget when rendered.
+	for _, c := range [][2]string{
+		{"{{range 1000000000}}{{end}}", `{}`},
+		{"{{range 10000}}{{range 10000}}{{end}}{{end}}", `{}`},
+		{`{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}`, `{}`},
+		{`{{printf "%999999999d" 1}}`, `{}`},
+		{"{{range .event.properties.n}}x{{end}}", `{"n": 1000000000}`},
+		{"{{range .event.properties.l}}{{range $.event.properties.l}}x{{end}}{{end}}", `{"l": [` + strings.Repeat("1,", 2000) + `1]}`},
+		{"{{printf .event.properties.f 1}}", `{"f": "%9999999d"}`},
+		{"{{join .event.properties.f .event.properties.l}}", `{"f": "----------------", "l": [` + strings.Repeat("1,", 5000) + `1]}`},
+		{"{{range .event.time}}{{end}}", `{}`},
+	} {
+		f.Add(c[0], []byte(c[1]))
+	}
 	f.Fuzz(func(t *testing.T, src string, props []byte) {
-		tp, err := parseTemplate("f", src)
+		tp, err := parseTemplate("f", src, &defaultLimits)
 		if err != nil {
 			return
 		}
@@ -67,9 +85,9 @@ func FuzzTemplate(f *testing.F) {
 		env.Event.Properties = props
 		eng := NewEngine(&Config{}, nil)
 		r := &eng.run
-		*r = run{env: env, st: st, out: &Outcome{}, lim: &Limits{}, rule: "f", ctx: evalCtx{env: env, st: st}}
+		*r = run{env: env, st: st, out: &Outcome{}, lim: &defaultLimits, rule: "f", ctx: evalCtx{env: env, st: st}}
 		s, err := r.render(tp, &paramSet{names: []namedTmpl{{name: "p1"}}, vals: []string{"v"}})
-		if err == nil && len(s) > maxRender {
+		if err == nil && len(s) > defaultLimits.MaxTemplateBytes {
 			t.Fatalf("rendered %d bytes", len(s))
 		}
 		// The fast path renders exactly what text/template renders, for properties as Env

@@ -48,18 +48,39 @@ type Timer struct {
 	Data     []byte
 }
 
-// Limits bound a ProfileState. Zero fields take their defaults (EnsureDefaults).
+// Limits bound a ProfileState and the work of one evaluation of a template.
+// Zero fields take their defaults (EnsureDefaults, from defaultLimits).
 type Limits struct {
-	// MaxTraits bounds the traits of one key. Default 64.
+	// MaxTraits bounds the traits of one key.
 	MaxTraits int `yaml:"max_traits"`
-	// MaxTags bounds the tags of one key. Default 64.
+	// MaxTags bounds the tags of one key.
 	MaxTags int `yaml:"max_tags"`
-	// MaxCounters bounds the counters of one key. Default 64.
+	// MaxCounters bounds the counters of one key.
 	MaxCounters int `yaml:"max_counters"`
-	// MaxTimers bounds the scheduled events of one key. Default 16.
+	// MaxTimers bounds the scheduled events of one key.
 	MaxTimers int `yaml:"max_timers"`
-	// MaxValueBytes bounds a name, a trait value, a tag or a timer's data. Default 1024.
+	// MaxValueBytes bounds a name, a trait value, a tag or a timer's data.
 	MaxValueBytes int `yaml:"max_value_bytes"`
+	// MaxTemplateSteps is the budget of one template evaluation. A step is one element, key
+	// or count that a range goes over (charged as it starts), one call of a defined template,
+	// or a KiB of text a function builds (printf, print, json, join, upper, ...).
+	MaxTemplateSteps int `yaml:"max_template_steps"`
+	// MaxTemplateBytes bounds the text one template evaluation renders, and what one call of
+	// printf or join may build.
+	MaxTemplateBytes int `yaml:"max_template_bytes"`
+}
+
+// defaultLimits are the limits of a rules file that sets none. The budgets are far above what
+// a sane rule uses: a template over a few lists runs tens of steps and renders a few hundred
+// bytes.
+var defaultLimits = Limits{
+	MaxTraits:        64,
+	MaxTags:          64,
+	MaxCounters:      64,
+	MaxTimers:        16,
+	MaxValueBytes:    1024,
+	MaxTemplateSteps: 100_000,
+	MaxTemplateBytes: 64 << 10,
 }
 
 // EnsureDefaults sets zero fields to their defaults.
@@ -69,18 +90,33 @@ func (l *Limits) EnsureDefaults() {
 			*v = d
 		}
 	}
-	def(&l.MaxTraits, 64)
-	def(&l.MaxTags, 64)
-	def(&l.MaxCounters, 64)
-	def(&l.MaxTimers, 16)
-	def(&l.MaxValueBytes, 1024)
+	d := &defaultLimits
+	def(&l.MaxTraits, d.MaxTraits)
+	def(&l.MaxTags, d.MaxTags)
+	def(&l.MaxCounters, d.MaxCounters)
+	def(&l.MaxTimers, d.MaxTimers)
+	def(&l.MaxValueBytes, d.MaxValueBytes)
+	def(&l.MaxTemplateSteps, d.MaxTemplateSteps)
+	def(&l.MaxTemplateBytes, d.MaxTemplateBytes)
 }
 
-// Validate reports limits out of range.
+// Validate reports limits out of range. The budgets may be raised, but only so far: a rules
+// file must not be able to switch them off.
 func (l *Limits) Validate() error {
-	for _, v := range []int{l.MaxTraits, l.MaxTags, l.MaxCounters, l.MaxTimers, l.MaxValueBytes} {
-		if v < 0 || v > maxStateItems {
-			return fmt.Errorf("rules: limits must be between 0 and %d", maxStateItems)
+	for _, f := range []struct {
+		name   string
+		v, max int
+	}{
+		{"max_traits", l.MaxTraits, maxStateItems},
+		{"max_tags", l.MaxTags, maxStateItems},
+		{"max_counters", l.MaxCounters, maxStateItems},
+		{"max_timers", l.MaxTimers, maxStateItems},
+		{"max_value_bytes", l.MaxValueBytes, maxStateItems},
+		{"max_template_steps", l.MaxTemplateSteps, 10 * defaultLimits.MaxTemplateSteps},
+		{"max_template_bytes", l.MaxTemplateBytes, 1 << 20},
+	} {
+		if f.v < 0 || f.v > f.max {
+			return fmt.Errorf("limits: %s must be between 0 and %d", f.name, f.max)
 		}
 	}
 	return nil

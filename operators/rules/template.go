@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,13 +38,29 @@ import (
 //
 // A missing field renders as nothing; functions given a missing value receive nil (pipe it
 // through default first: {{.event.properties.name | default "" | upper}}).
+//
+// A range goes over a list, a map, or a number N (0 to N-1): a literal, or a whole number of
+// the data, properties included. Every evaluation has a budget of steps and of bytes
+// (Limits; budget.go): going over it is an error of the rule, and what the template shows
+// going over it (a literal range too large, ranges nested more than 3 deep, a printf width
+// over the byte budget), recursion and calls of undefined templates are load errors.
 
-// maxRender bounds the output of one template execution.
-const maxRender = 64 << 10
-
-var errRenderTooLarge = errors.New("rendered text over 64 KiB")
-
-func templateFuncs() template.FuncMap {
+// templateFuncs returns the function set, bound to the run whose budget the functions that
+// build text charge (nil when parsing: the parsed templates are never executed, only their
+// clones, run.clone).
+func templateFuncs(r *run) template.FuncMap {
+	text := func(f func(string) string) func(string) (string, error) {
+		return func(s string) (string, error) {
+			s = f(s)
+			return s, r.chargeText(len(s))
+		}
+	}
+	texts := func(f func(...any) string) func(...any) (string, error) {
+		return func(args ...any) (string, error) {
+			s := f(args...)
+			return s, r.chargeText(len(s))
+		}
+	}
 	return template.FuncMap{
 		"default": func(fallback, v any) any {
 			switch x := v.(type) {
@@ -70,9 +85,9 @@ func templateFuncs() template.FuncMap {
 			}
 			return v
 		},
-		"upper": strings.ToUpper,
-		"lower": strings.ToLower,
-		"trim":  strings.TrimSpace,
+		"upper": text(strings.ToUpper),
+		"lower": text(strings.ToLower),
+		"trim":  text(strings.TrimSpace),
 		"truncate": func(n int, s string) string {
 			if n < 0 || len(s) <= n {
 				return s
@@ -83,23 +98,39 @@ func templateFuncs() template.FuncMap {
 			return s[:n]
 		},
 		"join": func(sep string, v any) (string, error) {
+			var parts []string
 			switch l := v.(type) {
 			case []string:
-				return strings.Join(l, sep), nil
+				parts = l
 			case []any:
-				parts := make([]string, len(l))
+				parts = make([]string, len(l))
 				for i, x := range l {
 					parts[i] = fmt.Sprint(x)
 				}
-				return strings.Join(parts, sep), nil
 			case nil:
 				return "", nil
+			default:
+				return "", fmt.Errorf("join: %T is not a list", v)
 			}
-			return "", fmt.Errorf("join: %T is not a list", v)
+			// The separator repeats: refuse beforehand what would be over the budget.
+			limit, n := r.lim.MaxTemplateBytes, 0
+			for _, p := range parts {
+				if n += len(p); n > limit {
+					return "", r.overBytes()
+				}
+			}
+			if len(parts) > 1 && len(sep) > 0 && len(parts)-1 > (limit-n)/len(sep) {
+				return "", r.overBytes()
+			}
+			s := strings.Join(parts, sep)
+			return s, r.chargeText(len(s))
 		},
 		"json": func(v any) (string, error) {
 			b, err := json.Marshal(v)
-			return string(b), err
+			if err != nil {
+				return "", err
+			}
+			return string(b), r.chargeText(len(b))
 		},
 		"time": func(v any) (string, error) {
 			ms, err := toInt(v)
@@ -118,11 +149,28 @@ func templateFuncs() template.FuncMap {
 			}
 			return (time.Duration(ms) * time.Millisecond).String(), nil
 		},
+		// text/template's own, charged; printf refused beforehand when its widths or its
+		// arguments would make it build more than the budget.
+		"printf": func(format string, args ...any) (string, error) {
+			if printfBound(format, args, r.lim.MaxTemplateBytes) > r.lim.MaxTemplateBytes {
+				return "", r.overBytes()
+			}
+			s := fmt.Sprintf(format, args...)
+			return s, r.chargeText(len(s))
+		},
+		"print":    texts(fmt.Sprint),
+		"println":  texts(fmt.Sprintln),
+		"html":     texts(template.HTMLEscaper),
+		"js":       texts(template.JSEscaper),
+		"urlquery": texts(template.URLQueryEscaper),
 	}
 }
 
 // minTemplateTime is 0001-01-01T00:00:00Z: the time function writes four-digit years only.
 const minTemplateTime = -62_135_596_800_000
+
+// parseFuncs is the function set templates are parsed with.
+var parseFuncs = templateFuncs(nil)
 
 func toInt(v any) (int64, error) {
 	switch x := v.(type) {
@@ -204,12 +252,17 @@ const (
 var rootNames = map[string]roots{"event": rootEvent, "profile": rootProfile, "visit": rootVisit,
 	"session": rootSession, "params": rootParams, "rule": rootRule}
 
-func parseTemplate(name, src string) (*tmpl, error) {
+// parseTemplate parses a template, refuses what it can see going over the budgets of lim
+// (checkTemplate) and instruments it (instrument).
+func parseTemplate(name, src string, lim *Limits) (*tmpl, error) {
 	if !strings.Contains(src, "{{") {
 		return &tmpl{src: src}, nil
 	}
-	t, err := template.New(name).Funcs(templateFuncs()).Option("missingkey=zero").Parse(src)
+	t, err := template.New(name).Funcs(parseFuncs).Option("missingkey=zero").Parse(src)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTemplate(t, lim); err != nil {
 		return nil, err
 	}
 	tp := &tmpl{src: src, t: t}
@@ -221,6 +274,7 @@ func parseTemplate(name, src string) (*tmpl, error) {
 	if len(t.Templates()) == 1 {
 		tp.fast = fastParts(t.Tree.Root)
 	}
+	instrument(t)
 	return tp, nil
 }
 
@@ -404,7 +458,7 @@ func (r *run) renderFast(t *tmpl, params *paramSet) (string, bool) {
 			return "", false
 		}
 	}
-	if len(b)-start > maxRender {
+	if len(b)-start > r.lim.MaxTemplateBytes {
 		r.out.buf = b[:start]
 		return "", false // the slow way reports the error
 	}
@@ -482,17 +536,6 @@ func (tp *tmpl) walk(n parse.Node) {
 	}
 }
 
-type limitedBuffer struct {
-	bytes.Buffer
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > maxRender {
-		return 0, errRenderTooLarge
-	}
-	return b.Buffer.Write(p)
-}
-
 // render executes t over the data of r's current event. The result is valid until the next
 // Apply with r's Outcome (it may be a view of the Outcome's buffer).
 func (r *run) render(t *tmpl, params *paramSet) (string, error) {
@@ -508,9 +551,18 @@ func (r *run) render(t *tmpl, params *paramSet) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	c, err := r.clone(t)
+	if err != nil {
+		return "", err
+	}
 	b := &r.buf
 	b.Reset()
-	if err := t.t.Execute(b, data); err != nil {
+	b.r, r.steps = r, r.lim.MaxTemplateSteps
+	if err := c.Execute(b, data); err != nil {
+		var be *budgetError
+		if errors.As(err, &be) {
+			return "", be // the budget, without text/template's context
+		}
 		return "", err
 	}
 	// A missing map key renders as "<no value>"; like Helm, render it as nothing.
