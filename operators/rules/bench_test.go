@@ -48,10 +48,10 @@ func BenchmarkCondition(b *testing.B) {
 			}
 			env, st := benchEnv()
 			env.ensureSlots(&paths)
-			ctx := &evalCtx{env: env, st: st}
+			ctx := &evalCtx{env: env, st: st, budget: defaultLimits.MaxConditionBytes}
 			b.ReportAllocs()
 			for b.Loop() {
-				if ok, err := cond.fn(ctx); !ok || err != nil {
+				if ok, err := cond.eval(ctx); !ok || err != nil {
 					b.Fatal(ok, err)
 				}
 			}
@@ -84,11 +84,11 @@ func BenchmarkCondition(b *testing.B) {
 		}
 		env, st := benchEnv()
 		env.ensureSlots(&paths)
-		ctx := &evalCtx{env: env, st: st}
+		ctx := &evalCtx{env: env, st: st, budget: defaultLimits.MaxConditionBytes}
 		b.ReportAllocs()
 		for b.Loop() {
 			env.resetProps()
-			if ok, err := cond.fn(ctx); !ok || err != nil {
+			if ok, err := cond.eval(ctx); !ok || err != nil {
 				b.Fatal(ok, err)
 			}
 		}

@@ -12,7 +12,7 @@ import (
 	"text/template/parse"
 )
 
-// Budgets (issue 12). Every evaluation of a template has a budget (Limits):
+// Budgets (issue 12). Every evaluation of a template or a condition has a budget (Limits):
 // going over it is a rule error, so no rule can hold its partition, however it is written and
 // whatever the event holds.
 //
@@ -33,6 +33,11 @@ import (
 // maxRangeNesting deep, ranges whose count is a literal such that the template always needs
 // more steps or renders more bytes than its budget, and printf widths or precisions larger
 // than the byte budget.
+//
+// Conditions have no loops: their closures run each node at most once, and the nodes are
+// bounded at load (Options.MaxConditionNodes). What is charged is the data their operators
+// read (contains, startsWith, endsWith, matches, `in` and len over event.tags): at most
+// Limits.MaxConditionBytes per evaluation (evalCtx.examine).
 
 // ErrBudget is wrapped by the errors of evaluations that went over their budget.
 var ErrBudget = errors.New("rules: evaluation budget exceeded")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -117,6 +118,59 @@ func mapOf(n int) string {
 		fmt.Fprintf(&b, `"k%d":1`, i)
 	}
 	return b.String()
+}
+
+// TestHostileConditionBounded: a condition reads at most its budget of the event's bytes;
+// contains stays linear on inputs made to defeat it.
+func TestHostileConditionBounded(t *testing.T) {
+	tags := `["` + strings.Repeat("t", 1<<20-4) + `"]`
+	var when []string
+	for i := range 20 {
+		when = append(when, fmt.Sprintf(`"x%d" in event.tags`, i))
+	}
+	cfg, err := Load([]byte("on_error: dead-letter\nrules:\n  - name: r\n    on: t\n    when: '"+strings.Join(when, " || ")+"'\n    actions: [{tag: x}]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, st := benchEnv()
+	env.Event.Type, env.Event.Tags = "t", []byte(tags)
+	var out Outcome
+	NewEngine(cfg, nil).Apply(env, st, &out)
+	wantBudgetError(t, "in over 1 MiB of tags, 20 times", &out, `rule "r": when: condition exceeded its budget of 16777216 bytes examined`)
+
+	// A haystack and a needle made to cost a quadratic search its worst.
+	s := strings.Repeat("a", 600_000)
+	sub := strings.Repeat("a", 300_000) + "b"
+	out2 := budgetApply(t, "rules:\n  - name: r\n    on: t\n    when: event.properties.s contains event.properties.sub\n    actions: [{tag: x}]\n",
+		`{"s": "`+s+`", "sub": "`+sub+`"}`)
+	if out2.State != Processed || len(out2.Fired) != 0 {
+		t.Fatalf("contains: state %s, fired %v, detail %q", out2.State, out2.Fired, out2.Detail)
+	}
+}
+
+// TestContainsLinear: the linear search finds what strings.Contains finds.
+func TestContainsLinear(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	str := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "ab"[rng.IntN(2)]
+		}
+		return string(b)
+	}
+	for range 2000 {
+		s := str(1000 + rng.IntN(3000))
+		var sub string
+		if rng.IntN(2) == 0 {
+			i := rng.IntN(len(s) - 70)
+			sub = s[i : i+65+rng.IntN(min(200, len(s)-i-65))]
+		} else {
+			sub = str(65 + rng.IntN(20))
+		}
+		if got, want := containsLinear(s, sub), strings.Contains(s, sub); got != want {
+			t.Fatalf("containsLinear(%q, %q) = %v, want %v", s, sub, got, want)
+		}
+	}
 }
 
 // TestBudgetsPerEngine: engines of one config on several goroutines (the partitions' workers)

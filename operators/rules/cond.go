@@ -69,6 +69,17 @@ type declActivity struct {
 type evalCtx struct {
 	env *Env
 	st  *ProfileState
+	// budget is Limits.MaxConditionBytes, left what the evaluation under way has left of it.
+	budget, left int
+}
+
+// examine takes n bytes from the budget of the evaluation under way: the operators whose work
+// grows with the data they read call it before reading.
+func (c *evalCtx) examine(n int) error {
+	if c.left -= n; c.left < 0 {
+		return &budgetError{what: "condition", unit: "bytes examined", n: c.budget}
+	}
+	return nil
 }
 
 type (
@@ -98,8 +109,8 @@ type cval struct {
 	s strFn
 	a anyFn
 	// lists: has and length
-	has func(c *evalCtx, s string) bool
-	ln  func(c *evalCtx) int
+	has func(c *evalCtx, s string) (bool, error)
+	ln  func(c *evalCtx) (int, error)
 	// constant values (for `in` arrays and matches patterns)
 	isConst bool
 	cs      string
@@ -163,6 +174,12 @@ func (p *pathTable) first(k string) int {
 type condition struct {
 	src string
 	fn  boolFn
+}
+
+// eval evaluates the condition with a budget of its own.
+func (cd *condition) eval(c *evalCtx) (bool, error) {
+	c.left = c.budget
+	return cd.fn(c)
 }
 
 // condError is a load error of a condition, at a line and column of its source (1-based).
@@ -274,7 +291,10 @@ func (cp *compiler) node(n ast.Node) (cval, error) {
 				}}, nil
 			case tList:
 				ln := a.ln
-				return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(ln(c)), true, nil }}, nil
+				return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) {
+					n, err := ln(c)
+					return float64(n), err == nil, err
+				}}, nil
 			}
 		}
 		return cval{}, nodeErr(n, "%s(...) is not supported in conditions", n.Name)
@@ -372,8 +392,18 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 			return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return c.env.Event.System, nil }}, nil
 		case "tags":
 			return cval{t: tList,
-				has: func(c *evalCtx, s string) bool { return arrayHas(c.env.Event.Tags, s) },
-				ln:  func(c *evalCtx) int { return arrayLen(c.env.Event.Tags) }}, nil
+				has: func(c *evalCtx, s string) (bool, error) {
+					if err := c.examine(len(c.env.Event.Tags)); err != nil {
+						return false, err
+					}
+					return arrayHas(c.env.Event.Tags, s), nil
+				},
+				ln: func(c *evalCtx) (int, error) {
+					if err := c.examine(len(c.env.Event.Tags)); err != nil {
+						return 0, err
+					}
+					return arrayLen(c.env.Event.Tags), nil
+				}}, nil
 		}
 	case "profile":
 		switch names[0] {
@@ -386,9 +416,9 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 			if len(names) > 1 {
 				return tooDeep()
 			}
-			return cval{t: tList,
-				has: func(c *evalCtx, s string) bool { return c.st.HasTag(s) },
-				ln:  func(c *evalCtx) int { return len(c.st.Tags) }}, nil
+			return cval{t: tList, // bounded by Limits.MaxTags: nothing to charge
+				has: func(c *evalCtx, s string) (bool, error) { return c.st.HasTag(s), nil },
+				ln:  func(c *evalCtx) (int, error) { return len(c.st.Tags), nil }}, nil
 		case "traits":
 			if len(names) != 2 {
 				return cval{}, nodeErr(n, "name a trait: profile.traits.NAME")
@@ -666,9 +696,10 @@ func (cp *compiler) binary(n *ast.BinaryNode) (cval, error) {
 			return cval{}, nodeErr(n, "%s needs strings", n.Operator)
 		}
 		var op func(s, sub string) bool
+		contains := n.Operator == "contains"
 		switch n.Operator {
 		case "contains":
-			op = stringsContains
+			op = containsLinear
 		case "startsWith":
 			op = func(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 		default:
@@ -681,6 +712,14 @@ func (cp *compiler) binary(n *ast.BinaryNode) (cval, error) {
 			}
 			b, ok, err := rf(c)
 			if !ok || err != nil {
+				return false, err
+			}
+			// contains reads both; the others compare at most the shorter one's bytes.
+			n := min(len(a), len(b))
+			if contains {
+				n = len(a) + len(b)
+			}
+			if err := c.examine(n); err != nil {
 				return false, err
 			}
 			return op(a, b), nil
@@ -697,6 +736,9 @@ func (cp *compiler) binary(n *ast.BinaryNode) (cval, error) {
 		return cval{t: tBool, b: func(c *evalCtx) (bool, error) {
 			s, ok, err := lf(c)
 			if !ok || err != nil {
+				return false, err
+			}
+			if err := c.examine(len(s)); err != nil { // RE2: linear in s
 				return false, err
 			}
 			return re.MatchString(s), nil
@@ -735,9 +777,33 @@ func (cp *compiler) binary(n *ast.BinaryNode) (cval, error) {
 	return cval{}, nodeErr(n, "operator %s is not supported in conditions", n.Operator)
 }
 
-func stringsContains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
+// containsLinear is strings.Contains in time linear in len(s)+len(sub) at worst: Go's search
+// is quadratic at worst (brute force up to 64 bytes of sub; above, Rabin-Karp, whose hash
+// collisions can be made on purpose when the event holds both strings), so where that worst
+// case would be large, it is Knuth-Morris-Pratt.
+func containsLinear(s, sub string) bool {
+	if len(sub) <= 64 || len(s) <= 1024 || len(sub) > len(s) {
+		return strings.Contains(s, sub)
+	}
+	// fail[i]: the length of the longest proper border of sub[:i+1].
+	fail := make([]int32, len(sub))
+	for i, k := 1, int32(0); i < len(sub); i++ {
+		for k > 0 && sub[i] != sub[k] {
+			k = fail[k-1]
+		}
+		if sub[i] == sub[k] {
+			k++
+		}
+		fail[i] = k
+	}
+	for i, k := 0, int32(0); i < len(s); i++ {
+		for k > 0 && s[i] != sub[k] {
+			k = fail[k-1]
+		}
+		if s[i] == sub[k] {
+			k++
+		}
+		if int(k) == len(sub) {
 			return true
 		}
 	}
@@ -963,13 +1029,13 @@ func (cp *compiler) in(n *ast.BinaryNode, l cval) (cval, error) {
 	has := r.has
 	if l.isConst && l.t == tStr { // "vip" in profile.tags
 		x := l.cs
-		return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return has(c, x), nil }}, nil
+		return cval{t: tBool, b: func(c *evalCtx) (bool, error) { return has(c, x) }}, nil
 	}
 	return cval{t: tBool, b: func(c *evalCtx) (bool, error) {
 		x, ok, err := f(c)
 		if !ok || err != nil {
 			return false, err
 		}
-		return has(c, x), nil
+		return has(c, x)
 	}}, nil
 }

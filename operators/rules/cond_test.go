@@ -69,7 +69,7 @@ func TestConditionSemantics(t *testing.T) {
 		}
 		env.ensureSlots(&paths)
 		env.resetProps()
-		ok, err := cond.fn(&evalCtx{env: env, st: st})
+		ok, err := cond.eval(&evalCtx{env: env, st: st, budget: defaultLimits.MaxConditionBytes})
 		switch {
 		case c.want == "true" || c.want == "false":
 			if err != nil || (ok != (c.want == "true")) {

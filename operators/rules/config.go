@@ -148,7 +148,7 @@ func errAt(n *yaml.Node, rule, format string, args ...any) error {
 //	on_error: log                  # or dead-letter
 //	registry: {...}                # optional: the event registry (see LoadRegistry)
 //	limits: {max_traits: 64, max_tags: 64, max_counters: 64, max_timers: 16, max_value_bytes: 1024,
-//	         max_template_steps: 100000, max_template_bytes: 65536}
+//	         max_template_steps: 100000, max_template_bytes: 65536, max_condition_bytes: 16777216}
 //	rules:
 //	  - name: cart-reminder
 //	    on: [add-to-cart]

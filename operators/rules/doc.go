@@ -44,11 +44,13 @@
 //	visit    open, id, started_at, last_activity, duration_ms, event_count, page_view_count,
 //	session  entry_url, exit_url
 //
-// and bounded by a node limit (Options.MaxConditionNodes). The compiled subset is: literals;
-// fields as above; ! not - ; && and || or (short-circuit); == != < <= > >= on numbers, strings,
-// booleans, nil; + - * / % on numbers; contains, startsWith, endsWith; matches with a constant
-// pattern; `x in [constants]`, `s in event.tags`, `s in profile.tags`; len(string or list).
-// Anything else is a load error. Properties are read lazily from the raw JSON, only the paths
+// and bounded by a node limit (Options.MaxConditionNodes) and, when it runs, by a budget of
+// the bytes its string and list operators read (Limits.MaxConditionBytes; see budget.go). The
+// compiled subset has no loops: literals; fields as above; ! not - ; && and || or
+// (short-circuit); == != < <= > >= on numbers, strings, booleans, nil; + - * / % on numbers;
+// contains, startsWith, endsWith; matches with a constant pattern; `x in [constants]`,
+// `s in event.tags`, `s in profile.tags`; len(string or list). Anything else (expr's ranges,
+// closures, all, map, filter, ...) is a load error. Properties are read lazily from the raw JSON, only the paths
 // conditions (and plain template fields) name, in one scan per event; their type is known only at run time: a missing (or null)
 // property makes an ordering comparison, contains/startsWith/endsWith/matches and `in` false
 // and equals only nil; a property of the wrong type (a string compared with a number) is a

@@ -322,7 +322,8 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 		return
 	}
 	r := &e.run // field by field: the buffers stay, and copying the whole struct costs
-	r.env, r.st, r.out, r.lim, r.paths, r.ctx = env, st, out, &cfg.Limits, &cfg.paths, evalCtx{env: env, st: st}
+	r.env, r.st, r.out, r.lim, r.paths = env, st, out, &cfg.Limits, &cfg.paths
+	r.ctx = evalCtx{env: env, st: st, budget: cfg.Limits.MaxConditionBytes}
 	r.rule, r.tdata, r.built, r.stateGen, r.builtGen, r.props, r.propsDone = "", nil, 0, 0, 0, nil, false
 	for _, i := range cands {
 		rule := cfg.Rules[i]
@@ -330,7 +331,7 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 			continue
 		}
 		if rule.cond != nil {
-			ok, err := rule.cond.fn(&r.ctx)
+			ok, err := rule.cond.eval(&r.ctx)
 			if err != nil {
 				out.Errors = append(out.Errors, RuleError{Rule: rule.Name, Action: -1, Err: err})
 				continue

@@ -115,10 +115,10 @@ func TestConditionAllocs(t *testing.T) {
 		}
 		env, st := benchEnv()
 		env.ensureSlots(&paths)
-		ctx := &evalCtx{env: env, st: st}
+		ctx := &evalCtx{env: env, st: st, budget: defaultLimits.MaxConditionBytes}
 		if n := testing.AllocsPerRun(100, func() {
 			env.resetProps()
-			_, _ = cond.fn(ctx)
+			_, _ = cond.eval(ctx)
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per evaluation", c.name, n)
 		}

@@ -23,6 +23,7 @@ func FuzzLoadRules(f *testing.F) {
 	// Hostile: budgets (issue 12).
 	f.Add([]byte("rules:\n  - name: a\n    on: x\n    actions:\n      - set_trait: {name: n, value: \"{{range 1000000000}}{{end}}\"}\n"))
 	f.Add([]byte("limits: {max_template_steps: 5}\nrules:\n  - name: a\n    on: x\n    actions:\n      - set_trait: {name: n, value: \"{{range .event.time}}{{end}}\"}\n"))
+	f.Add([]byte("rules:\n  - name: a\n    on: x\n    when: event.properties.name contains event.properties.sku\n    actions: [{tag: t}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Load(data, Options{MaxConditionNodes: 50})
 		if err != nil {

@@ -48,7 +48,7 @@ type Timer struct {
 	Data     []byte
 }
 
-// Limits bound a ProfileState and the work of one evaluation of a template.
+// Limits bound a ProfileState and the work of one evaluation of a template or a condition.
 // Zero fields take their defaults (EnsureDefaults, from defaultLimits).
 type Limits struct {
 	// MaxTraits bounds the traits of one key.
@@ -68,19 +68,23 @@ type Limits struct {
 	// MaxTemplateBytes bounds the text one template evaluation renders, and what one call of
 	// printf or join may build.
 	MaxTemplateBytes int `yaml:"max_template_bytes"`
+	// MaxConditionBytes is the budget of one condition evaluation: the bytes its contains,
+	// startsWith, endsWith and matches read, and those of event.tags that `in` and len read.
+	MaxConditionBytes int `yaml:"max_condition_bytes"`
 }
 
 // defaultLimits are the limits of a rules file that sets none. The budgets are far above what
 // a sane rule uses: a template over a few lists runs tens of steps and renders a few hundred
-// bytes.
+// bytes; a condition reads its event's strings a few times.
 var defaultLimits = Limits{
-	MaxTraits:        64,
-	MaxTags:          64,
-	MaxCounters:      64,
-	MaxTimers:        16,
-	MaxValueBytes:    1024,
-	MaxTemplateSteps: 100_000,
-	MaxTemplateBytes: 64 << 10,
+	MaxTraits:         64,
+	MaxTags:           64,
+	MaxCounters:       64,
+	MaxTimers:         16,
+	MaxValueBytes:     1024,
+	MaxTemplateSteps:  100_000,
+	MaxTemplateBytes:  64 << 10,
+	MaxConditionBytes: 16 << 20,
 }
 
 // EnsureDefaults sets zero fields to their defaults.
@@ -98,6 +102,7 @@ func (l *Limits) EnsureDefaults() {
 	def(&l.MaxValueBytes, d.MaxValueBytes)
 	def(&l.MaxTemplateSteps, d.MaxTemplateSteps)
 	def(&l.MaxTemplateBytes, d.MaxTemplateBytes)
+	def(&l.MaxConditionBytes, d.MaxConditionBytes)
 }
 
 // Validate reports limits out of range. The budgets may be raised, but only so far: a rules
@@ -114,6 +119,7 @@ func (l *Limits) Validate() error {
 		{"max_value_bytes", l.MaxValueBytes, maxStateItems},
 		{"max_template_steps", l.MaxTemplateSteps, 10 * defaultLimits.MaxTemplateSteps},
 		{"max_template_bytes", l.MaxTemplateBytes, 1 << 20},
+		{"max_condition_bytes", l.MaxConditionBytes, 4 * defaultLimits.MaxConditionBytes},
 	} {
 		if f.v < 0 || f.v > f.max {
 			return fmt.Errorf("limits: %s must be between 0 and %d", f.name, f.max)
