@@ -78,6 +78,25 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestConfigValidateBudgets: a rule set whose templates always go over their budget (issue
+// 12) is refused by validate and apply, naming the rule, the field and what to do.
+func TestConfigValidateBudgets(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ template, want string }{
+		{"{{range 1000000000}}{{end}}", `rule "spin": action 1 (set_trait): value: value:1:8: range over 1000000000 always takes at least 1000000000 steps, over the template budget of 100000 (limits: max_template_steps): range over a list, or fewer times`},
+		{"{{range 10000}}{{range 10000}}{{end}}{{end}}", "range over 10000 always takes at least 100010000 steps"},
+		{`{{define \"x\"}}{{template \"x\" .}}{{end}}{{template \"x\" .}}`, `template "x" calls itself (x -> x): templates must not recurse`},
+		{`{{printf \"%999999999d\" 1}}`, "printf width or precision 999999999 is over the template budget of 65536 bytes"},
+	} {
+		file := filepath.Join(dir, "spin.yaml")
+		replaceFile(t, file, "version: spin\nrules:\n  - name: spin\n    on: signup\n    actions:\n      - set_trait: {name: x, value: \""+c.template+"\"}\n")
+		code, out, errs := runCLI(t, "", "config", "validate", file)
+		if code != exitFailure || !strings.Contains(errs, file+": rules: line 6, column 37: ") || !strings.Contains(errs, c.want) || out != "" {
+			t.Errorf("validate %s: exit %d: %s %s; want exit %d and %q", c.template, code, out, errs, exitFailure, c.want)
+		}
+	}
+}
+
 func TestConfigApply(t *testing.T) {
 	k := pipelinetest.New(t, 1, []string{"dwell.queue.orders"})
 	brokers := strings.Join(k.Brokers, ",")
