@@ -455,3 +455,132 @@ func sameByKey(t *testing.T, what string, got, want []string) {
 		t.Fatalf("%s: %d lines over %d keys, want %d over %d", what, len(got), len(g), len(want), len(w))
 	}
 }
+
+// budgetRules render, per ping, a template whose work the event decides (issue 12): a range
+// over a number from the event, and two nested ranges over a list from the event.
+const budgetRules = `
+version: budgets-1
+on_error: dead-letter
+rules:
+  - name: count
+    on: ping
+    actions:
+      - set_trait: {name: n, value: "{{range .event.properties.n}}x{{end}}"}
+  - name: grid
+    on: ping
+    when: event.properties.l != nil
+    actions:
+      - set_trait: {name: l, value: "{{range .event.properties.l}}{{range $.event.properties.l}}{{end}}.{{end}}"}
+`
+
+// TestRuleBudgetsLive: events whose templates would run on for ever (a range over n=1e9 from
+// the event; nested ranges over 400 elements, 160,400 steps) are dead-lettered as rule errors
+// with the budget in the detail, among ordinary events of the same partition, which are all
+// processed; the partition commits to its end.
+func TestRuleBudgetsLive(t *testing.T) {
+	d := pipeline.DefaultTopics()
+	k := pipelinetest.New(t, 1, []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog, d.EventLog},
+		pipelinetest.Compacted(d.Changelog))
+	topics := pipeline.Topics{System: k.Name(d.System), Events: k.Name(d.Events), Late: k.Name(d.Late), Dead: k.Name(d.Dead),
+		Changelog: k.Name(d.Changelog), EventLog: k.Name(d.EventLog)}
+	input := k.Name("events")
+	rs, err := pipeline.ParseRuleSet([]byte(budgetRules), nil, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	hostile := map[string]string{ // event id -> the rule that goes over its budget
+		"e13": "count", "e27": "grid",
+	}
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).UnixMilli()
+	var recs []*kgo.Record
+	for i := range n {
+		props := fmt.Sprintf(`{"n": %d, "l": [1, 2, 3]}`, i%5+1)
+		switch id := fmt.Sprintf("e%d", i); hostile[id] {
+		case "count":
+			props = `{"n": 1000000000}`
+		case "grid":
+			props = `{"n": 1, "l": [` + strings.TrimSuffix(strings.Repeat("1,", 400), ",") + `]}`
+		}
+		v := fmt.Sprintf(`{"id":"e%d","type":"ping","profile":"u1","session":"s1","time":%d,"properties":%s}`, i, start+int64(i)*1000, props)
+		recs = append(recs, &kgo.Record{Topic: input, Key: []byte("u1"), Value: []byte(v)})
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+
+	now := new(atomic.Int64)
+	now.Store(start)
+	l, err := pipeline.NewLive(pipeline.LiveConfig{Brokers: k.Brokers, Group: k.Name("dwell"), Inputs: []string{input}, Topics: topics,
+		DataDir: "data", FS: vfs.NewMem(), Now: func() time.Time { return time.UnixMilli(now.Load()) },
+		PollTimeout: 50 * time.Millisecond, MaxPollRecords: 7, Rules: rs, EventLog: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	pipelinetest.WaitFor(t, "the partition to commit its end", 60*time.Second, func() bool {
+		return groupCaughtUp(t, k.Brokers, k.Name("dwell"), input)
+	})
+	// The last events wait for the watermark (max out-of-orderness): idle, it follows the clock.
+	pipelinetest.WaitFor(t, "every event processed", 60*time.Second, func() bool {
+		now.Add(time.Minute.Milliseconds())
+		return len(pipelinetest.ReadCommitted(t, k.Brokers, topics.Events)) >= n
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	dead := pipelinetest.ReadCommitted(t, k.Brokers, topics.Dead)
+	if len(dead) != len(hostile) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(hostile))
+	}
+	for _, r := range dead {
+		h := map[string]string{}
+		for _, x := range r.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		var e struct{ ID string }
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`rule %q: action 1: value: template exceeded its budget of 100000 steps`, hostile[e.ID])
+		if h["dwell-reason"] != "rule-error" || h["dwell-detail"] != want {
+			t.Errorf("dead letter of %s: reason %q, detail %q; want rule-error, %q", e.ID, h["dwell-reason"], h["dwell-detail"], want)
+		}
+	}
+	states := map[string]string{}
+	for _, r := range pipelinetest.ReadCommitted(t, k.Brokers, topics.EventLog) {
+		var e struct {
+			ID    string `json:"event_id"`
+			State string
+		}
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatal(err)
+		}
+		states[e.ID] = e.State
+	}
+	for i := range n {
+		id := fmt.Sprintf("e%d", i)
+		want := "processed"
+		if hostile[id] != "" {
+			want = "dead-lettered"
+		}
+		if states[id] != want {
+			t.Errorf("event %s: logged %q, want %q", id, states[id], want)
+		}
+	}
+	if got := len(pipelinetest.ReadCommitted(t, k.Brokers, topics.Events)); got != n {
+		t.Errorf("%d events written, want all %d", got, n)
+	}
+}
