@@ -17,11 +17,13 @@ import (
 // whatever the event holds.
 //
 // Templates: text/template has no budget of its own, so after parsing, every template is
-// instrumented (instrument): the pipeline of every range is piped through rangeFunc, which
-// charges a step per element (or key, or count) of what the range goes over before its first
-// iteration, and lets a range go over a whole number from the data like over an integer; an
-// action calling stepFunc starts the body of every defined template, so that each template
-// call costs a step. The functions that build text (printf, print, json, join, upper, ...) charge a step
+// instrumented (instrument), so that a step is about one command executed: the pipeline of
+// every range is piped through rangeFunc, which charges, before the first iteration, the
+// weight of the range's body (its commands, those of nested ranges aside, which charge their
+// own) for each element, key or count the range goes over, and lets a range go over a whole
+// number from the data like over an integer; an action calling stepFunc starts the body of
+// every defined template and charges its weight at each call. The functions that build text
+// (printf, print, json, join, upper, ...) charge a step per value of the data they format and
 // per KiB they build; printf and join are refused beforehand when what they would build is
 // over the byte budget (a printf width multiplies, a join separator too). The rendered text
 // goes through a writer that fails past the byte budget. A template is executed only through
@@ -64,22 +66,8 @@ const (
 	rangeFunc = "_dwell_range"
 )
 
-// The nodes instrument inserts, parsed once and shared (execution never changes a tree). The
-// step is a declaration, so that it prints nothing, of a variable no template can name.
-var stepAction, rangeCmd = func() (*parse.ActionNode, *parse.CommandNode) {
-	trees, err := parse.Parse("budget", "{{$s := "+stepFunc+"}}{{. | "+rangeFunc+"}}", "", "",
-		map[string]any{stepFunc: true, rangeFunc: true}) // only the names count
-	if err != nil {
-		panic(err)
-	}
-	nodes := trees["budget"].Root.Nodes
-	step := nodes[0].(*parse.ActionNode)
-	step.Pipe.Decl[0].Ident[0] = "$ dwell step"
-	return step, nodes[1].(*parse.ActionNode).Pipe.Cmds[1]
-}()
-
-// instrument makes every range of t charge what it goes over, and every call of a defined
-// template cost a step.
+// instrument makes every range of t charge the weight of its body for each element it goes
+// over, and every call of a defined template the weight of its body.
 func instrument(t *template.Template) {
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil || tt.Root == nil {
@@ -87,7 +75,7 @@ func instrument(t *template.Template) {
 		}
 		instrumentList(tt.Root)
 		if tt.Name() != t.Name() {
-			tt.Root.Nodes = append([]parse.Node{stepAction}, tt.Root.Nodes...)
+			tt.Root.Nodes = append([]parse.Node{stepAction(weight(tt.Root))}, tt.Root.Nodes...)
 		}
 	}
 }
@@ -105,11 +93,72 @@ func instrumentList(l *parse.ListNode) {
 			instrumentList(n.List)
 			instrumentList(n.ElseList)
 		case *parse.RangeNode:
+			w := weight(n.List)
 			instrumentList(n.List)
 			instrumentList(n.ElseList)
-			n.Pipe.Cmds = append(n.Pipe.Cmds, rangeCmd)
+			n.Pipe.Cmds = append(n.Pipe.Cmds, rangeCmd(w))
 		}
 	}
+}
+
+// weight is what one execution of a list costs in steps, those of its ranges' bodies aside
+// (they charge their own): 1, and 1 per command of its pipelines, through if and with (both
+// branches) and template calls (the callee charges its own weight).
+func weight(l *parse.ListNode) int {
+	w := 1
+	var walk func(l *parse.ListNode)
+	pipe := func(p *parse.PipeNode) {
+		if p != nil {
+			w = satAdd(w, len(p.Cmds))
+		}
+	}
+	walk = func(l *parse.ListNode) {
+		if l == nil {
+			return
+		}
+		for _, n := range l.Nodes {
+			switch n := n.(type) {
+			case *parse.ActionNode:
+				pipe(n.Pipe)
+			case *parse.IfNode:
+				pipe(n.Pipe)
+				walk(n.List)
+				walk(n.ElseList)
+			case *parse.WithNode:
+				pipe(n.Pipe)
+				walk(n.List)
+				walk(n.ElseList)
+			case *parse.RangeNode:
+				pipe(n.Pipe)
+				walk(n.ElseList)
+			case *parse.TemplateNode:
+				pipe(n.Pipe)
+				w = satAdd(w, 1)
+			}
+		}
+	}
+	walk(l)
+	return w
+}
+
+// stepAction and rangeCmd are the nodes instrument inserts, parsed from text. The step is a
+// declaration, so that it prints nothing, of a variable no template can name.
+func stepAction(w int) *parse.ActionNode {
+	n := parseBudget(fmt.Sprintf("{{$s := %s %d}}", stepFunc, w)).(*parse.ActionNode)
+	n.Pipe.Decl[0].Ident[0] = "$ dwell step"
+	return n
+}
+
+func rangeCmd(w int) *parse.CommandNode {
+	return parseBudget(fmt.Sprintf("{{. | %s %d}}", rangeFunc, w)).(*parse.ActionNode).Pipe.Cmds[1]
+}
+
+func parseBudget(text string) parse.Node {
+	trees, err := parse.Parse("budget", text, "", "", map[string]any{stepFunc: true, rangeFunc: true}) // only the names count
+	if err != nil {
+		panic(err)
+	}
+	return trees["budget"].Root.Nodes[0]
 }
 
 // checkTemplate refuses what parsing shows about t: recursion, calls of undefined templates,
@@ -187,7 +236,7 @@ func (c *tmplChecker) cost(name string, stack []string) (*tmplCost, error) {
 		return nil, err
 	}
 	if name != c.t.Name() {
-		k.steps = satAdd(k.steps, 1) // a call of a defined template costs a step
+		k.steps = satAdd(k.steps, weight(tt.Root)) // charged at each call
 	}
 	c.costs[name] = &k
 	return &k, nil
@@ -262,6 +311,7 @@ func (c *tmplChecker) rangeCost(tr *parse.Tree, n *parse.RangeNode, stack []stri
 			pos(tr, n), k.depth, maxRangeNesting)
 	}
 	count, literal := rangeLiteral(n.Pipe)
+	w := weight(n.List)
 	brk, cont := cuts(n.List)
 	if cont {
 		body = tmplCost{} // an iteration may skip the rest of the body
@@ -271,9 +321,9 @@ func (c *tmplChecker) rangeCost(tr *parse.Tree, n *parse.RangeNode, stack []stri
 	case count <= 0:
 		k.steps, k.bytes = els.steps, els.bytes
 	case brk:
-		k.steps = count // charged before the first iteration, which may stop it
+		k.steps = satMul(count, w) // charged before the first iteration, which may stop it
 	default:
-		k.steps, k.bytes = satMul(count, satAdd(body.steps, 1)), satMul(count, body.bytes)
+		k.steps, k.bytes = satMul(count, satAdd(body.steps, w)), satMul(count, body.bytes)
 	}
 	if k.steps > c.lim.MaxTemplateSteps {
 		return k, fmt.Errorf("%s: range over %d always takes at least %d steps, over the template budget of %d (limits: max_template_steps): range over a list, or fewer times",
@@ -402,7 +452,7 @@ func (r *run) clone(t *tmpl) (*template.Template, error) {
 	}
 	if r.funcs == nil {
 		f := templateFuncs(r)
-		f[stepFunc] = func() (string, error) { return "", r.charge(1) }
+		f[stepFunc] = func(w int) (string, error) { return "", r.charge(w) }
 		f[rangeFunc] = r.rangeOver
 		r.funcs = f
 	}
@@ -425,44 +475,88 @@ func (r *run) charge(n int) error {
 	return nil
 }
 
-// chargeText charges a step per KiB of text a function built.
-func (r *run) chargeText(n int) error { return r.charge(n >> 10) }
+// chargeText charges a step per KiB (begun) of text a function built.
+func (r *run) chargeText(n int) error { return r.charge((n + 1023) >> 10) }
+
+// chargeValues charges a step per value (element, key, field) of the data in args that a
+// function formats: fmt and encoding/json spend far more on a value than on a byte.
+func (r *run) chargeValues(args ...any) error {
+	n := 0
+	for _, a := range args {
+		n = satAdd(n, values(a, r.steps+1-n))
+	}
+	return r.charge(n)
+}
+
+// values counts the values in v, stopping past limit.
+func values(v any, limit int) int {
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		if n > limit {
+			return
+		}
+		switch x := v.(type) {
+		case []any:
+			n += len(x)
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			n += len(x)
+			for _, e := range x {
+				walk(e)
+			}
+		case []string:
+			n += len(x)
+		case map[string]string:
+			n += len(x)
+		case map[string]int64:
+			n += len(x)
+		}
+	}
+	walk(v)
+	return n
+}
 
 // overBytes is the error of a template that would render, or build, more than its budget.
 func (r *run) overBytes() error {
 	return &budgetError{what: "template", unit: "bytes", n: r.lim.MaxTemplateBytes}
 }
 
-// rangeOver is rangeFunc: it charges a step per element, key or count of what a range is
-// about to go over (a range over a map sorts its keys first), whether or not the range then
-// breaks early, and turns a whole number of float64 (the numbers of decoded properties) into
-// an int, so that a range goes over it like over an integer.
-func (r *run) rangeOver(v any) (any, error) {
+// rangeOver is rangeFunc: it charges w steps (the weight of the range's body) per element,
+// key or count of what a range is about to go over (a range over a map sorts its keys
+// first), whether or not the range then breaks early, and turns a whole number of float64
+// (the numbers of decoded properties) into an int, so that a range goes over it like over an
+// integer.
+func (r *run) rangeOver(w int, v any) (any, error) {
+	n := 0
 	switch x := v.(type) {
 	case nil:
 		return nil, nil
 	case []any:
-		return v, r.charge(len(x))
+		n = len(x)
 	case []string:
-		return v, r.charge(len(x))
+		n = len(x)
 	case int:
-		return v, r.charge(max(x, 0))
+		n = x
 	case float64:
 		if x != math.Trunc(x) || math.Abs(x) >= 1<<53 {
 			return v, nil // text/template refuses it
 		}
-		n := int(x)
-		return n, r.charge(max(n, 0))
+		n = int(x)
+		v = n
+	default:
+		switch rv := reflect.ValueOf(v); rv.Kind() {
+		case reflect.Map, reflect.Slice, reflect.Array, reflect.String:
+			n = rv.Len()
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			n = int(max(min(rv.Int(), satMax), 0))
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+			n = int(min(rv.Uint(), satMax))
+		}
 	}
-	switch rv := reflect.ValueOf(v); rv.Kind() {
-	case reflect.Map, reflect.Slice, reflect.Array, reflect.String:
-		return v, r.charge(rv.Len())
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return v, r.charge(int(max(min(rv.Int(), math.MaxInt32), 0)))
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return v, r.charge(int(min(rv.Uint(), math.MaxInt32)))
-	}
-	return v, nil
+	return v, r.charge(satMul(max(n, 0), w))
 }
 
 // limitedBuffer is the writer of a template's text: it fails past the byte budget of r's

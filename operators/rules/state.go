@@ -61,9 +61,11 @@ type Limits struct {
 	MaxTimers int `yaml:"max_timers"`
 	// MaxValueBytes bounds a name, a trait value, a tag or a timer's data.
 	MaxValueBytes int `yaml:"max_value_bytes"`
-	// MaxTemplateSteps is the budget of one template evaluation. A step is one element, key
-	// or count that a range goes over (charged as it starts), one call of a defined template,
-	// or a KiB of text a function builds (printf, print, json, join, upper, ...).
+	// MaxTemplateSteps is the budget of one template evaluation, in steps of about one
+	// command executed: a range charges, as it starts, the commands of its body for each
+	// element, key or count it goes over; a call of a defined template, those of its body; a
+	// function that formats data (printf, print, json, join, upper, ...), a step per value
+	// and per KiB it builds.
 	MaxTemplateSteps int `yaml:"max_template_steps"`
 	// MaxTemplateBytes bounds the text one template evaluation renders, and what one call of
 	// printf or join may build.

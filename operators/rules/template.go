@@ -57,6 +57,9 @@ func templateFuncs(r *run) template.FuncMap {
 	}
 	texts := func(f func(...any) string) func(...any) (string, error) {
 		return func(args ...any) (string, error) {
+			if err := r.chargeValues(args...); err != nil {
+				return "", err
+			}
 			s := f(args...)
 			return s, r.chargeText(len(s))
 		}
@@ -103,6 +106,9 @@ func templateFuncs(r *run) template.FuncMap {
 			case []string:
 				parts = l
 			case []any:
+				if err := r.chargeValues(l); err != nil {
+					return "", err
+				}
 				parts = make([]string, len(l))
 				for i, x := range l {
 					parts[i] = fmt.Sprint(x)
@@ -126,6 +132,9 @@ func templateFuncs(r *run) template.FuncMap {
 			return s, r.chargeText(len(s))
 		},
 		"json": func(v any) (string, error) {
+			if err := r.chargeValues(v); err != nil {
+				return "", err
+			}
 			b, err := json.Marshal(v)
 			if err != nil {
 				return "", err
@@ -154,6 +163,9 @@ func templateFuncs(r *run) template.FuncMap {
 		"printf": func(format string, args ...any) (string, error) {
 			if printfBound(format, args, r.lim.MaxTemplateBytes) > r.lim.MaxTemplateBytes {
 				return "", r.overBytes()
+			}
+			if err := r.chargeValues(args...); err != nil {
+				return "", err
 			}
 			s := fmt.Sprintf(format, args...)
 			return s, r.chargeText(len(s))
