@@ -26,9 +26,9 @@ import (
 // (printf, print, json, join, upper, ...) charge a step per value of the data they format and
 // per KiB they build; printf and join are refused beforehand when what they would build is
 // over the byte budget (a printf width multiplies, a join separator too). The rendered text
-// goes through a writer that fails past the byte budget. A template is executed only through
-// a clone bound to the run of one engine (run.clone), whose step counter it charges: engines
-// run on their partitions' goroutines, and the Config's templates are shared by all.
+// goes through a writer that fails past the byte budget. A template is executed only as a
+// clone (tmpl.get) whose functions charge the clone's own counter: the Config's templates are
+// shared by the engines of all partitions, which run on their own goroutines.
 //
 // What parsing can see is refused at load (checkTemplate): templates that call themselves,
 // directly or through others, calls of templates that are not defined, ranges nested more than
@@ -73,9 +73,10 @@ func instrument(t *template.Template) {
 		if tt.Tree == nil || tt.Root == nil {
 			continue
 		}
+		w := weight(tt.Root) // before: what the checker weighed
 		instrumentList(tt.Root)
 		if tt.Name() != t.Name() {
-			tt.Root.Nodes = append([]parse.Node{stepAction(weight(tt.Root))}, tt.Root.Nodes...)
+			tt.Root.Nodes = append([]parse.Node{stepAction(w)}, tt.Root.Nodes...)
 		}
 	}
 }
@@ -438,54 +439,69 @@ func pos(tr *parse.Tree, n parse.Node) string {
 	return loc
 }
 
-// Execution: the run of an engine executes clones of the config's templates whose budget
-// functions charge it.
+// Execution: a template executes as a clone of the config's, taken from the template's pool
+// (tmpl.get), whose functions charge the clone's own budget. Clones are not shared while they
+// run, so partitions' workers rendering one template at once each have their own; a pool keeps
+// about as many as render at once, not one per partition.
 
-// clone returns the run's executable clone of t's template.
-func (r *run) clone(t *tmpl) (*template.Template, error) {
-	if c := r.clones[t]; c != nil {
-		return c, nil
+// budget is what the functions of one executable clone charge, for the evaluation under way.
+type budget struct {
+	steps int     // left
+	lim   *Limits // the config's
+}
+
+// execTmpl is an executable clone of a template, with its budget.
+type execTmpl struct {
+	t *template.Template
+	b budget
+}
+
+// get returns an executable clone of tp, from its pool or new; put it back with tp.pool.Put.
+func (tp *tmpl) get() (*execTmpl, error) {
+	if x, ok := tp.pool.Get().(*execTmpl); ok {
+		return x, nil
 	}
-	c, err := t.t.Clone()
+	c, err := tp.t.Clone()
 	if err != nil {
 		return nil, err
 	}
-	if r.funcs == nil {
-		f := templateFuncs(r)
-		f[stepFunc] = func(w int) (string, error) { return "", r.charge(w) }
-		f[rangeFunc] = r.rangeOver
-		r.funcs = f
-	}
-	c.Funcs(r.funcs)
-	if r.clones == nil {
-		r.clones = make(map[*tmpl]*template.Template)
-	}
-	r.clones[t] = c
-	return c, nil
+	x := &execTmpl{t: c}
+	f := templateFuncs(&x.b)
+	f[stepFunc] = func(w int) (string, error) { return "", x.b.charge(w) }
+	f[rangeFunc] = x.b.rangeOver
+	c.Funcs(f)
+	return x, nil
 }
 
-// charge takes n steps from the budget of the template being rendered.
-func (r *run) charge(n int) error {
-	if r == nil {
-		return errors.New("template executed without a budget")
+// errNoBudget is the error of a template executed outside render: never, but if it were, it
+// would not run unbounded.
+var errNoBudget = errors.New("template executed without a budget")
+
+// charge takes n steps from the budget of the evaluation under way.
+func (b *budget) charge(n int) error {
+	if b == nil || b.lim == nil {
+		return errNoBudget
 	}
-	if r.steps -= min(n, r.steps+1); r.steps < 0 {
-		return &budgetError{what: "template", unit: "steps", n: r.lim.MaxTemplateSteps}
+	if b.steps -= min(n, b.steps+1); b.steps < 0 {
+		return &budgetError{what: "template", unit: "steps", n: b.lim.MaxTemplateSteps}
 	}
 	return nil
 }
 
 // chargeText charges a step per KiB (begun) of text a function built.
-func (r *run) chargeText(n int) error { return r.charge((n + 1023) >> 10) }
+func (b *budget) chargeText(n int) error { return b.charge((n + 1023) >> 10) }
 
 // chargeValues charges a step per value (element, key, field) of the data in args that a
 // function formats: fmt and encoding/json spend far more on a value than on a byte.
-func (r *run) chargeValues(args ...any) error {
+func (b *budget) chargeValues(args ...any) error {
+	if b == nil || b.lim == nil {
+		return errNoBudget
+	}
 	n := 0
 	for _, a := range args {
-		n = satAdd(n, values(a, r.steps+1-n))
+		n = satAdd(n, values(a, b.steps+1-n))
 	}
-	return r.charge(n)
+	return b.charge(n)
 }
 
 // values counts the values in v, stopping past limit.
@@ -519,9 +535,12 @@ func values(v any, limit int) int {
 	return n
 }
 
+// maxBytes is the byte budget.
+func (b *budget) maxBytes() int { return b.lim.MaxTemplateBytes }
+
 // overBytes is the error of a template that would render, or build, more than its budget.
-func (r *run) overBytes() error {
-	return &budgetError{what: "template", unit: "bytes", n: r.lim.MaxTemplateBytes}
+func (b *budget) overBytes() error {
+	return &budgetError{what: "template", unit: "bytes", n: b.lim.MaxTemplateBytes}
 }
 
 // rangeOver is rangeFunc: it charges w steps (the weight of the range's body) per element,
@@ -529,7 +548,7 @@ func (r *run) overBytes() error {
 // first), whether or not the range then breaks early, and turns a whole number of float64
 // (the numbers of decoded properties) into an int, so that a range goes over it like over an
 // integer.
-func (r *run) rangeOver(w int, v any) (any, error) {
+func (b *budget) rangeOver(w int, v any) (any, error) {
 	n := 0
 	switch x := v.(type) {
 	case nil:
@@ -556,19 +575,18 @@ func (r *run) rangeOver(w int, v any) (any, error) {
 			n = int(min(rv.Uint(), satMax))
 		}
 	}
-	return v, r.charge(satMul(max(n, 0), w))
+	return v, b.charge(satMul(max(n, 0), w))
 }
 
-// limitedBuffer is the writer of a template's text: it fails past the byte budget of r's
-// limits.
+// limitedBuffer is the writer of a template's text: it fails past the byte budget.
 type limitedBuffer struct {
 	bytes.Buffer
-	r *run
+	budget *budget
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if b.Len()+len(p) > b.r.lim.MaxTemplateBytes {
-		return 0, b.r.overBytes()
+	if b.Len()+len(p) > b.budget.maxBytes() {
+		return 0, b.budget.overBytes()
 	}
 	return b.Buffer.Write(p)
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/internal/jsonx"
@@ -177,7 +176,6 @@ func (e *Engine) SetConfig(cfg *Config, reg *Registry) {
 	}
 	e.cfg, e.reg = cfg, reg
 	e.cache = make(map[string][]int32)
-	clear(e.run.clones)
 }
 
 // Config returns the config the engine runs.
@@ -284,12 +282,6 @@ type run struct {
 	params    paramSet      // reused across events: a notify action's rendered params
 	to        []string      // reused across events: a notify action's recipients
 	slow      bool          // tests: render every template with text/template
-
-	// Templates execute as clones bound to this run (budget.go), made on first use and
-	// dropped with the config; steps is the budget left to the template being rendered.
-	clones map[*tmpl]*template.Template
-	funcs  template.FuncMap
-	steps  int
 }
 
 // Apply runs the rules on the event in env against the key's state st, which it updates in

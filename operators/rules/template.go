@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 	"time"
@@ -45,23 +46,23 @@ import (
 // going over it (a literal range too large, ranges nested more than 3 deep, a printf width
 // over the byte budget), recursion and calls of undefined templates are load errors.
 
-// templateFuncs returns the function set, bound to the run whose budget the functions that
-// build text charge (nil when parsing: the parsed templates are never executed, only their
-// clones, run.clone).
-func templateFuncs(r *run) template.FuncMap {
+// templateFuncs returns the function set, bound to the budget that the functions that build
+// text charge (nil when parsing: the parsed templates are never executed, only their clones,
+// tmpl.get).
+func templateFuncs(bg *budget) template.FuncMap {
 	text := func(f func(string) string) func(string) (string, error) {
 		return func(s string) (string, error) {
 			s = f(s)
-			return s, r.chargeText(len(s))
+			return s, bg.chargeText(len(s))
 		}
 	}
 	texts := func(f func(...any) string) func(...any) (string, error) {
 		return func(args ...any) (string, error) {
-			if err := r.chargeValues(args...); err != nil {
+			if err := bg.chargeValues(args...); err != nil {
 				return "", err
 			}
 			s := f(args...)
-			return s, r.chargeText(len(s))
+			return s, bg.chargeText(len(s))
 		}
 	}
 	return template.FuncMap{
@@ -106,7 +107,7 @@ func templateFuncs(r *run) template.FuncMap {
 			case []string:
 				parts = l
 			case []any:
-				if err := r.chargeValues(l); err != nil {
+				if err := bg.chargeValues(l); err != nil {
 					return "", err
 				}
 				parts = make([]string, len(l))
@@ -119,27 +120,27 @@ func templateFuncs(r *run) template.FuncMap {
 				return "", fmt.Errorf("join: %T is not a list", v)
 			}
 			// The separator repeats: refuse beforehand what would be over the budget.
-			limit, n := r.lim.MaxTemplateBytes, 0
+			limit, n := bg.maxBytes(), 0
 			for _, p := range parts {
 				if n += len(p); n > limit {
-					return "", r.overBytes()
+					return "", bg.overBytes()
 				}
 			}
 			if len(parts) > 1 && len(sep) > 0 && len(parts)-1 > (limit-n)/len(sep) {
-				return "", r.overBytes()
+				return "", bg.overBytes()
 			}
 			s := strings.Join(parts, sep)
-			return s, r.chargeText(len(s))
+			return s, bg.chargeText(len(s))
 		},
 		"json": func(v any) (string, error) {
-			if err := r.chargeValues(v); err != nil {
+			if err := bg.chargeValues(v); err != nil {
 				return "", err
 			}
 			b, err := json.Marshal(v)
 			if err != nil {
 				return "", err
 			}
-			return string(b), r.chargeText(len(b))
+			return string(b), bg.chargeText(len(b))
 		},
 		"time": func(v any) (string, error) {
 			ms, err := toInt(v)
@@ -161,14 +162,14 @@ func templateFuncs(r *run) template.FuncMap {
 		// text/template's own, charged; printf refused beforehand when its widths or its
 		// arguments would make it build more than the budget.
 		"printf": func(format string, args ...any) (string, error) {
-			if printfBound(format, args, r.lim.MaxTemplateBytes) > r.lim.MaxTemplateBytes {
-				return "", r.overBytes()
+			if printfBound(format, args, bg.maxBytes()) > bg.maxBytes() {
+				return "", bg.overBytes()
 			}
-			if err := r.chargeValues(args...); err != nil {
+			if err := bg.chargeValues(args...); err != nil {
 				return "", err
 			}
 			s := fmt.Sprintf(format, args...)
-			return s, r.chargeText(len(s))
+			return s, bg.chargeText(len(s))
 		},
 		"print":    texts(fmt.Sprint),
 		"println":  texts(fmt.Sprintln),
@@ -204,6 +205,8 @@ type tmpl struct {
 	// those; props: it reads the event's properties, which must be decoded for it.
 	need  roots
 	props bool
+	// pool holds executable clones of t (*execTmpl; budget.go).
+	pool sync.Pool
 	// fast is set when the template is only text and plain field references
 	// ({{.event.type}}, {{.profile.traits.plan}}): it is then rendered without text/template,
 	// with the same result.
@@ -563,14 +566,18 @@ func (r *run) render(t *tmpl, params *paramSet) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c, err := r.clone(t)
+	x, err := t.get()
 	if err != nil {
 		return "", err
 	}
+	x.b = budget{steps: r.lim.MaxTemplateSteps, lim: r.lim}
 	b := &r.buf
 	b.Reset()
-	b.r, r.steps = r, r.lim.MaxTemplateSteps
-	if err := c.Execute(b, data); err != nil {
+	b.budget = &x.b
+	err = x.t.Execute(b, data)
+	b.budget, x.b = nil, budget{}
+	t.pool.Put(x)
+	if err != nil {
 		var be *budgetError
 		if errors.As(err, &be) {
 			return "", be // the budget, without text/template's context
