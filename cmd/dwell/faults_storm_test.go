@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -149,6 +152,9 @@ const absurdScenario = "one event 50m ahead of the wall clock (guard)"
 const absurdID = "evt-absurd-ahead"
 
 func injectFor(scenario string) func([]*kgo.Record) []*kgo.Record {
+	if scenario == hostileScenario {
+		return injectProbes
+	}
 	if scenario != absurdScenario {
 		return nil
 	}
@@ -179,5 +185,80 @@ func (f *faultRun) absurdTime() string {
 		return "dead-lettered, wrong reason"
 	}
 	f.t.Errorf("the absurd event is not on the dead-letter topic")
+	return "not dead-lettered"
+}
+
+// The hostile-rule row: the config topic carries a rule set whose template ranges over a
+// number the event gives (no validation can see it); a probe event with n = 1e9 must go over
+// the template's budget and be dead-lettered as a rule error, while the partition goes on (the
+// system events equal the offline run's, which has no rules: rules do not change them); a good
+// version published later must be applied.
+const hostileScenario = "hostile rule via the config topic"
+
+const hostileRules = `version: %s
+on_error: dead-letter
+rules:
+  - name: probe
+    on: probe
+    actions:
+      - set_trait: {name: x, value: %q}
+`
+
+// injectProbes puts probe events among the records: n = 3 a quarter in, n = 1e9 halfway.
+func injectProbes(recs []*kgo.Record) []*kgo.Record {
+	for _, at := range []struct {
+		share float64
+		id    string
+		n     int
+	}{{0.5, "evt-probe-huge", 1_000_000_000}, {0.25, "evt-probe-ok", 3}} {
+		i := int(float64(len(recs)) * at.share)
+		v := fmt.Sprintf(`{"id":%q,"type":"probe","time":%d,"profile":{"id":%q},"properties":{"n":%d}}`,
+			at.id, recs[i].Timestamp.UnixMilli(), recs[i].Key, at.n)
+		recs = slices.Insert(recs, i, &kgo.Record{Key: recs[i].Key, Value: []byte(v), Timestamp: recs[i].Timestamp})
+	}
+	return recs
+}
+
+func (f *faultRun) hostileRule() string {
+	f.t.Helper()
+	topic := f.input + "-config"
+	apply := func(version, value string) {
+		file := filepath.Join(f.dir, version+".yaml")
+		if err := os.WriteFile(file, fmt.Appendf(nil, hostileRules, version, value), 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+		var out, errs bytes.Buffer
+		if err := cmdConfig(context.Background(), []string{"apply", file, "--brokers", strings.Join(f.brokers, ","),
+			"--topic", topic, "--create-topic"}, &out, &errs); err != nil {
+			f.t.Fatalf("dwell config apply %s: %v\n%s", version, err, errs.String())
+		}
+	}
+	apply("hostile-1", "{{range .event.properties.n}}x{{end}}")
+	f.extraArgs = []string{"--config-topic", topic, "--event-log", "none"}
+	p := f.start(f.newDataDir())
+	f.waitProgress(0.6, p)
+	apply("good-2", "{{.event.properties.n}}")
+	f.waitLog(p, "version=good-2", progressTimeout)
+	f.waitProgress(1, p)
+	for _, r := range pipelinetest.ReadCommitted(f.t, f.brokers, f.topics.Dead) {
+		if !bytes.Contains(r.Value, []byte("evt-probe-")) {
+			continue
+		}
+		var reason, detail string
+		for _, h := range r.Headers {
+			switch h.Key {
+			case deadletter.Reason:
+				reason = string(h.Value)
+			case deadletter.Detail:
+				detail = string(h.Value)
+			}
+		}
+		if !bytes.Contains(r.Value, []byte("evt-probe-huge")) || reason != string(operators.ReasonRuleError) || !strings.Contains(detail, "budget") {
+			f.t.Errorf("dead letter %s: reason %q, detail %q; want only evt-probe-huge, rule-error over its budget", r.Value, reason, detail)
+			continue
+		}
+		return "n=1e9: rule-error (" + detail + "); good-2 applied"
+	}
+	f.t.Errorf("evt-probe-huge is not on the dead-letter topic")
 	return "not dead-lettered"
 }

@@ -110,6 +110,10 @@ func TestFaults(t *testing.T) {
 		// every profile is forgotten (faults_storm_test.go).
 		{absurdScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 100_000,
 			func(f *faultRun) string { return f.absurdTime() }, nil, nil},
+		// A rule whose template ranges over a number from the event, published to the config
+		// topic, meets n = 1e9; then a good version replaces it (faults_storm_test.go).
+		{hostileScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 100_000,
+			func(f *faultRun) string { return f.hostileRule() }, nil, nil},
 	}
 	// DWELL_FAULT_SCALE=0.1 runs the suite on a tenth of the events, for a quick look.
 	scale := 1.0
