@@ -217,8 +217,8 @@ func (c *LiveConfig) validate() error {
 		errs = append(errs, fmt.Errorf("pipeline: max cycle time %s must be positive and below the transaction timeout %s, which the cycle's end needs too; pass --max-cycle-time (default a third of --transaction-timeout)",
 			c.MaxCycleTime, c.TransactionTimeout))
 	}
-	if c.StallTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("pipeline: stall timeout %s must be positive; pass --stall-timeout", c.StallTimeout))
+	if c.StallTimeout < 10*time.Second {
+		errs = append(errs, fmt.Errorf("pipeline: stall timeout %s must be at least 10s (an idle partition proves progress by a fetch response, which brokers send every 5s when there is nothing to fetch); pass --stall-timeout", c.StallTimeout))
 	}
 	if _, err := rules.ParseLogLevel(c.EventLog); err != nil {
 		errs = append(errs, fmt.Errorf("pipeline: event log %q: use all, errors or none; pass --event-log", c.EventLog))

@@ -90,7 +90,7 @@ func (l *Live) abortOpen() error {
 var errCrashed = errors.New("pipeline: crashed (test)")
 
 // cycleFailureReasons label dwell_cycle_failures_total: what made a cycle fail.
-var cycleFailureReasons = []string{"transaction", "restore", "produce", "state", "offsets", "timeout"}
+var cycleFailureReasons = []string{"transaction", "restore", "produce", "state", "offsets", "timeout", "rebalance"}
 
 // cycleError is a failed cycle's error with the reason it is counted under.
 type cycleError struct {
@@ -176,11 +176,28 @@ func (l *Live) runOnce(ctx context.Context) error {
 		return failed("restore", err)
 	}
 	l.process(c)
-	// The cycle in flight finishes even when stopping, but within the transaction timeout: a
-	// broker that does not answer must not hold the process (or a flush) forever. Past it, the
-	// broker aborts the transaction anyway.
-	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), c.began.Add(l.cfg.TransactionTimeout))
+	// The cycle in flight finishes even when stopping, but within the transaction timeout of
+	// the stop: a broker that does not answer must not hold a stopping process for ever. (While
+	// running, a cycle waits for a broker that is down, as the producer does, and shows as
+	// stalled meanwhile: ending it early would leave its transaction half-written.)
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	var deadline struct {
+		sync.Mutex
+		t *time.Timer
+	}
+	defer context.AfterFunc(ctx, func() {
+		deadline.Lock()
+		deadline.t = time.AfterFunc(l.cfg.TransactionTimeout, cancel)
+		deadline.Unlock()
+	})()
+	defer func() {
+		deadline.Lock()
+		if deadline.t != nil {
+			deadline.t.Stop()
+		}
+		deadline.Unlock()
+	}()
 	return l.commit(cctx, c)
 }
 
@@ -301,7 +318,7 @@ func (l *Live) pauseFetching(p int32, pause bool) {
 // A partition whose state did not commit is stopped, to be rebuilt from what Kafka holds.
 func (l *Live) commit(ctx context.Context, c *cycle) error {
 	if err := l.cl.Flush(ctx); err != nil {
-		return failed("timeout", fmt.Errorf("pipeline: the cycle's records were not all written within --transaction-timeout %s: %w", l.cfg.TransactionTimeout, err))
+		return failed("timeout", fmt.Errorf("pipeline: stopping, and the cycle's records were not all written within --transaction-timeout %s: %w", l.cfg.TransactionTimeout, err))
 	}
 	if l.sess == nil && !c.ok() {
 		_ = l.finishPartitions(false)
@@ -327,10 +344,13 @@ func (l *Live) commit(ctx context.Context, c *cycle) error {
 		if err != nil {
 			return failed("transaction", fmt.Errorf("pipeline: ending a transaction: %w", err))
 		}
-		// A cycle that aborted because a record could not be written, or a worker failed, is a
-		// failure (counted, and towards FailureTimeout); one the group aborted (a rebalance
-		// during the transaction) is not.
-		return c.failure()
+		// Every cycle that did not commit failed: a record could not be written, a worker
+		// failed, or the group aborted it (a rebalance during the transaction). Each is counted
+		// by reason and towards FailureTimeout; the partitions restore and the cycle is retried.
+		if err := c.failure(); err != nil || committed {
+			return err
+		}
+		return failed("rebalance", errors.New("pipeline: the group aborted the cycle's transaction (this instance's assignment changed during it)"))
 	}
 	if err := l.finishPartitions(true); err != nil {
 		return failed("state", err)
@@ -389,9 +409,13 @@ func (l *Live) cycleEnded(c *cycle, committed bool) {
 		"took", time.Since(c.began))
 	if committed {
 		l.committed.Add(1)
-		for p := range l.parts {
-			l.noteProgress(p)
+		fetched := l.fetches.Load()
+		for p, w := range l.parts {
+			if w.worked || fetched != l.seen {
+				l.noteProgress(p)
+			}
 		}
+		l.seen = fetched
 		return
 	}
 	l.aborted.Add(1)

@@ -6,14 +6,19 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Health that tells the truth. A partition makes progress when a cycle that includes it
-// commits (a cycle commits whether or not it had records: an idle partition progresses every
-// PollTimeout) and while its restore reads the changelog. One whose last progress is older than
+// commits having done work for it (records, timers, a watermark moved), or having nothing to
+// do - the cycle ends, and a broker has answered a fetch since the last cycle ended (a cycle
+// with nothing to write commits without a broker, so that alone proves nothing) - and while its
+// restore reads the changelog. One whose last progress is older than
 // StallTimeout is stalled: its cycles are stuck (a broker that does not answer) or keep
 // failing (a record no retry can write). Readiness and dwell_partition_stalled read the clock
 // when asked, so a cycle that never returns still shows.
@@ -116,5 +121,14 @@ func (c stallCollector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, partitionLabel(p))
+	}
+}
+
+// fetchHook counts the fetch responses read from brokers.
+type fetchHook struct{ n *atomic.Int64 }
+
+func (h fetchHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err == nil && key == int16(kmsg.Fetch) {
+		h.n.Add(1)
 	}
 }

@@ -45,6 +45,8 @@ type Live struct {
 	ready     atomic.Bool  // every assigned partition is restored
 	stopping  atomic.Bool  // Run's context is done: workers cut their cycle short
 	progress  progress     // health.go
+	fetches   atomic.Int64 // fetch responses read from a broker (health.go)
+	seen      int64        // fetches as of the last cycle's end; owned by Run's goroutine
 	restores  atomic.Int64 // partitions restored
 	committed atomic.Int64 // transactions committed
 	aborted   atomic.Int64 // transactions aborted
@@ -117,6 +119,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		kgo.OnPartitionsLost(l.onRevokedOrLost),
 		kgo.ProducerBatchMaxBytesFn(l.limits.producerMax), // each topic's max.message.bytes (limits.go)
 		kgo.WithHooks(poisonHook{&l.poison}),              // records Kafka refuses (poison.go)
+		kgo.WithHooks(fetchHook{&l.fetches}),              // fetch responses read (health.go)
 	}, cfg.ClientOpts...)
 	if cfg.Metrics != nil {
 		opts = append(opts, kgo.WithHooks(cfg.Metrics.kprom))

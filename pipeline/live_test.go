@@ -795,10 +795,11 @@ func TestLiveTimerStorm(t *testing.T) {
 	t.Logf("%d partition cycles behind; at most %d keys in memory (bound %d); output matches offline", st.BehindCycles, maxKeys, bound)
 }
 
-// TestLiveStallShowsInReadiness makes every transaction fail to end (its coordinator does not
-// answer): cycles keep failing, and once the (fake) clock has passed the stall timeout the
-// processor must say so - Readiness names the partitions, dwell_partition_stalled is 1, every
-// failure is counted by reason - and recover, ready again, once transactions end again.
+// TestLiveStallShowsInReadiness makes every transaction fail to end (its coordinator answers
+// COORDINATOR_NOT_AVAILABLE, which the client retries): the cycle is stuck, and once the (fake)
+// clock has passed the stall timeout the processor must say so - Readiness names the
+// partitions, dwell_partition_stalled is 1 - and recover, ready again, once transactions end
+// again.
 func TestLiveStallShowsInReadiness(t *testing.T) {
 	e := setupLive(t, bench.WebConfig{Profiles: 50, Rate: 20}, 300)
 	fake := e.k.Fake()
@@ -806,11 +807,13 @@ func TestLiveStallShowsInReadiness(t *testing.T) {
 		t.Skip("needs kfake to inject failures")
 	}
 	var failing atomic.Bool
+	var refused atomic.Int64
 	fake.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		fake.KeepControl()
 		if !failing.Load() {
 			return nil, nil, false
 		}
+		refused.Add(1)
 		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil, true
@@ -855,7 +858,7 @@ func TestLiveStallShowsInReadiness(t *testing.T) {
 	}
 	failing.Store(true)
 	produceWeb(t, e.brokers, e.input, bench.WebConfig{Seed: 2, Profiles: 50, Rate: 20}, 100) // work that cannot commit
-	pipelinetest.WaitFor(t, "failed cycles", 30*time.Second, func() bool { return cycleFailures(t, reg, "") >= 2 })
+	pipelinetest.WaitFor(t, "transaction ends refused", 30*time.Second, func() bool { return refused.Load() >= 2 })
 	if err := l.Readiness(); err != nil && strings.Contains(err.Error(), "progress") {
 		t.Fatalf("stalled before the stall timeout passed: %v", err)
 	}
@@ -867,13 +870,10 @@ func TestLiveStallShowsInReadiness(t *testing.T) {
 	if n := stalled(); n != livePartitions {
 		t.Fatalf("dwell_partition_stalled sums to %d, want %d", n, livePartitions)
 	}
-	if cycleFailures(t, reg, "transaction")+cycleFailures(t, reg, "timeout") == 0 {
-		t.Fatal("the failed transaction ends were not counted under their reason")
-	}
 	failing.Store(false)
 	pipelinetest.WaitFor(t, "readiness after recovery", 60*time.Second, func() bool { return l.Readiness() == nil })
 	if n := stalled(); n != 0 {
 		t.Fatalf("%d partitions still stalled after recovery", n)
 	}
-	t.Logf("stalled and recovered; %v cycle failures counted", cycleFailures(t, reg, ""))
+	t.Logf("stalled and recovered; %d transaction ends refused meanwhile", refused.Load())
 }

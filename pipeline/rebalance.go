@@ -13,12 +13,14 @@ import (
 // ended; under at-least-once, BlockRebalanceOnPoll holds it until the cycle has committed its
 // offsets.
 
-// onRevokedOrLost notes partitions revoked (in a rebalance) or lost (the session expired):
-// either way this instance no longer owns them.
+// onRevokedOrLost notes partitions revoked (in a rebalance) or lost (the session expired, or
+// the coordinator cannot be reached): either way this instance no longer owns them, and is not
+// ready until its next cycle ends with its assignment restored.
 func (l *Live) onRevokedOrLost(_ context.Context, _ *kgo.Client, gone map[string][]int32) {
 	if m := l.cfg.Metrics; m != nil {
 		m.rebalances.Inc()
 	}
+	l.ready.Store(false)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, ps := range gone {

@@ -49,6 +49,7 @@ type worker struct {
 	behind bool
 	held   int // records held, when behind
 	paused bool
+	worked bool // the cycle changed the partition's state (health.go)
 }
 
 // startWorker restores partition p (restore.go) and starts its goroutine.
@@ -80,7 +81,7 @@ func (w *worker) run() {
 // what changed (outputs and changelog records into the cycle's transaction, and the Pebble
 // batch that finish commits).
 func (w *worker) work(j job) {
-	w.err = nil
+	w.err, w.worked = nil, false
 	w.lastCL.Store(-1)
 	w.out.promise = j.promise
 	if rs := w.l.rules.Load(); rs != w.f.rs {
@@ -137,6 +138,7 @@ func (w *worker) punctuate(now time.Time) {
 // transaction, and prepares the Pebble batch that holds the same.
 func (w *worker) writeChanges(changed bool, promise func(*kgo.Record, error)) {
 	w.batch = w.l.store.NewBatch(w.partition)
+	defer func() { w.worked = changed }()
 	var snap []byte
 	w.s.DrainChanges(func(c operators.Change) {
 		changed = true

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -261,4 +263,56 @@ func (f *faultRun) hostileRule() string {
 	}
 	f.t.Errorf("evt-probe-huge is not on the dead-letter topic")
 	return "not dead-lettered"
+}
+
+var metricsLine = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
+
+// metricsAddr is where p serves /metrics and /readyz (--metrics-addr 127.0.0.1:0).
+func (f *faultRun) metricsAddr(p *dwellProc) string {
+	f.t.Helper()
+	f.waitLog(p, "serving metrics", time.Minute)
+	b, _ := os.ReadFile(p.log)
+	m := metricsLine.FindSubmatch(b)
+	if m == nil {
+		f.t.Fatalf("no metrics address in the log:\n%s", tailFile(p.log))
+	}
+	return string(m[1])
+}
+
+// waitHealth waits until /readyz answers 200 with no partition stalled (ready), or 503 (not
+// ready: a stalled partition named, with dwell_partition_stalled 1, or none assigned), and
+// says which.
+func (f *faultRun) waitHealth(addr string, ready bool, timeout time.Duration) string {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		code, body := httpGet("http://" + addr + "/readyz")
+		_, metrics := httpGet("http://" + addr + "/metrics")
+		stalled := regexp.MustCompile(`(?m)^dwell_partition_stalled\{partition="\d+"\} 1$`).MatchString(metrics)
+		switch {
+		case ready && code == 200 && !stalled:
+			return "ready"
+		case !ready && code == 503 && strings.Contains(body, "made no progress") && stalled:
+			return "partitions stalled"
+		case !ready && code == 503 && strings.Contains(body, "none is assigned"):
+			return "no partition assigned"
+		}
+		last = fmt.Sprintf("/readyz %d %q, a partition stalled: %v", code, body, stalled)
+		time.Sleep(200 * time.Millisecond)
+	}
+	f.keepLogs()
+	f.t.Fatalf("health did not turn ready=%v within %s; last: %s", ready, timeout, last)
+	return ""
+}
+
+func httpGet(url string) (int, string) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }

@@ -92,7 +92,7 @@ func TestFaults(t *testing.T) {
 			func(f *faultRun) string { return f.killRestarts(rng, 10, true) }, nil, nil},
 		{"scale 1 -> 3 -> 1 instances", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
 			func(f *faultRun) string { return f.scale() }, nil, nil},
-		{"broker stop + start (1 node)", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
+		{"broker stop + start (1 node), health", func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
 			func(f *faultRun) string { return f.brokerRestart() }, nil, nil},
 		{"3 brokers RF 3, one killed", func() *kafka.Cluster { return startCluster(t, 3) }, pipeline.ExactlyOnce, 200_000,
 			func(f *faultRun) string { return f.brokerKill() }, nil, nil},
@@ -494,21 +494,33 @@ func (f *faultRun) scale() string {
 }
 
 // brokerRestart stops the only broker mid-run and starts it again; dwell must carry on by itself.
+// brokerRestart stops the only broker for longer than dwell's --stall-timeout: while it is
+// down, /readyz must answer 503 (the client drops the group's assignment once its coordinator
+// is unreachable, so the answer is that no partition is assigned; with the assignment kept,
+// TestLiveStallShowsInReadiness, it names the stalled partitions); once it is back, readiness
+// must return with no partition stalled (health.go).
 func (f *faultRun) brokerRestart() string {
+	f.extraArgs = []string{"--metrics-addr", "127.0.0.1:0", "--stall-timeout", "10s"}
 	p := f.start(f.newDataDir())
+	addr := f.metricsAddr(p)
 	f.waitProgress(0.3, p)
 	if err := f.cluster.StopNode(0); err != nil {
 		f.t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second)
+	down := time.Now()
+	why := f.waitHealth(addr, false, time.Minute)
+	seen := time.Since(down)
+	time.Sleep(max(0, 15*time.Second-time.Since(down)))
 	f.alive(p)
+	outage := time.Since(down)
 	if err := f.cluster.StartNode(0); err != nil {
 		f.t.Fatal(err)
 	}
 	if err := f.cluster.WaitReady(context.Background(), 2*time.Minute); err != nil {
 		f.t.Fatal(err)
 	}
-	return "broker down 5s at 30%"
+	f.waitHealth(addr, true, 2*time.Minute)
+	return fmt.Sprintf("broker down %.0fs at 30%%; /readyz 503 after %.1fs (%s), then 200", outage.Seconds(), seen.Seconds(), why)
 }
 
 // brokerKill kills the broker that coordinates dwell's group (and so likely leads some of its
