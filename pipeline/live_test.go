@@ -741,36 +741,14 @@ func TestLiveTimerStorm(t *testing.T) {
 		maxKeys = max(maxKeys, st.Keys)
 		return st
 	}
-	run := func(l *pipeline.Live) (stop func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	first, err := pipeline.NewLive(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := run(first)
+	first, stop := runLive(t, cfg)
 	pipelinetest.WaitFor(t, "a partition behind, holding records", 60*time.Second, func() bool {
 		st := sample(first)
 		return st.Behind > 0 && st.Held > 0
 	})
 	stop()
 
-	second, err := pipeline.NewLive(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop = run(second)
+	second, stop := runLive(t, cfg)
 	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool {
 		sample(second)
 		return groupCaughtUp(t, e.brokers, e.group, e.input)
@@ -822,22 +800,7 @@ func TestLiveStallShowsInReadiness(t *testing.T) {
 	cfg.TransactionTimeout, cfg.StallTimeout = 2*time.Second, time.Minute
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = pipeline.NewMetrics(reg)
-	l, err := pipeline.NewLive(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	l, _ := runLive(t, cfg)
 	pipelinetest.WaitFor(t, "readiness", 30*time.Second, func() bool { return l.Readiness() == nil })
 	stalled := func() (n int) {
 		mfs, err := reg.Gather()
@@ -863,7 +826,7 @@ func TestLiveStallShowsInReadiness(t *testing.T) {
 		t.Fatalf("stalled before the stall timeout passed: %v", err)
 	}
 	e.now.Add(2 * time.Minute.Milliseconds())
-	err = l.Readiness()
+	err := l.Readiness()
 	if err == nil || !strings.Contains(err.Error(), "made no progress") || !strings.Contains(err.Error(), "--stall-timeout") {
 		t.Fatalf("Readiness with every cycle failing for longer than the stall timeout: %v", err)
 	}
