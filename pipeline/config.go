@@ -192,6 +192,14 @@ func (c *LiveConfig) ensureDefaults() {
 	c.Operators.EnsureDefaults()
 }
 
+// Validate reports every setting of c that is missing or out of range, with its defaults
+// filled in (as NewLive does), so that a command can refuse bad flags before it contacts a
+// broker.
+func (c LiveConfig) Validate() error {
+	c.ensureDefaults()
+	return c.validate()
+}
+
 func (c *LiveConfig) validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {

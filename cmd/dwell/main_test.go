@@ -115,6 +115,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"process", "--in", "-", "--visit-gap", "-1m"}, "visit_gap must be"},
 		{[]string{"process", "--in", "-", "--disable", "visit-bogus"}, `unknown system-event type "visit-bogus"`},
 		{[]string{"process", "--in", "-", "--key-partitions", "0"}, "--key-partitions must be at least 1"},
+		// Refused before any broker is dialled (port 1 would say "connection refused").
+		{[]string{"run", "--brokers", "127.0.0.1:1", "--stall-timeout", "1s"}, "stall timeout 1s must be at least 10s"},
+		{[]string{"run", "--brokers", "127.0.0.1:1", "--max-cycle-time", "40s"}, "pass --max-cycle-time"},
 	} {
 		code, _, stderr := runCLI(t, "", tc.args...)
 		if code != exitUsage || !strings.Contains(stderr, tc.want) {

@@ -82,7 +82,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := cfg.Operators.Validate(); err != nil {
+	// Before any broker is contacted; the operators' settings as given (a zero is not a default).
+	if err := errors.Join(cfg.Operators.Validate(), cfg.Validate()); err != nil {
 		return usageError{err}
 	}
 	kopts, err := kafka.opts()
