@@ -180,24 +180,10 @@ func (l *Live) runOnce(ctx context.Context) error {
 	// the stop: a broker that does not answer must not hold a stopping process for ever. (While
 	// running, a cycle waits for a broker that is down, as the producer does, and shows as
 	// stalled meanwhile: ending it early would leave its transaction half-written.)
+	// (A timer left behind fires once, at most, on a context already done.)
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	var deadline struct {
-		sync.Mutex
-		t *time.Timer
-	}
-	defer context.AfterFunc(ctx, func() {
-		deadline.Lock()
-		deadline.t = time.AfterFunc(l.cfg.TransactionTimeout, cancel)
-		deadline.Unlock()
-	})()
-	defer func() {
-		deadline.Lock()
-		if deadline.t != nil {
-			deadline.t.Stop()
-		}
-		deadline.Unlock()
-	}()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(l.cfg.TransactionTimeout, cancel) })()
 	return l.commit(cctx, c)
 }
 
@@ -265,7 +251,7 @@ func (l *Live) restore(ctx context.Context, c *cycle) error {
 // stay few (operators.Budget).
 func (l *Live) process(c *cycle) {
 	var wg sync.WaitGroup
-	deadline := c.now.Add(l.cfg.MaxCycleTime)
+	deadline := l.cfg.Now().Add(l.cfg.MaxCycleTime) // from here: a restore took its own time
 	expired := func() bool { return l.stopping.Load() || l.cfg.Now().After(deadline) }
 	for p, w := range l.parts {
 		wg.Add(1)

@@ -127,15 +127,15 @@ func (e *emitter) produce(r *kgo.Record, c cause, made int) {
 // tooLarge replaces output r, size bytes alone in a batch, over its topic's limit: the input
 // it derives from is dead-lettered (once), or r itself when it derives from none.
 func (e *emitter) tooLarge(r *kgo.Record, c cause, size, limit int) {
+	if c.ok() && e.lastDead == c.ref() {
+		return // its input is dead-lettered already
+	}
 	detail := fmt.Sprintf("its output to %s takes %d bytes in a record batch, over the %d the topic takes (max.message.bytes)",
 		r.Topic, size, limit)
 	e.l.log.Warn("an output is larger than its topic takes; dead-lettered (output-too-large)", "topic", r.Topic,
 		"size", size, "limit", limit, "input_topic", c.ref().topic, "input_partition", c.ref().partition, "input_offset", c.ref().offset)
 	if !c.ok() {
 		e.deadLetter(r, operators.ReasonOutputTooLarge, detail, deadTooLarge)
-		return
-	}
-	if e.lastDead == c.ref() {
 		return
 	}
 	e.lastDead = c.ref()

@@ -77,7 +77,7 @@ func (l *Live) stalled() (ps []int32, longest time.Duration) {
 }
 
 // errNotReady is Readiness's answer while partitions are restored or none is assigned.
-var errNotReady = errors.New("not ready: partitions are being restored or none is assigned yet")
+var errNotReady = errors.New("not ready: partitions are being restored or none is assigned yet (no assignment while the brokers are unreachable: see the log)")
 
 // Readiness is nil when this instance is ready (for /readyz): every assigned partition is
 // restored and none is stalled; otherwise it says why.
