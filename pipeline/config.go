@@ -15,7 +15,11 @@ import (
 
 // Topics names the output topics.
 type Topics struct {
-	System, Events, Late, Dead, Changelog string
+	System, Events, Late, Dead string
+	// Changelog, Savepoints and SavepointData are the application's internal topics: its state
+	// (compacted), the descriptors of its savepoints, and their data. Their defaults derive
+	// from the application id (InternalTopics), so two applications never share state.
+	Changelog, Savepoints, SavepointData string
 	// EventLog is the event log's topic (written unless LiveConfig.EventLog is none).
 	EventLog string
 	// QueuePrefix names queue topics: QueuePrefix + queue name.
@@ -25,8 +29,24 @@ type Topics struct {
 // DefaultTopics are the default output topic names (README, Outputs), and those of the rules'
 // outputs.
 func DefaultTopics() Topics {
-	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq", Changelog: "dwell.changelog",
+	t := defaultOutputs()
+	t.Changelog, t.Savepoints, t.SavepointData = InternalTopics(DefaultLiveConfig().Group)
+	return t
+}
+
+// defaultOutputs are DefaultTopics without the internal topics.
+func defaultOutputs() Topics {
+	return Topics{System: "dwell.system-events", Events: "dwell.events", Late: "dwell.late", Dead: "dwell.dlq",
 		EventLog: "dwell.event-log", QueuePrefix: "dwell.queue."}
+}
+
+// InternalTopics returns the default names of an application's internal topics, as Kafka
+// Streams derives its internal topics from application.id: <app>.changelog, <app>.savepoints
+// and <app>.savepoint-data. The default application id, the group "dwell", gives the
+// changelog name dwell used before application ids existed, so such a deployment keeps its
+// state.
+func InternalTopics(app string) (changelog, savepoints, savepointData string) {
+	return app + ".changelog", app + ".savepoints", app + ".savepoint-data"
 }
 
 // LiveConfig configures the live processor. Zero fields take the defaults given.
@@ -34,11 +54,22 @@ type LiveConfig struct {
 	Brokers []string
 	// Group is the consumer group. Default "dwell".
 	Group string
+	// ApplicationID names the application's internal topics (InternalTopics) and is recorded in
+	// the data dir, which then refuses another. Default: the group.
+	ApplicationID string
 	// Inputs are the input topics; they must be co-partitioned (same partition count, keyed
 	// alike): partition p of every input feeds the same state.
 	Inputs []string
-	// Topics are the output topics. Default DefaultTopics.
+	// Topics are the output topics. Default DefaultTopics, with the internal topics named
+	// from ApplicationID.
 	Topics Topics
+	// SavepointInterval is how often each partition writes a savepoint: a consistent copy of
+	// its state with its input offsets, that dwell reset rewinds to. Default 1h; negative: none.
+	SavepointInterval time.Duration
+	// SavepointRetention is how long the savepoint topics keep savepoints (retention.ms of the
+	// topics --create-topics makes), and so how far back dwell reset can rewind to a time
+	// without replaying from the start. Default 7 days.
+	SavepointRetention time.Duration
 	// DataDir holds the Pebble state. Required; FS overrides the file system (tests).
 	DataDir string
 	FS      vfs.FS
@@ -125,7 +156,9 @@ const (
 func DefaultLiveConfig() LiveConfig {
 	return LiveConfig{
 		Group:               "dwell",
-		Topics:              DefaultTopics(),
+		SavepointInterval:   time.Hour,
+		SavepointRetention:  7 * 24 * time.Hour,
+		Topics:              defaultOutputs(),
 		Operators:           *new(operators.Config).EnsureDefaults(),
 		MaxPollRecords:      10_000,
 		PollTimeout:         250 * time.Millisecond,
@@ -147,11 +180,20 @@ func DefaultLiveConfig() LiveConfig {
 // have no value a flag could bind, default to discarding and to time.Now.
 func (c *LiveConfig) ensureDefaults() {
 	def := DefaultLiveConfig()
+	if c.Group == "" {
+		c.Group = def.Group
+	}
+	if c.ApplicationID == "" {
+		c.ApplicationID = c.Group
+	}
+	changelog, savepoints, data := InternalTopics(c.ApplicationID)
+	def.Topics.Changelog, def.Topics.Savepoints, def.Topics.SavepointData = changelog, savepoints, data
 	for _, f := range []struct {
 		p *string
 		d string
 	}{{&c.Group, def.Group}, {&c.Topics.System, def.Topics.System}, {&c.Topics.Events, def.Topics.Events},
 		{&c.Topics.Late, def.Topics.Late}, {&c.Topics.Dead, def.Topics.Dead}, {&c.Topics.Changelog, def.Topics.Changelog},
+		{&c.Topics.Savepoints, def.Topics.Savepoints}, {&c.Topics.SavepointData, def.Topics.SavepointData},
 		{&c.Topics.EventLog, def.Topics.EventLog}, {&c.Topics.QueuePrefix, def.Topics.QueuePrefix},
 		{&c.Guarantee, def.Guarantee}, {&c.EventLog, def.EventLog}} {
 		if *f.p == "" {
@@ -163,7 +205,8 @@ func (c *LiveConfig) ensureDefaults() {
 		d time.Duration
 	}{{&c.PollTimeout, def.PollTimeout}, {&c.TransactionTimeout, def.TransactionTimeout},
 		{&c.GroupSessionTimeout, def.GroupSessionTimeout}, {&c.FailureTimeout, def.FailureTimeout},
-		{&c.StallTimeout, def.StallTimeout}} {
+		{&c.StallTimeout, def.StallTimeout}, {&c.SavepointInterval, def.SavepointInterval},
+		{&c.SavepointRetention, def.SavepointRetention}} {
 		if *f.p == 0 {
 			*f.p = f.d
 		}
@@ -190,6 +233,13 @@ func (c *LiveConfig) ensureDefaults() {
 		c.Now = time.Now
 	}
 	c.Operators.EnsureDefaults()
+}
+
+// WithDefaults returns c with every zero field set to its default, the internal topics named
+// from the application id.
+func (c LiveConfig) WithDefaults() LiveConfig {
+	c.ensureDefaults()
+	return c
 }
 
 // Validate reports every setting of c that is missing or out of range, with its defaults
@@ -227,6 +277,9 @@ func (c *LiveConfig) validate() error {
 	}
 	if c.StallTimeout < 10*time.Second {
 		errs = append(errs, fmt.Errorf("pipeline: stall timeout %s must be at least 10s (an idle partition proves progress by a fetch response, which brokers send every 5s when there is nothing to fetch); pass --stall-timeout", c.StallTimeout))
+	}
+	if c.SavepointRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("pipeline: savepoint retention %s must be at least 1h; pass --savepoint-retention", c.SavepointRetention))
 	}
 	if _, err := rules.ParseLogLevel(c.EventLog); err != nil {
 		errs = append(errs, fmt.Errorf("pipeline: event log %q: use all, errors or none; pass --event-log", c.EventLog))

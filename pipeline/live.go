@@ -94,6 +94,9 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	l.stats.parts = map[int32]operators.Stats{}
 	l.progress.last = map[int32]time.Time{}
 	l.logLevel, _ = rules.ParseLogLevel(cfg.EventLog)
+	if err := st.ClaimApplication(cfg.ApplicationID, cfg.DataDir); err != nil {
+		return nil, errors.Join(configError(err), st.Close())
+	}
 	instance, err := st.InstanceID()
 	if err != nil {
 		return nil, errors.Join(err, st.Close())

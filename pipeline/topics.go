@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -12,24 +13,26 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// EnsureTopics checks that the inputs exist and are co-partitioned, and that every output
-// topic exists with the inputs' partition count (the changelog must have it: its partition p
-// holds input partition p's state). With create set, missing outputs are created (the
-// changelog compacted); otherwise an error names them and says what to do.
-func EnsureTopics(ctx context.Context, brokers []string, inputs []string, out Topics, create bool, opts ...kgo.Opt) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+// EnsureTopics checks that cfg's inputs exist and are co-partitioned, and that every output and
+// internal topic exists with the inputs' partition count (partition p of the changelog and of
+// the savepoint topics holds input partition p's state). With create set, missing ones are
+// created (topicConfigs); otherwise an error names them and says what to do.
+func EnsureTopics(ctx context.Context, cfg LiveConfig, create bool) error {
+	cfg.ensureDefaults()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	outputs := []string{out.System, out.Events, out.Late, out.Dead, out.Changelog}
-	if out.EventLog != "" {
+	out, inputs := cfg.Topics, cfg.Inputs
+	outputs := []string{out.System, out.Events, out.Late, out.Dead, out.Changelog, out.Savepoints, out.SavepointData}
+	if cfg.EventLog != "none" {
 		outputs = append(outputs, out.EventLog)
 	}
 	details, err := adm.ListTopics(ctx, append(slices.Clone(inputs), outputs...)...)
 	if err != nil {
-		return fmt.Errorf("pipeline: listing topics on %v: %w; check --brokers and that the brokers are up", brokers, err)
+		return fmt.Errorf("pipeline: listing topics on %v: %w; check --brokers and that the brokers are up", cfg.Brokers, err)
 	}
 	partitions := int32(-1)
 	for _, in := range inputs {
@@ -50,30 +53,46 @@ func EnsureTopics(ctx context.Context, brokers []string, inputs []string, out To
 			missing = append(missing, o)
 			continue
 		}
-		if o == out.Changelog && int32(len(d.Partitions)) != partitions {
-			return fmt.Errorf("pipeline: changelog topic %q has %d partitions, the inputs %d; they must match", o, len(d.Partitions), partitions)
+		if (o == out.Changelog || o == out.Savepoints || o == out.SavepointData) && int32(len(d.Partitions)) != partitions {
+			return fmt.Errorf("pipeline: internal topic %q has %d partitions, the inputs %d; they must match", o, len(d.Partitions), partitions)
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
 	if !create {
-		return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (the changelog compacted) or pass --create-topics", missing, partitions)
+		return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (%s) or pass --create-topics",
+			missing, partitions, configsHelp(cfg))
 	}
-	return createTopics(ctx, adm, missing, partitions, out.Changelog)
+	return createTopics(ctx, adm, missing, partitions, topicConfigs(cfg))
 }
 
-// createTopics creates topics with partitions each (compacted, the one named so; a topic that
-// exists by now is fine) and waits until they have leaders.
-func createTopics(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, compacted string) error {
+// topicConfigs are the settings of the internal topics --create-topics makes. The changelog is
+// compacted and also deletable (cleanup.policy=compact,delete with no retention limit), so that
+// dwell reset can truncate it with DeleteRecords (Kafka refuses that on a compact-only topic);
+// the savepoint topics keep savepoints for the savepoint retention.
+func topicConfigs(cfg LiveConfig) map[string]map[string]*string {
+	s := func(v string) *string { return &v }
+	retention := s(strconv.FormatInt(cfg.SavepointRetention.Milliseconds(), 10))
+	return map[string]map[string]*string{
+		cfg.Topics.Changelog:     {"cleanup.policy": s("compact,delete"), "retention.ms": s("-1"), "retention.bytes": s("-1")},
+		cfg.Topics.Savepoints:    {"cleanup.policy": s("delete"), "retention.ms": retention},
+		cfg.Topics.SavepointData: {"cleanup.policy": s("delete"), "retention.ms": retention},
+	}
+}
+
+// configsHelp says the internal topics' settings, for an error that asks to create them.
+func configsHelp(cfg LiveConfig) string {
+	return fmt.Sprintf("%s with cleanup.policy=compact,delete and retention.ms=-1; %s and %s with retention.ms=%d",
+		cfg.Topics.Changelog, cfg.Topics.Savepoints, cfg.Topics.SavepointData, cfg.SavepointRetention.Milliseconds())
+}
+
+// createTopics creates topics with partitions each, with the settings configs holds for them
+// (a topic that exists by now is fine), and waits until they have leaders.
+func createTopics(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, configs map[string]map[string]*string) error {
 	var errs []error
 	for _, t := range topics {
-		var cfg map[string]*string
-		if t == compacted {
-			compact := "compact"
-			cfg = map[string]*string{"cleanup.policy": &compact}
-		}
-		resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, t)
+		resp, err := adm.CreateTopic(ctx, partitions, -1, configs[t], t)
 		if err == nil {
 			err = resp.Err
 		}
@@ -146,5 +165,5 @@ func ensureRuleTopics(ctx context.Context, adm *kadm.Client, inputs, topics []st
 	if !create {
 		return configError(fmt.Errorf("pipeline: the rules write to topics %q, which do not exist; create them or pass --create-topics", missing))
 	}
-	return createTopics(ctx, adm, missing, partitions, "")
+	return createTopics(ctx, adm, missing, partitions, nil)
 }

@@ -24,17 +24,21 @@ import (
 //
 //	'f'                                  format version (uvarint)
 //	'i'                                  instance id: 16 random bytes, made on first open
+//	'a'                                  application id (ClaimApplication)
 //	'k' partition key                     key record: deadlines + snapshot (AppendKeyRecord)
 //	't' partition deadline kind key       empty: the timer index, in firing order
 //	'p' partition                         partition snapshot (operators.AppendPartitionSnapshot)
 //	'o' partition                         changelog offset the stored state reflects (uvarint+1)
+//	'r' partition                         the last reset marker replayed (ResetMarker)
 const (
 	tagFormat    = 'f'
 	tagInstance  = 'i'
+	tagApp       = 'a'
 	tagKey       = 'k'
 	tagTimer     = 't'
 	tagPartition = 'p'
 	tagOffset    = 'o'
+	tagReset     = 'r'
 )
 
 // offsetValue is the value of an 'o' key: the changelog offset plus one, so that a stored 0
@@ -198,6 +202,28 @@ func (s *Store) InstanceID() (string, error) {
 	return hex.EncodeToString(v), nil
 }
 
+// ClaimApplication records that the store holds the state of application app, or refuses
+// when it holds another's: partition p of two applications is not the same state. A store
+// written before application ids existed is claimed by the first one to open it.
+func (s *Store) ClaimApplication(app string, dir string) error {
+	v, closer, err := s.db.Get([]byte{tagApp})
+	if errors.Is(err, pebble.ErrNotFound) {
+		if err := s.db.Set([]byte{tagApp}, []byte(app), s.sync); err != nil {
+			return fmt.Errorf("state: writing application id: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("state: reading application id: %w", err)
+	}
+	defer closer.Close()
+	if string(v) != app {
+		return fmt.Errorf("state: the data dir %s holds the state of application %q, not %q; pass another --data-dir, or --application-id %q",
+			dir, v, app, v)
+	}
+	return nil
+}
+
 // Close closes the store.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -315,6 +341,8 @@ type Partition struct {
 	ChangelogOffset int64
 	// Keys is the number of key snapshots passed to Load's callback.
 	Keys int
+	// Reset is the last reset marker the state was rebuilt after (ResetRecordKey), nil if none.
+	Reset []byte
 }
 
 // Load reads a partition: fn gets every key snapshot (valid only during the call), and the
@@ -331,11 +359,16 @@ func (s *Store) Load(partition int32, fn func(snapshot []byte) error) (Partition
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return p, fmt.Errorf("state: partition %d: %w", partition, err)
 	}
-	if v, closer, err := s.db.Get(prefix(tagPartition, partition)); err == nil {
-		p.Snapshot = bytes.Clone(v)
-		closer.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return p, fmt.Errorf("state: partition %d: %w", partition, err)
+	for _, f := range []struct {
+		tag byte
+		dst *[]byte
+	}{{tagPartition, &p.Snapshot}, {tagReset, &p.Reset}} {
+		if v, closer, err := s.db.Get(prefix(f.tag, partition)); err == nil {
+			*f.dst = bytes.Clone(v)
+			closer.Close()
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return p, fmt.Errorf("state: partition %d: %w", partition, err)
+		}
 	}
 	err := s.scan(prefix(tagKey, partition), func(k, v []byte) error {
 		_, snap, err := ParseKeyRecord(v)
@@ -409,7 +442,7 @@ func (s *Store) DueTimers(partition int32, before int64, fn func(deadline int64,
 func (s *Store) Reset(partition int32) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	for _, tag := range []byte{tagKey, tagTimer, tagPartition, tagOffset} {
+	for _, tag := range []byte{tagKey, tagTimer, tagPartition, tagOffset, tagReset} {
 		start := prefix(tag, partition)
 		if err := b.DeleteRange(start, prefixEnd(start), nil); err != nil {
 			return fmt.Errorf("state: resetting partition %d: %w", partition, err)

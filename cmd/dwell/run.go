@@ -34,10 +34,14 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Topics.Events, "events-topic", cfg.Topics.Events, "processed events output topic")
 	fs.StringVar(&cfg.Topics.Late, "late-topic", cfg.Topics.Late, "late events output topic")
 	fs.StringVar(&cfg.Topics.Dead, "dlq-topic", cfg.Topics.Dead, "dead-letter output topic")
-	fs.StringVar(&cfg.Topics.Changelog, "changelog-topic", cfg.Topics.Changelog, "state changelog topic (compacted)")
+	fs.StringVar(&cfg.ApplicationID, "application-id", "", "names the internal topics (<id>.changelog, <id>.savepoints, <id>.savepoint-data) and is recorded in the data dir; default the --group")
+	cfg.Topics.Changelog, cfg.Topics.Savepoints, cfg.Topics.SavepointData = "", "", ""
+	fs.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "state changelog topic (compacted); default <application-id>.changelog")
+	fs.DurationVar(&cfg.SavepointInterval, "savepoint-interval", cfg.SavepointInterval, "how often each partition writes a savepoint (its state and input offsets, for dwell reset --to-datetime); negative: never")
+	fs.DurationVar(&cfg.SavepointRetention, "savepoint-retention", cfg.SavepointRetention, "how long the savepoint topics keep savepoints (retention.ms of the topics --create-topics makes)")
 	fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", cfg.Topics.EventLog, "event log topic (one record per processed event; see --event-log)")
 	fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", cfg.Topics.QueuePrefix, "queue topics are this prefix plus the queue name (notifications, routed events)")
-	createTopics := fs.Bool("create-topics", false, "create missing output topics (the changelog compacted), the topics a rule set writes to, and the config topic")
+	createTopics := fs.Bool("create-topics", false, "create missing output and internal topics (the changelog compacted), the topics a rule set writes to, and the config topic")
 	rf := bindRules(fs)
 	eventLog := fs.String("event-log", "", "which events go to the event log: all, errors or none (default: all with a rules source, else none)")
 	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", cfg.MaxPollRecords, "records per processing cycle (one transaction)")
@@ -91,11 +95,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{err}
 	}
 	cfg.ClientOpts = kopts
-	outputs := cfg.Topics
-	if cfg.EventLog == "none" {
-		outputs.EventLog = "" // not written: need not exist
-	}
-	if err := pipeline.EnsureTopics(ctx, cfg.Brokers, cfg.Inputs, outputs, *createTopics, kopts...); err != nil {
+	if err := pipeline.EnsureTopics(ctx, cfg, *createTopics); err != nil {
 		return err
 	}
 	reg := newRegistry()
