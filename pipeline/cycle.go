@@ -31,6 +31,9 @@ func (l *Live) Run(ctx context.Context) error {
 			continue
 		case errors.Is(err, errCrashed):
 			return err
+		case errors.Is(err, ErrOffsetsBehindState):
+			l.recover()
+			return err
 		case ctx.Err() != nil:
 			// Stopping interrupted the cycle (a restore, say): nothing of it was committed.
 			l.recover()

@@ -27,6 +27,9 @@ type emitter struct {
 	l       *Live
 	w       *worker
 	promise func(*kgo.Record, error)
+	// replay, set while the partition replays input after a dwell reset, is the reset's id:
+	// every output then carries it in the header ReplayHeader.
+	replay []byte
 
 	origin   *origin  // the Context of the last input's outputs, reused while it is the same
 	origins  []origin // where origins are allocated, many at a time
@@ -35,6 +38,11 @@ type emitter struct {
 	// produce-failed) this worker wrote; applied to the metrics when their cycle commits.
 	dead, applied [2]uint64
 }
+
+// ReplayHeader marks the outputs a partition writes while it replays input after a dwell
+// reset (from the reset's savepoint, or the start, up to the offsets the group had reached
+// before it); its value is the reset's id. Their values are the bytes of the first pass.
+const ReplayHeader = "dwell-replay"
 
 const (
 	deadTooLarge = iota
@@ -92,6 +100,9 @@ func (e *emitter) produce(r *kgo.Record, c cause, made int) {
 			e.deadLetterRefused(c, &v)
 			return
 		}
+	}
+	if e.replay != nil {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: ReplayHeader, Value: e.replay})
 	}
 	limit := e.l.limits.of(r.Topic)
 	if size := deadletter.RecordBatchSize(r.Key, r.Value, r.Headers); size > limit {

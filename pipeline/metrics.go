@@ -33,6 +33,7 @@ type Metrics struct {
 	ruleOutputs   *prometheus.CounterVec // kind
 	ruleErrors    prometheus.Counter
 	cycleFailures *prometheus.CounterVec // reason
+	skipped       *prometheus.CounterVec // reason
 	scheduled     prometheus.Counter
 	eventLog      prometheus.Counter
 	kprom         *kprom.Metrics
@@ -88,10 +89,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range cycleFailureReasons {
 		m.cycleFailures.WithLabelValues(r)
 	}
+	m.skipped = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "records_skipped_total",
+		Help: "Input records not processed, by reason (in-state: at-least-once, read again after a crash, and already held by the restored state)."}, []string{"reason"})
+	m.skipped.WithLabelValues(skipInState)
 	m.eventLog = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "event_log_records_total",
 		Help: "Records written to the event log."})
 	reg.MustRegister(m.recordsIn, m.recordsOut, m.system, m.dead, m.late, m.cycle, m.latency, m.txns,
-		m.rebalances, m.restores, m.watermarkLag, m.consumerLag, m.ruleEvents, m.ruleOutputs, m.ruleErrors, m.scheduled, m.eventLog, m.cycleFailures)
+		m.rebalances, m.restores, m.watermarkLag, m.consumerLag, m.ruleEvents, m.ruleOutputs, m.ruleErrors, m.scheduled, m.eventLog, m.cycleFailures, m.skipped)
 	for _, s := range []rules.LogState{rules.Processed, rules.Errored, rules.Ignored, rules.DeadLettered, rules.Late} {
 		m.ruleEvents.WithLabelValues(s.String())
 	}
@@ -141,11 +145,12 @@ func (m *Metrics) attach(l *Live) {
 
 // cycleCounts is what one worker's cycle adds to the counters once its transaction commits.
 type cycleCounts struct {
-	in    map[string]int
-	out   map[string]int
-	stats operators.Stats // the sessionizer's counters at the end of the cycle
-	flow  flowStats       // the flow's counters at the end of the cycle
-	times []int64         // input record timestamps (Unix ms), for latency
+	in      map[string]int
+	out     map[string]int
+	stats   operators.Stats // the sessionizer's counters at the end of the cycle
+	flow    flowStats       // the flow's counters at the end of the cycle
+	times   []int64         // input record timestamps (Unix ms), for latency
+	skipped int             // input records skipped (skipInState)
 }
 
 func partitionLabel(p int32) string { return strconv.Itoa(int(p)) }
@@ -186,6 +191,9 @@ func (w *worker) applyMetrics() {
 	c, prev := &w.counts, &w.prev
 	for t, n := range c.in {
 		m.recordsIn.WithLabelValues(t).Add(float64(n))
+	}
+	if c.skipped > 0 {
+		m.skipped.WithLabelValues(skipInState).Add(float64(c.skipped))
 	}
 	for t, n := range c.out {
 		m.recordsOut.WithLabelValues(t).Add(float64(n))

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,6 +33,23 @@ func (w *worker) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The changelog may start later than 0 (dwell reset truncates it up to its reset marker):
+	// reading below its start would never end. State that Pebble holds from before the start
+	// is dropped: what came between is gone, and it may have been a reset.
+	start, err := l.changelogStart(ctx, w.partition)
+	if err != nil {
+		return err
+	}
+	if from < start {
+		if p.ChangelogOffset >= 0 {
+			l.log.Info("local state is older than the changelog's start; rebuilding it from the changelog",
+				"partition", w.partition, "local_offset", p.ChangelogOffset, "changelog_start", start)
+			if err := l.store.Reset(w.partition); err != nil {
+				return err
+			}
+		}
+		from = start
+	}
 	if from < end.Offset {
 		recs, err := l.readChangelog(ctx, w.partition, from, end.Offset)
 		if err != nil {
@@ -42,8 +60,8 @@ func (w *worker) restore(ctx context.Context) error {
 		// transactions); its input is read again from the offsets that record holds.
 		last := -1
 		for i, r := range recs {
-			if bytes.Equal(r.Key, state.PartitionRecordKey) {
-				last = i
+			if bytes.Equal(r.Key, state.PartitionRecordKey) || bytes.Equal(r.Key, state.ResetRecordKey) {
+				last = i // a reset marker is written alone in its transaction: a whole cycle too
 			}
 		}
 		recs = recs[:last+1]
@@ -73,7 +91,14 @@ func (w *worker) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.next = map[string]int64{}
+	w.next, w.reset = map[string]int64{}, nil
+	if loaded.Reset != nil {
+		m, err := state.ParseResetMarker(loaded.Reset)
+		if err != nil {
+			return fmt.Errorf("pipeline: partition %d: %w", w.partition, err)
+		}
+		w.reset = &m
+	}
 	if loaded.Snapshot != nil {
 		snap, err := state.ParsePartitionRecord(loaded.Snapshot, w.next)
 		if err != nil {
@@ -84,6 +109,9 @@ func (w *worker) restore(ctx context.Context) error {
 		}
 	}
 	s.Evict(l.cfg.MaxCachedKeys)
+	if err := l.checkOffsets(ctx, w.partition, w.next); err != nil {
+		return err
+	}
 	w.s = s
 	l.noteProgress(w.partition)
 	l.restores.Add(1)
@@ -92,6 +120,71 @@ func (w *worker) restore(ctx context.Context) error {
 	}
 	l.log.Info("partition restored", "partition", w.partition, "keys", loaded.Keys, "changelog_from", from, "changelog_end", end.Offset)
 	return nil
+}
+
+// ErrOffsetsBehindState says a partition's committed input offset is behind the input its
+// state already holds: the group was rewound without its state (by Kafka's own tools, say).
+// Processing would skip the records in between; Run refuses and returns it.
+var ErrOffsetsBehindState = errors.New("pipeline: the group's offsets are behind the state")
+
+// checkOffsets compares the group's committed offsets of partition with next, the input the
+// restored state holds. Behind it, the records in between would be skipped: refused, unless
+// (without transactions) the gap is at most a cycle's records, which a crash between the
+// state's commit and the offsets' leaves (skipped, and counted: worker.skip). Without a
+// committed offset (a new group, or offsets the broker expired), consuming starts where the
+// state ends.
+func (l *Live) checkOffsets(ctx context.Context, partition int32, next map[string]int64) error {
+	if len(next) == 0 {
+		return nil
+	}
+	committed, err := l.adm.FetchOffsets(ctx, l.cfg.Group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return failed("offsets", fmt.Errorf("pipeline: fetching group %q's offsets: %w", l.cfg.Group, err))
+	}
+	seek := map[string]map[int32]kgo.EpochOffset{}
+	for _, topic := range l.cfg.Inputs {
+		n, ok := next[topic]
+		if !ok {
+			continue
+		}
+		c, ok := committed.Lookup(topic, partition)
+		if !ok || c.At < 0 {
+			l.log.Info("the group has no offset for the partition; consuming from where its state ends",
+				"topic", topic, "partition", partition, "offset", n)
+			seek[topic] = map[int32]kgo.EpochOffset{partition: {Epoch: -1, Offset: n}}
+			continue
+		}
+		gap := n - c.At
+		if gap <= 0 || l.sess == nil && gap <= int64(l.cfg.MaxPollRecords) {
+			continue
+		}
+		return fmt.Errorf("%w: topic %q partition %d: the group %q has committed offset %d, but the state already holds input up to offset %d; "+
+			"the group was rewound without its state (Kafka's consumer-group tool resets offsets only). "+
+			"Stop every instance and rewind with dwell reset --group %s (to the earliest offsets, or to a time: offsets and state move together), "+
+			"or set the group's offset back to %d to go on where the state is",
+			ErrOffsetsBehindState, topic, partition, l.cfg.Group, c.At, n, l.cfg.Group, n)
+	}
+	if len(seek) > 0 {
+		l.cl.SetOffsets(seek)
+	}
+	return nil
+}
+
+// changelogStart returns the changelog partition's log start offset.
+func (l *Live) changelogStart(ctx context.Context, partition int32) (int64, error) {
+	topic := l.cfg.Topics.Changelog
+	starts, err := l.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: listing changelog offsets: %w", err)
+	}
+	s, ok := starts.Lookup(topic, partition)
+	if !ok || s.Err != nil {
+		return 0, fmt.Errorf("pipeline: topic %q has no partition %d; create it with as many partitions as the inputs (or pass --create-topics)", topic, partition)
+	}
+	return s.Offset, nil
 }
 
 // stableChangelogEnd waits until the changelog partition has no open transaction (its last

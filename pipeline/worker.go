@@ -39,10 +39,11 @@ type worker struct {
 	partSnap  []byte
 	lastCL    atomic.Int64 // offset of the last changelog record produced this cycle
 	err       error
-	counts    cycleCounts      // this cycle's metrics, applied when it commits
-	prev      operators.Stats  // the sessionizer's counters when last applied
-	prevFlow  flowStats        // the flow's counters when last applied
-	next      map[string]int64 // next input offset per topic that the state does not hold yet
+	counts    cycleCounts        // this cycle's metrics, applied when it commits
+	prev      operators.Stats    // the sessionizer's counters when last applied
+	prevFlow  flowStats          // the flow's counters when last applied
+	next      map[string]int64   // next input offset per topic that the state does not hold yet
+	reset     *state.ResetMarker // the last dwell reset of the partition's state, nil if none
 	// behind says the cycle's budget stopped work that goes on at the next cycle
 	// (operators.Budget); paused says Run has paused fetching the partition for it. Run's
 	// goroutine reads behind between jobs, and owns paused.
@@ -90,10 +91,16 @@ func (w *worker) work(j job) {
 	before, target := w.s.Watermark(), w.s.Target()
 	if w.l.cfg.Metrics != nil {
 		w.counts = cycleCounts{in: map[string]int{}, out: map[string]int{}, times: w.counts.times[:0]}
+	} else {
+		w.counts.skipped = 0
 	}
 	w.s.SetWallClock(j.now) // polled before now: no record of the cycle is later (the guard's bound)
 	w.s.SetBudget(operators.Budget{Work: w.l.cfg.MaxCycleWork, Loads: w.l.cfg.MaxCycleLoads, Expired: j.expired})
 	w.s.Continue()
+	w.out.replay = nil
+	if w.reset != nil && w.reset.Replaying(w.next) {
+		w.out.replay = []byte(w.reset.ID)
+	}
 	w.process(j.recs)
 	w.punctuate(j.now)
 	w.behind, w.held = w.s.Behind(), w.s.Held()
@@ -109,6 +116,7 @@ func (w *worker) process(recs []*kgo.Record) {
 	metered := w.l.cfg.Metrics != nil
 	for _, r := range recs {
 		if next, ok := w.next[r.Topic]; ok && r.Offset < next {
+			w.skip(r, next)
 			continue
 		}
 		w.next[r.Topic] = r.Offset + 1
@@ -121,6 +129,20 @@ func (w *worker) process(recs []*kgo.Record) {
 		}
 		w.s.Process(&operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()})
 	}
+}
+
+// skipInState labels dwell_records_skipped_total for records the state already holds.
+const skipInState = "in-state"
+
+// skip counts and logs (once per cycle) a record the restored state already holds: without
+// transactions, a crash between the state's commit and the offsets' leaves up to a cycle's
+// records to be read again (restore's checkOffsets refuses a larger gap).
+func (w *worker) skip(r *kgo.Record, next int64) {
+	if w.counts.skipped == 0 {
+		w.l.log.Warn("skipping input records the state already holds (read again after a crash without a transaction)",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "state_next_offset", next)
+	}
+	w.counts.skipped++
 }
 
 // punctuate fires the timers the watermark has passed, after advancing it with the wall clock

@@ -197,6 +197,9 @@ func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
 			from = r.Offset + 1
 			continue
 		}
+		if bytes.Equal(r.Key, ResetRecordKey) {
+			clear(chunks) // a cycle cut short before the reset: its chunks are dropped with it
+		}
 		if bytes.Equal(r.Key, PartitionRecordKey) && r.Value != nil {
 			v, err := assemblePartition(r.Value, chunks)
 			if err != nil {
@@ -226,6 +229,22 @@ func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
 }
 
 func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord) error {
+	if bytes.Equal(r.Key, ResetRecordKey) {
+		if r.Value == nil {
+			return nil
+		}
+		if _, err := ParseResetMarker(r.Value); err != nil {
+			return err
+		}
+		// Everything before the marker is the state before the reset.
+		for _, tag := range []byte{tagKey, tagTimer, tagPartition} {
+			start := prefix(tag, partition)
+			if err := b.DeleteRange(start, prefixEnd(start), nil); err != nil {
+				return err
+			}
+		}
+		return b.Set(prefix(tagReset, partition), r.Value, nil)
+	}
 	if bytes.Equal(r.Key, PartitionRecordKey) {
 		if r.Value == nil {
 			return b.Delete(prefix(tagPartition, partition), nil)
