@@ -46,6 +46,8 @@ Usage:
   dwell bench web|nexmark|restore [flags]          measure throughput, latency and memory
   dwell deliver --queue NAME --url URL [flags]     deliver a queue's records as webhooks
   dwell move --from T --to T [--filter EXPR]       copy matching records (dead letters) for reprocessing
+  dwell reset --group G --to-earliest|--to-datetime T [--execute]
+                                                   rewind a stopped group: offsets and state together
   dwell log [--type T] [--profile P] [--state S]   search the event log (--since 1h, --json)
   dwell config validate|apply FILE [--registry F]  check rules; publish them to running instances
   dwell version
@@ -78,6 +80,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdDeliver(ctx, args[1:], stderr)
 	case "move":
 		err = cmdMove(ctx, args[1:], stdout, stderr)
+	case "reset":
+		err = cmdReset(ctx, args[1:], stdout, stderr)
 	case "log":
 		err = cmdLog(ctx, args[1:], stdout, stderr)
 	case "registry":

@@ -1,0 +1,239 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/bench"
+	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
+	"github.com/dwellhq/dwell/pipeline/reset"
+)
+
+// runUntilDrained runs a processor on cfg until every system event of the input (after prior,
+// those committed before it started) is committed, stops it, and returns the committed
+// system events it added.
+func runUntilDrained(t *testing.T, e *liveEnv, cfg pipeline.LiveConfig, prior []*kgo.Record) []*kgo.Record {
+	t.Helper()
+	l, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	pipelinetest.WaitFor(t, "the group to consume every record", 120*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	var got []*kgo.Record
+	pipelinetest.WaitFor(t, "every system event", 120*time.Second, func() bool {
+		e.now.Add(time.Minute.Milliseconds())
+		got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.System)
+		return len(got) >= len(prior)+e.wantCount
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Records come partition by partition in the order a fetch returns them: what this run
+	// added is, per partition, what follows the records committed before it.
+	seen := map[int32]int{}
+	for _, r := range prior {
+		seen[r.Partition]++
+	}
+	var added []*kgo.Record
+	for _, r := range got {
+		if seen[r.Partition] > 0 {
+			seen[r.Partition]--
+			continue
+		}
+		added = append(added, r)
+	}
+	return added
+}
+
+// byPartition is the values of recs per partition, in order.
+func byPartition(recs []*kgo.Record) map[int32][]string {
+	out := map[int32][]string{}
+	for _, r := range recs {
+		out[r.Partition] = append(out[r.Partition], string(r.Value))
+	}
+	return out
+}
+
+func (e *liveEnv) resetConfig() reset.Config {
+	return reset.Config{Brokers: e.brokers, Group: e.group, Changelog: e.topics.Changelog,
+		Savepoints: e.topics.Savepoints, SavepointData: e.topics.SavepointData, Inputs: []string{e.input},
+		Now: func() time.Time { return time.UnixMilli(e.now.Load()) }}
+}
+
+// TestLiveResetToEarliest runs a stream through the processor, rewinds the group to the earliest
+// offsets with dwell reset, and runs it again, on the same data dir and on an empty one: the
+// system events of the replay equal the first run's, byte for byte and in the same order in
+// every partition, and carry the reset's id in the dwell-replay header.
+func TestLiveResetToEarliest(t *testing.T) {
+	n := 200_000
+	if pipeline.RaceEnabled {
+		n = 20_000
+	}
+	for _, keep := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keep-data-dir=%v", keep), func(t *testing.T) {
+			e := setupLive(t, bench.WebConfig{Profiles: 3000, Rate: 100, IdleEvery: n / 4, MalformedShare: 0.002, Jitter: time.Second}, n)
+			cfg := e.config("data", vfs.NewMem())
+			cfg.MaxPollRecords, cfg.MaxCachedKeys = 5000, 500
+			first := runUntilDrained(t, e, cfg, nil)
+			compareWithOffline(t, first, e, "first run")
+
+			var plan bytes.Buffer
+			rc := e.resetConfig()
+			rc.ToEarliest = true
+			if _, err := reset.Run(context.Background(), rc, &plan); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan.String(), "dry run") || !strings.Contains(plan.String(), "state emptied") {
+				t.Fatalf("dry run plan:\n%s", plan.String())
+			}
+			if ps := replayOf(t, e); len(ps) > 0 {
+				t.Fatalf("a dry run changed the group's offsets: %v", ps)
+			}
+			rc.Execute = true
+			plan.Reset()
+			p, err := reset.Run(context.Background(), rc, &plan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("plan:\n%s", plan.String())
+			for _, part := range p.Partitions {
+				if m := part.Moves[0]; m.To != 0 || m.From <= 0 {
+					t.Fatalf("partition %d: offsets %d -> %d, want the end -> 0", part.Partition, m.From, m.To)
+				}
+			}
+			if !keep {
+				cfg.FS = vfs.NewMem()
+			}
+			second := runUntilDrained(t, e, cfg, first)
+			want, got := byPartition(first), byPartition(second)
+			for part, w := range want {
+				g := got[part]
+				for i := range min(len(w), len(g)) {
+					if g[i] != w[i] {
+						t.Fatalf("partition %d event %d differs after the reset:\n%s\n%s", part, i, g[i], w[i])
+					}
+				}
+				if len(g) != len(w) {
+					t.Fatalf("partition %d: %d system events after the reset, %d before", part, len(g), len(w))
+				}
+			}
+			replayed := 0
+			for _, r := range second {
+				for _, h := range r.Headers {
+					if h.Key == pipeline.ReplayHeader {
+						if string(h.Value) != p.ID {
+							t.Fatalf("replay header %q, want %q", h.Value, p.ID)
+						}
+						replayed++
+					}
+				}
+			}
+			if replayed < len(second)/2 {
+				t.Fatalf("%d of %d replayed system events carry the replay header", replayed, len(second))
+			}
+			t.Logf("%d system events replayed after the reset equal the first run's (%d with the replay header)", len(second), replayed)
+		})
+	}
+}
+
+// replayOf returns the input partitions whose committed offset is below the end.
+func replayOf(t *testing.T, e *liveEnv) []int32 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(context.Background(), e.input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := adm.FetchOffsets(context.Background(), e.group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int32
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := committed.Lookup(e.input, o.Partition); !ok || c.At < o.Offset {
+			out = append(out, o.Partition)
+		}
+	})
+	return out
+}
+
+// TestLiveResetRefusals: dwell reset refuses a group with a running member, naming it; dwell run
+// refuses to start when the group's offsets were rewound without the state (as Kafka's own
+// consumer-group tool does), naming the partition, both offsets and dwell reset.
+func TestLiveResetRefusals(t *testing.T) {
+	e := setupLive(t, bench.WebConfig{Profiles: 200, Rate: 20, IdleEvery: 1000, Jitter: time.Second}, 2000)
+	cfg := e.config("data", vfs.NewMem())
+	l, err := pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	rc := e.resetConfig()
+	rc.ToEarliest, rc.Execute = true, true
+	_, err = reset.Run(context.Background(), rc, io.Discard)
+	if !errors.Is(err, reset.ErrMembers) || !strings.Contains(err.Error(), "client") {
+		t.Fatalf("reset with a running member: %v, want ErrMembers naming it", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rewind the offsets alone, as kafka-consumer-groups --reset-offsets --to-earliest does.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var zero kadm.Offsets
+	for p := range int32(livePartitions) {
+		zero.AddOffset(e.input, p, 0, -1)
+	}
+	if _, err := adm.CommitOffsets(context.Background(), e.group, zero); err != nil {
+		t.Fatal(err)
+	}
+	l, err = pipeline.NewLive(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer rcancel()
+	err = l.Run(rctx)
+	if !errors.Is(err, pipeline.ErrOffsetsBehindState) || !strings.Contains(err.Error(), "dwell reset") ||
+		!strings.Contains(err.Error(), "committed offset 0") {
+		t.Fatalf("run with offsets behind the state: %v, want ErrOffsetsBehindState naming the offsets and dwell reset", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
