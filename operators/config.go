@@ -55,6 +55,13 @@ type Config struct {
 	// MaxOutOfOrderness is how far behind the largest event time seen the watermark trails.
 	// Events within it are reordered by event time before they are processed. Default 5s.
 	MaxOutOfOrderness time.Duration
+	// AllowedLateness: an event further behind its partition's watermark than this is late
+	// (LateBeyondLateness), whatever its key's state: it creates no profile, visit or session and
+	// changes no state. Zero, the default, means VisitGap (see Lateness): within one gap of the
+	// watermark an event can still belong to a visit that may be open; beyond it, it could only
+	// create history the watermark has already passed. It is not filled in by EnsureDefaults, so
+	// that it follows VisitGap set afterwards. Negative is invalid.
+	AllowedLateness time.Duration
 	// IdleTimeout: once a partition has received nothing for this long (wall clock), its
 	// watermark follows the wall clock. Default 30s. Negative disables idle advancement.
 	IdleTimeout time.Duration
@@ -118,6 +125,14 @@ func (c *Config) EnsureDefaults() *Config {
 	return c
 }
 
+// Lateness is the allowed lateness in force: AllowedLateness, or VisitGap when it is zero.
+func (c *Config) Lateness() time.Duration {
+	if c.AllowedLateness == 0 {
+		return c.VisitGap
+	}
+	return c.AllowedLateness
+}
+
 // maxDuration bounds every duration so that deadlines stay far inside the timer range.
 const maxDuration = 100 * 365 * 24 * time.Hour
 
@@ -138,6 +153,9 @@ func (c *Config) Validate() error {
 	if c.MaxTimeJump >= 0 && (c.MaxTimeJump < time.Millisecond || c.MaxTimeJump > maxDuration) {
 		errs = append(errs, fmt.Errorf("operators: max_time_jump must be between 1ms and 100 years, or negative to disable the check, got %s", c.MaxTimeJump))
 	}
+	if c.AllowedLateness < 0 || c.AllowedLateness > maxDuration {
+		errs = append(errs, fmt.Errorf("operators: allowed_lateness must be between 1ms and 100 years, or 0 for the visit gap, got %s", c.AllowedLateness))
+	}
 	if c.MaxOutOfOrderness < 0 || c.MaxOutOfOrderness > maxDuration {
 		errs = append(errs, fmt.Errorf("operators: max_out_of_orderness must be between 0 and 100 years, got %s", c.MaxOutOfOrderness))
 	}
@@ -145,7 +163,8 @@ func (c *Config) Validate() error {
 		name string
 		d    time.Duration
 	}{{"visit_gap", c.VisitGap}, {"session_timeout", c.SessionTimeout}, {"max_visit_duration", c.MaxVisitDuration},
-		{"max_session_duration", c.MaxSessionDuration}, {"max_out_of_orderness", c.MaxOutOfOrderness}} {
+		{"max_session_duration", c.MaxSessionDuration}, {"max_out_of_orderness", c.MaxOutOfOrderness},
+		{"allowed_lateness", c.AllowedLateness}} {
 		if d.d%time.Millisecond != 0 {
 			errs = append(errs, fmt.Errorf("operators: %s must be a whole number of milliseconds, got %s", d.name, d.d))
 		}

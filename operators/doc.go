@@ -18,8 +18,17 @@
 // order within the tolerance gives the same output. Before an event at time t is processed,
 // every timer with a deadline before t fires, in (deadline, kind, key) order; a timer never
 // fires before the watermark has passed its deadline. Events behind the watermark are handled at
-// once: they join the key's open visit when they fall inside it, and are late otherwise (see
-// LateVisitEnded, LateBeforeVisit). Flush ends input as if the watermark reached +infinity.
+// once. One further behind it than the allowed lateness (Config.AllowedLateness, the visit gap
+// by default) is late whatever its key's state (LateBeyondLateness): beyond one gap the
+// watermark has passed every end it could belong to, so it could only create history an
+// offline run does not have. Within the allowed lateness, an event joins the key's open visit
+// when it falls inside it, is late when it predates the open visit or falls into or within
+// visit_gap after an ended one (LateBeforeVisit, LateVisitEnded), and otherwise is processed as
+// usual (a key with no visit near it starts one). A late event changes no state: it creates no
+// key, profile, visit or session, and moves no time, counter or timer of its key, so profile_ttl
+// never forgets a profile because of it. Its output (KindLate) still carries the key's open
+// visit and extension when the key has state, for the rules flagged late. Flush ends input as
+// if the watermark reached +infinity.
 //
 // Before an event can reach the watermark, the guard (guard.go) dead-letters it with
 // ReasonTimeTooFar when its time is more than MaxTimeJump ahead of the watermark, more than

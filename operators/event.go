@@ -75,7 +75,17 @@ const (
 	// LateBeforeVisit: the event is older than the watermark and earlier than the start of its
 	// key's open visit, which it cannot move.
 	LateBeforeVisit Reason = "before-open-visit"
+	// LateBeyondLateness: the event is further behind the watermark than the allowed lateness
+	// (Config.AllowedLateness, the visit gap by default). It is late whatever its key's state:
+	// it creates no key, profile, visit or session and changes no state, so that a backfill into
+	// a running instance gives late records, never history the watermark has already passed.
+	LateBeyondLateness Reason = "beyond-allowed-lateness"
 )
+
+// LateReasons lists every late reason.
+func LateReasons() []Reason {
+	return []Reason{LateVisitEnded, LateBeforeVisit, LateBeyondLateness}
+}
 
 // DeadReasons lists every dead-letter reason, for metrics that pre-register their series.
 func DeadReasons() []Reason {

@@ -26,6 +26,7 @@ type Sessionizer struct {
 	maxSess   int64
 	ttl       int64
 	ooo       int64
+	lateness  int64 // cfg.Lateness()
 	idle      int64
 	endTypes  map[string]bool
 	enabled   [numSystemTypes]bool
@@ -223,6 +224,7 @@ func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, err
 		maxSess:   cfg.MaxSessionDuration.Milliseconds(),
 		ttl:       cfg.ProfileTTL.Milliseconds(),
 		ooo:       cfg.MaxOutOfOrderness.Milliseconds(),
+		lateness:  cfg.Lateness().Milliseconds(),
 		idle:      cfg.IdleTimeout.Milliseconds(),
 		endTypes:  map[string]bool{},
 		out:       out,
@@ -506,12 +508,30 @@ func (s *Sessionizer) markDirty(k *keyState) {
 	}
 }
 
-// processLate handles an event older than the watermark. It joins the key's open visit when it
-// falls inside it; otherwise, if it would fall into or extend a visit that has ended or predate
-// the open one, it is late. An event of a key with no visit near it starts one as usual.
+// processLate handles an event older than the watermark. One further behind it than the
+// allowed lateness is late whatever its key's state (LateBeyondLateness). Otherwise it joins the
+// key's open visit when it falls inside it; if it would fall into or extend a visit that has
+// ended or predate the open one, it is late. An event of a key with no visit near it starts one
+// as usual.
+//
+// A late event changes nothing: no key is created, no time, counter or timer of its key moves.
+// The key is looked up (loaded back when evicted, as an unbounded run has it in memory) only
+// because its late output carries the key's open visit and extension, which rules flagged late
+// read.
 func (s *Sessionizer) processLate(ev *Event) {
-	key, ok := s.stateKey(ev)
-	if !ok {
+	key, keyed := s.stateKey(ev)
+	// s.target is the watermark here: records reach processLate only once it has caught up.
+	if ev.Time < s.target-s.lateness {
+		var k *keyState
+		if keyed {
+			if k = s.lookup(key); s.err != nil {
+				return
+			}
+		}
+		s.emitLate(ev, key, k, LateBeyondLateness)
+		return
+	}
+	if !keyed {
 		s.processEvent(ev)
 		return
 	}
@@ -524,16 +544,26 @@ func (s *Sessionizer) processLate(ev *Event) {
 			reason = LateVisitEnded
 		}
 		if reason != "" {
-			s.stats.Late++
-			s.o = Output{Kind: KindLate, Key: key[1:], Event: ev, Reason: reason, k: k}
-			if v := k.visit; v != nil {
-				s.o.VisitID, s.o.Visit = v.id[:], &v.Summary
-			}
-			s.out.Emit(&s.o)
+			s.emitLate(ev, key, k, reason)
 			return
 		}
 	}
 	s.processEvent(ev)
+}
+
+// emitLate emits ev as late for reason. key is its state key (nil for an event with neither
+// profile nor session) and k the key's state, nil when it has none: then nothing is created,
+// and rules see a key without state.
+func (s *Sessionizer) emitLate(ev *Event, key []byte, k *keyState, reason Reason) {
+	s.stats.Late++
+	s.o = Output{Kind: KindLate, Event: ev, Reason: reason, k: k}
+	if key != nil {
+		s.o.Key = key[1:]
+	}
+	if k != nil && k.visit != nil {
+		s.o.VisitID, s.o.Visit = k.visit.id[:], &k.visit.Summary
+	}
+	s.out.Emit(&s.o)
 }
 
 // processEvent sessionizes one event whose time the watermark allows.

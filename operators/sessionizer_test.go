@@ -46,7 +46,7 @@ func parseRel(t *testing.T, s string) int64 {
 // TestScripts runs the datadriven scripts in testdata/. Commands:
 //
 //	config [visit_gap=D] [session_timeout=D] [max_visit=D] [max_session=D] [ttl=D] [ooo=D]
-//	       [idle=D] [skew=D] [jump=D] [end=a,b] [disable=t1,t2] [max_types=N] [max_sessions=N]
+//	       [idle=D] [skew=D] [jump=D] [lateness=D] [end=a,b] [disable=t1,t2] [max_types=N] [max_sessions=N]
 //	event [p=PROFILE] [s=SESSION] [t=REL] [type=T] [id=ID] [url=U] [src=S] [eph] [ts=REL] [offset=N]
 //	record [ts=REL] [offset=N]   (input: one raw record value per line)
 //	tick wall=REL                (idle advancement with the wall clock at REL)
@@ -89,7 +89,7 @@ func TestScripts(t *testing.T) {
 					VisitGap: dur("visit_gap"), SessionTimeout: dur("session_timeout"),
 					MaxVisitDuration: dur("max_visit"), MaxSessionDuration: dur("max_session"),
 					ProfileTTL: dur("ttl"), MaxOutOfOrderness: dur("ooo"), IdleTimeout: dur("idle"),
-					MaxFutureSkew: dur("skew"), MaxTimeJump: dur("jump"),
+					MaxFutureSkew: dur("skew"), MaxTimeJump: dur("jump"), AllowedLateness: dur("lateness"),
 				}
 				if _, ok := args["ooo"]; ok && cfg.MaxOutOfOrderness == 0 {
 					cfg.MaxOutOfOrderness = time.Nanosecond * 0
