@@ -133,6 +133,7 @@ func bindOperators(fs *flag.FlagSet, c *operators.Config) {
 	fs.DurationVar(&c.MaxSessionDuration, "max-session-duration", c.MaxSessionDuration, "close a session that lasts this long")
 	fs.DurationVar(&c.ProfileTTL, "profile-ttl", c.ProfileTTL, "forget a profile unseen for this long (profile-created again)")
 	fs.DurationVar(&c.MaxOutOfOrderness, "max-out-of-orderness", c.MaxOutOfOrderness, "how far the watermark trails the largest event time")
+	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "an event further behind its partition's watermark than this is late (beyond-allowed-lateness) and creates nothing; 0: the visit gap")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "wall-clock silence after which the watermark follows the clock")
 	fs.DurationVar(&c.MaxFutureSkew, "max-future-skew", c.MaxFutureSkew, "replace event times this far ahead of the record timestamp; live, dead-letter those this far ahead of the clock")
 	fs.DurationVar(&c.MaxTimeJump, "max-time-jump", c.MaxTimeJump, "dead-letter events this far ahead of their partition's watermark (negative: off)")

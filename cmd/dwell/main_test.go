@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dwellhq/dwell/operators"
 )
 
 // runCLI runs the command in-process and returns its exit code, stdout and stderr.
@@ -113,6 +116,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"process"}, "--in is required"},
 		{[]string{"process", "--in", "-", "--visit-gap", "-1m"}, "visit_gap must be"},
+		{[]string{"process", "--in", "-", "--allowed-lateness", "-1m"}, "allowed_lateness must be"},
 		{[]string{"process", "--in", "-", "--disable", "visit-bogus"}, `unknown system-event type "visit-bogus"`},
 		{[]string{"process", "--in", "-", "--key-partitions", "0"}, "--key-partitions must be at least 1"},
 		// Refused before any broker is dialled (port 1 would say "connection refused").
@@ -148,6 +152,51 @@ func TestEnvironmentOverrides(t *testing.T) {
 	// With a 1m gap, two events 2m apart are two visits.
 	if got := strings.Count(stdout, `"type":"visit-started"`); got != 2 {
 		t.Fatalf("%d visits with DWELL_VISIT_GAP=1m, want 2:\n%s", got, stdout)
+	}
+}
+
+// TestAllowedLateness: --allowed-lateness, DWELL_ALLOWED_LATENESS and allowed_lateness in a
+// config file set how far behind the watermark an event may be before it is late; by default
+// the visit gap, following --visit-gap.
+func TestAllowedLateness(t *testing.T) {
+	// The watermark reaches 2h-5s; r is 1h behind it, s 20m.
+	input := `{"type":"a","profile":"p","time":0,"id":"x"}
+{"type":"a","profile":"q","time":7200000,"id":"y"}
+{"type":"a","profile":"r","time":3600000,"id":"z"}
+{"type":"a","profile":"s","time":6000000,"id":"w"}
+`
+	for _, tc := range []struct {
+		env  string
+		args []string
+		late int
+	}{
+		{"", nil, 1}, // the visit gap, 30m: r is late
+		{"", []string{"--allowed-lateness", "2h"}, 0},    // neither
+		{"", []string{"--allowed-lateness", "10m"}, 2},   // both
+		{"", []string{"--visit-gap", "2h"}, 0},           // it follows the visit gap
+		{"10m", nil, 2},                                  // the variable
+		{"10m", []string{"--allowed-lateness", "2h"}, 0}, // the flag wins
+	} {
+		if tc.env != "" {
+			t.Setenv("DWELL_ALLOWED_LATENESS", tc.env)
+		}
+		code, _, stderr := runCLI(t, input, append([]string{"process", "--in", "-"}, tc.args...)...)
+		if want := fmt.Sprintf("late=%d;", tc.late); code != 0 || !strings.Contains(stderr, want) {
+			t.Errorf("DWELL_ALLOWED_LATENESS=%q %v: exit %d, %s; want %s", tc.env, tc.args, code, stderr, want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "dwell.yaml")
+	if err := os.WriteFile(path, []byte("allowed_lateness: 2h\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DWELL_ALLOWED_LATENESS", "") // only the file: unset below
+	os.Unsetenv("DWELL_ALLOWED_LATENESS")
+	var c operators.Config
+	fs := newFlags("run", io.Discard)
+	bindOperators(fs, &c)
+	fs.String("config", "", "")
+	if err := parse(fs, []string{"--config", path}); err != nil || c.AllowedLateness != 2*time.Hour {
+		t.Fatalf("allowed_lateness: 2h in the config file: %v, allowed lateness %s", err, c.AllowedLateness)
 	}
 }
 
