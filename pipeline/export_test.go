@@ -20,3 +20,15 @@ func (l *Live) Abandon() error {
 
 // Restores counts the partitions this processor has restored.
 func (l *Live) Restores() int64 { return l.restores.Load() }
+
+// Watermarks returns the watermark of each partition this processor owns, as of its last
+// cycle.
+func (l *Live) Watermarks() map[int32]int64 {
+	l.stats.Lock()
+	defer l.stats.Unlock()
+	w := make(map[int32]int64, len(l.stats.parts))
+	for p, st := range l.stats.parts {
+		w[p] = st.Watermark
+	}
+	return w
+}
