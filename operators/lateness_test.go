@@ -132,7 +132,11 @@ func TestBeyondLatenessChangesNothing(t *testing.T) {
 				t.Fatalf("%s seed %d: late %d records %d events %d, want each %d more than %d %d %d", tc.name, seed,
 					stAfter.Late, stAfter.Records, stAfter.Events, n, stBefore.Late, stBefore.Records, stBefore.Events)
 			}
+			if got := stAfter.LateByReason[LateBeyondLateness] - stBefore.LateByReason[LateBeyondLateness]; got != n {
+				t.Fatalf("%s seed %d: %d late for %s, want %d", tc.name, seed, got, LateBeyondLateness, n)
+			}
 			stAfter.Late, stAfter.Records, stAfter.Events = stBefore.Late, stBefore.Records, stBefore.Events
+			stAfter.LateByReason = stBefore.LateByReason
 			if fmt.Sprint(stAfter) != fmt.Sprint(stBefore) {
 				t.Fatalf("%s seed %d: stats changed:\nbefore %+v\nafter  %+v", tc.name, seed, stBefore, stAfter)
 			}

@@ -96,6 +96,7 @@ type Stats struct {
 	PassThrough  uint64
 	Ephemeral    uint64
 	Late         uint64
+	LateByReason map[Reason]uint64
 	Dead         uint64
 	DeadByReason map[Reason]uint64
 	System       [numSystemTypes]uint64
@@ -124,6 +125,12 @@ func (st *Stats) Add(o Stats) {
 	st.PassThrough += o.PassThrough
 	st.Ephemeral += o.Ephemeral
 	st.Late += o.Late
+	if len(o.LateByReason) > 0 && st.LateByReason == nil {
+		st.LateByReason = make(map[Reason]uint64, len(o.LateByReason))
+	}
+	for r, n := range o.LateByReason {
+		st.LateByReason[r] += n
+	}
 	st.Dead += o.Dead
 	if len(o.DeadByReason) > 0 && st.DeadByReason == nil {
 		st.DeadByReason = make(map[Reason]uint64, len(o.DeadByReason))
@@ -247,6 +254,7 @@ func NewSessionizer(cfg Config, partition int32, out Emitter) (*Sessionizer, err
 	}
 	s.wheel = timerwheel.New(0, timerLess)
 	s.stats.DeadByReason = make(map[Reason]uint64)
+	s.stats.LateByReason = make(map[Reason]uint64)
 	return s, nil
 }
 
@@ -275,6 +283,10 @@ func (s *Sessionizer) Stats() Stats {
 	st.DeadByReason = make(map[Reason]uint64, len(s.stats.DeadByReason))
 	for k, v := range s.stats.DeadByReason {
 		st.DeadByReason[k] = v
+	}
+	st.LateByReason = make(map[Reason]uint64, len(s.stats.LateByReason))
+	for k, v := range s.stats.LateByReason {
+		st.LateByReason[k] = v
 	}
 	st.Keys = len(s.keys)
 	st.Buffered = s.buf.len()
@@ -556,6 +568,7 @@ func (s *Sessionizer) processLate(ev *Event) {
 // and rules see a key without state.
 func (s *Sessionizer) emitLate(ev *Event, key []byte, k *keyState, reason Reason) {
 	s.stats.Late++
+	s.stats.LateByReason[reason]++
 	s.o = Output{Kind: KindLate, Event: ev, Reason: reason, k: k}
 	if key != nil {
 		s.o.Key = key[1:]

@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
@@ -33,6 +35,8 @@ func TestLiveBackfillBeyondLateness(t *testing.T) {
 	e.now.Store(end)
 	cfg := e.config("data", vfs.NewMem())
 	cfg.MaxCachedKeys = 5
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = pipeline.NewMetrics(reg)
 	l, stop := runLive(t, cfg)
 	defer stop()
 	pipelinetest.WaitFor(t, "the group to consume the current traffic", 60*time.Second,
@@ -105,6 +109,10 @@ func TestLiveBackfillBeyondLateness(t *testing.T) {
 		}
 		delete(ids, v.ID)
 	}
+	// And the metric says why: counted when the cycles commit.
+	pipelinetest.WaitFor(t, "the late events counted by reason", 60*time.Second, func() bool {
+		return lateMetric(t, reg, operators.LateBeyondLateness) == float64(len(late))
+	})
 	for _, r := range pipelinetest.ReadCommitted(t, e.brokers, e.topics.System) {
 		var v struct{ Time time.Time }
 		if err := json.Unmarshal(r.Value, &v); err != nil || v.Time.Year() < 2026 {
@@ -123,4 +131,25 @@ func TestLiveBackfillBeyondLateness(t *testing.T) {
 	stopFresh()
 	compareWithOffline(t, got, fresh, "a fresh instance's output of the backfill")
 	t.Logf("%d backfill events late on the idle instance; a fresh one gives the offline run's %d system events", len(late), len(got))
+}
+
+// lateMetric is dwell_late_events_total{reason}.
+func lateMetric(t *testing.T, reg *prometheus.Registry, reason operators.Reason) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dwell_late_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == string(reason) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no dwell_late_events_total{reason=%q} series", reason)
+	return 0
 }

@@ -21,7 +21,7 @@ type Metrics struct {
 	recordsOut    *prometheus.CounterVec // topic
 	system        *prometheus.CounterVec // type
 	dead          *prometheus.CounterVec // reason
-	late          prometheus.Counter
+	late          *prometheus.CounterVec
 	cycle         prometheus.Histogram
 	latency       prometheus.Histogram
 	txns          *prometheus.CounterVec // result
@@ -59,8 +59,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "System events emitted, by type."}, []string{"type"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "dead_letters_total",
 			Help: "Records dead-lettered, by reason."}, []string{"reason"}),
-		late: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "late_events_total",
-			Help: "Events behind the watermark that could not join a visit."}),
+		late: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "late_events_total",
+			Help: "Late events (behind the watermark and unable to join a visit, or beyond the allowed lateness), by reason."}, []string{"reason"}),
 		cycle: histogram("cycle_duration_seconds", "Wall time of a processing cycle, poll to transaction end.",
 			prometheus.ExponentialBuckets(0.001, 2, 14)),
 		latency: histogram("event_to_output_latency_seconds", "Wall time from an input record's timestamp to the commit of its cycle.",
@@ -107,6 +107,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range operators.DeadReasons() {
 		m.dead.WithLabelValues(string(r))
+	}
+	for _, r := range operators.LateReasons() {
+		m.late.WithLabelValues(string(r))
 	}
 	for _, r := range []string{"committed", "aborted"} {
 		m.txns.WithLabelValues(r)
@@ -204,7 +207,9 @@ func (w *worker) applyMetrics() {
 	for r, n := range c.stats.DeadByReason {
 		m.dead.WithLabelValues(string(r)).Add(float64(n - prev.DeadByReason[r]))
 	}
-	m.late.Add(float64(c.stats.Late - prev.Late))
+	for r, n := range c.stats.LateByReason {
+		m.late.WithLabelValues(string(r)).Add(float64(n - prev.LateByReason[r]))
+	}
 	m.applyFlow(&c.flow, &w.prevFlow)
 	w.prevFlow = c.flow
 	now := time.Now().UnixMilli()

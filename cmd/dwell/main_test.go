@@ -181,7 +181,11 @@ func TestAllowedLateness(t *testing.T) {
 			t.Setenv("DWELL_ALLOWED_LATENESS", tc.env)
 		}
 		code, _, stderr := runCLI(t, input, append([]string{"process", "--in", "-"}, tc.args...)...)
-		if want := fmt.Sprintf("late=%d;", tc.late); code != 0 || !strings.Contains(stderr, want) {
+		want := "late=0;"
+		if tc.late > 0 {
+			want = fmt.Sprintf("late=%d (beyond-allowed-lateness=%d);", tc.late, tc.late)
+		}
+		if code != 0 || !strings.Contains(stderr, want) {
 			t.Errorf("DWELL_ALLOWED_LATENESS=%q %v: exit %d, %s; want %s", tc.env, tc.args, code, stderr, want)
 		}
 	}

@@ -152,15 +152,21 @@ func summaryLine(sum pipeline.OfflineSummary) string {
 	for _, ty := range operators.SystemTypes() {
 		fmt.Fprintf(&b, " %s=%d", ty, t.System[ty])
 	}
-	fmt.Fprintf(&b, "; late=%d; dead letters=%d", t.Late, t.Dead)
-	if t.Dead > 0 {
-		reasons := make([]string, 0, len(t.DeadByReason))
-		for r, n := range t.DeadByReason {
+	byReason := func(n uint64, of map[operators.Reason]uint64) {
+		if n == 0 {
+			return
+		}
+		reasons := make([]string, 0, len(of))
+		for r, n := range of {
 			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
 		}
 		slices.Sort(reasons)
 		fmt.Fprintf(&b, " (%s)", strings.Join(reasons, " "))
 	}
+	fmt.Fprintf(&b, "; late=%d", t.Late)
+	byReason(t.Late, t.LateByReason)
+	fmt.Fprintf(&b, "; dead letters=%d", t.Dead)
+	byReason(t.Dead, t.DeadByReason)
 	// Schedules due after the last event time seen do not fire at the end of input.
 	fmt.Fprintf(&b, "; pending schedules=%d", t.ExtPending)
 	if t.Evicted > 0 {
