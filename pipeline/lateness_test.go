@@ -1,7 +1,12 @@
 package pipeline_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +15,7 @@ import (
 
 	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/operators"
+	"github.com/dwellhq/dwell/operators/rules"
 	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
@@ -152,4 +158,56 @@ func lateMetric(t *testing.T, reg *prometheus.Registry, reason operators.Reason)
 	}
 	t.Fatalf("no dwell_late_events_total{reason=%q} series", reason)
 	return 0
+}
+
+// TestLateRulesBeyondLateness: rules flagged late run on an event beyond the allowed lateness
+// as on any late event, with the key's rule state when the key has one, and what they change
+// there is kept; a key without state gets none from them (a late event creates nothing).
+func TestLateRulesBeyondLateness(t *testing.T) {
+	rs, err := pipeline.ParseRuleSet([]byte(`
+version: late-1
+rules:
+  - name: count-late
+    on: page-view
+    late: true
+    when: event.late
+    actions:
+      - increment: late_seen
+  - name: report
+    on: page-view
+    actions:
+      - emit: {type: seen, queue: q, properties: {late_seen: "{{.profile.counters.late_seen}}"}}
+`), nil, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(id, profile string, minutes int) string {
+		return fmt.Sprintf(`{"id":%q,"type":"page-view","profile":%q,"time":%d}`, id, profile, int64(minutes)*time.Minute.Milliseconds())
+	}
+	input := strings.Join([]string{
+		ev("a1", "known", 0),
+		ev("b1", "other", 120),
+		ev("late-known", "known", 10), // 1h50m behind the watermark: late, the key has state
+		ev("late-new", "new", 10),     // likewise, of a key never seen
+		ev("n1", "new", 121),
+		ev("a2", "known", 122),
+	}, "\n")
+	var sys, late, ru bytes.Buffer
+	if _, err := pipeline.RunOffline(context.Background(), pipeline.OfflineConfig{Rules: rs}, strings.NewReader(input),
+		pipeline.OfflineOutputs{System: &sys, Late: &late, Rules: &ru}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(late.String(), `"late_reason":"beyond-allowed-lateness"`); n != 2 {
+		t.Fatalf("%d events late beyond the allowed lateness, want 2:\n%s", n, late.String())
+	}
+	// new's profile is created by n1, and by nothing before it.
+	if created := regexp.MustCompile(`"type":"profile-created","time":"([^"]+)","profile":"new"`).FindAllStringSubmatch(sys.String(), -1); len(created) != 1 || created[0][1] != "1970-01-01T02:01:00.000Z" {
+		t.Fatalf("profile new created %v, want once, at 02:01 by n1:\n%s", created, sys.String())
+	}
+	// The late rule counted known's late event in known's state, and nothing for new.
+	for cause, want := range map[string]string{"a1": "0", "n1": "0", "a2": "1"} {
+		if !regexp.MustCompile(`"dwell-cause":"` + cause + `".*"late_seen":"` + want + `"`).MatchString(ru.String()) {
+			t.Errorf("the rule output caused by %s does not say late_seen %s:\n%s", cause, want, ru.String())
+		}
+	}
 }
