@@ -19,9 +19,9 @@
 // every timer with a deadline before t fires, in (deadline, kind, key) order; a timer never
 // fires before the watermark has passed its deadline. Events behind the watermark are handled at
 // once. One further behind it than the allowed lateness (Config.AllowedLateness, the visit gap
-// by default) is late whatever its key's state (LateBeyondLateness): beyond one gap the
-// watermark has passed every end it could belong to, so it could only create history an
-// offline run does not have. Within the allowed lateness, an event joins the key's open visit
+// by default) is late whatever its key's state, keyless events included (LateBeyondLateness):
+// beyond one gap the watermark has passed every end it could belong to, so it could only
+// create history an offline run does not have. Within the allowed lateness, an event joins the key's open visit
 // when it falls inside it, is late when it predates the open visit or falls into or within
 // visit_gap after an ended one (LateBeforeVisit, LateVisitEnded), and otherwise is processed as
 // usual (a key with no visit near it starts one). A late event changes no state: it creates no
