@@ -54,6 +54,10 @@ type Config struct {
 	TransactionTimeout time.Duration
 	// Now is the wall clock (ByDuration, the reset's id). Default time.Now.
 	Now func() time.Time
+
+	// crashBeforeCommit, set by tests, abandons the reset with its transaction open, as a
+	// SIGKILL would.
+	crashBeforeCommit bool
 }
 
 // ErrConfig marks errors of a Config that cannot work; their text names the flag that fixes
@@ -63,6 +67,9 @@ var ErrConfig = errors.New("reset: invalid configuration")
 type configError struct{ error }
 
 func (e configError) Unwrap() []error { return []error{e.error, ErrConfig} }
+
+// errCrashed ends a reset that a test abandons.
+var errCrashed = errors.New("reset: crashed (test)")
 
 // ErrMembers says the group has members: reset refuses to rewind a running application.
 var ErrMembers = errors.New("reset: the group has members")
@@ -421,6 +428,9 @@ func execute(ctx context.Context, adm *kadm.Client, cfg Config, plan Plan, out i
 	}
 	if err := commitOffsets(ctx, cl, cfg, offsets); err != nil {
 		return abort(err)
+	}
+	if cfg.crashBeforeCommit {
+		return errCrashed
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return fmt.Errorf("reset: committing the transaction: %w; nothing was changed, run the reset again", err)
