@@ -30,7 +30,7 @@ test:
 	$(GO) test -count=1 -run 'TestLiveRepeatedCrashes' ./pipeline
 
 ## test-kafka: the Kafka suites on a real Apache Kafka (fetched from Maven Central; needs java,
-## mvn and kcat): the end-to-end, crash, rebalance, metrics, CLI, kcat, cart-abandonment (rules
+## mvn and kcat): the end-to-end, crash, rebalance, reset, metrics, CLI, kcat, cart-abandonment (rules
 ## across a crash and a rebalance), config topic, deliver, move and log tests that make test runs
 ## on kfake, then the fault suite (kills of dwell and of brokers,
 ## scaling), which prints a table. The broker is stopped afterwards, also when a test fails.
@@ -43,9 +43,9 @@ test-kafka:
 	trap '$(HARNESS) down --dir $(KAFKA_TEST_DIR)' EXIT; \
 	echo "== Kafka integration suite on $$addr"; \
 	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
-		-run '^(TestLive|TestCart|TestRunAgainstKafka|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
+		-run '^(TestLive|TestReset|TestCart|TestRunAgainstKafka|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
 		-skip '^TestDeliverRebalance$$' \
-		./pipeline ./pipeline/deliver ./pipeline/rulesrc ./pipeline/topicscan ./cmd/dwell || exit 1; \
+		./pipeline ./pipeline/reset ./pipeline/deliver ./pipeline/rulesrc ./pipeline/topicscan ./cmd/dwell || exit 1; \
 	echo "== fault suite"; \
 	DWELL_FAULT_SUITE=1 $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/dwell
 
