@@ -110,6 +110,10 @@ func TestFaults(t *testing.T) {
 		// every profile is forgotten (faults_storm_test.go).
 		{absurdScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 100_000,
 			func(f *faultRun) string { return f.absurdTime() }, nil, nil},
+		// dwell run refuses offsets rewound without state; dwell reset, killed once, rewinds
+		// both; the replay, killed once, equals the offline run (faults_reset_test.go).
+		{rewindScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 200_000,
+			func(f *faultRun) string { return f.rewind(rng) }, nil, nil},
 		// A rule whose template ranges over a number from the event, published to the config
 		// topic, meets n = 1e9; then a good version replaces it (faults_storm_test.go).
 		{hostileScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 100_000,
@@ -195,6 +199,9 @@ type faultRun struct {
 	procs     []*dwellProc
 	n         int      // data dirs made
 	extraArgs []string // more dwell run flags
+	// replayFrom, set by a rewind, is the system topic's end offsets at the reset: finish
+	// checks what follows them (faults_reset_test.go).
+	replayFrom map[int32]int64
 }
 
 // webFor is the generated stream of a scenario: visits end mid-stream (an hour of event time
@@ -216,6 +223,7 @@ func newFaultRun(t *testing.T, c *kafka.Cluster, guarantee string, events int, w
 			Dead: prefix + "dlq", Changelog: prefix + "changelog"},
 		guarantee: guarantee, dir: t.TempDir(),
 	}
+	_, f.topics.Savepoints, f.topics.SavepointData = pipeline.InternalTopics(f.group)
 	createTopics(t, f.brokers, faultParts, int16(min(c.Nodes(), 3)), f.input, f.topics)
 	f.stream = newStreamWith(t, web, events, faultParts, inject, big...)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...))
@@ -447,6 +455,9 @@ func (f *faultRun) finish() verdict {
 	// Outputs are committed with the offsets (exactly-once) or before them (at-least-once).
 	for _, p := range running {
 		f.stop(p)
+	}
+	if f.replayFrom != nil {
+		return f.checkReplay()
 	}
 	return f.stream.check(f.t, readCommitted(f.t, f.brokers, f.topics.System), f.guarantee == pipeline.AtLeastOnce)
 }

@@ -285,7 +285,11 @@ func createTopics(t testing.TB, brokers []string, partitions int, rf int16, inpu
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	compact := "compact"
-	for _, name := range []string{input, topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog} {
+	names := []string{input, topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog}
+	if topics.Savepoints != "" {
+		names = append(names, topics.Savepoints, topics.SavepointData)
+	}
+	for _, name := range names {
 		cfg := map[string]*string{}
 		if name == topics.Changelog {
 			cfg["cleanup.policy"] = &compact
