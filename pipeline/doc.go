@@ -18,7 +18,13 @@
 // A partition is restored before it processes anything: the changelog is read (read_committed,
 // control records kept so the end is known) from the offset Pebble reflects to the last stable
 // offset and replayed into Pebble, which is then loaded into a new sessionizer. A crash at any
-// point therefore loses and duplicates nothing for read_committed consumers.
+// point therefore loses and duplicates nothing for read_committed consumers. The read starts at
+// the changelog's log start when Pebble's offset is below it (its state is then dropped); a
+// reset marker that dwell reset wrote (state.ResetRecordKey) drops the state replayed before it.
+// The group's committed offsets are then checked against the input the state holds
+// (checkOffsets): behind it, Run returns ErrOffsetsBehindState rather than skip the records in
+// between. While a partition's input is below the offsets its last reset rewound from, its
+// outputs carry the header ReplayHeader.
 //
 // Backpressure is structural: a cycle takes at most MaxPollRecords, and nothing more is polled
 // until the cycle's transaction has ended.
