@@ -162,9 +162,17 @@ const replayBatchRecords = 10_000
 // skipped, so replaying from any earlier offset is safe. A partition restores by replaying the
 // changelog from Load's ChangelogOffset (0 for an empty store) to the end, then loading.
 func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
-	from, err := s.changelogOffset(partition)
+	from, stored, err := s.replayFrom(partition)
 	if err != nil {
 		return err
+	}
+	// A partition that holds nothing (a new store, or one just reset), and every partition
+	// after a reset marker, has no key but those this replay writes: their deadlines are kept
+	// here instead of read back from Pebble before each write (the timer index needs the old
+	// ones), which is most of a replay's time.
+	var known map[string][numTimers]int64
+	if !stored {
+		known = map[string][numTimers]int64{}
 	}
 	b := s.db.NewIndexedBatch()
 	defer func() { b.Close() }()
@@ -199,6 +207,7 @@ func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
 		}
 		if bytes.Equal(r.Key, ResetRecordKey) {
 			clear(chunks) // a cycle cut short before the reset: its chunks are dropped with it
+			known = map[string][numTimers]int64{}
 		}
 		if bytes.Equal(r.Key, PartitionRecordKey) && r.Value != nil {
 			v, err := assemblePartition(r.Value, chunks)
@@ -208,7 +217,7 @@ func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
 			r.Value = v
 			clear(chunks)
 		}
-		if err := s.applyRecord(b, partition, r); err != nil {
+		if err := s.applyRecord(b, partition, r, known); err != nil {
 			return fmt.Errorf("state: partition %d changelog offset %d: %w", partition, r.Offset, err)
 		}
 		from = r.Offset + 1
@@ -228,7 +237,9 @@ func (s *Store) Replay(partition int32, recs []ChangelogRecord) error {
 	return nil
 }
 
-func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord) error {
+// applyRecord applies r to the batch. known, if not nil, holds the deadlines of every key the
+// partition has (see Replay), and is kept up to date.
+func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord, known map[string][numTimers]int64) error {
 	if bytes.Equal(r.Key, ResetRecordKey) {
 		if r.Value == nil {
 			return nil
@@ -253,7 +264,9 @@ func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord)
 	}
 	key := string(r.Key)
 	var old, cur [numTimers]int64
-	if v, closer, err := b.Get(keyKey(partition, key)); err == nil {
+	if known != nil {
+		old = known[key]
+	} else if v, closer, err := b.Get(keyKey(partition, key)); err == nil {
 		old, _, err = ParseKeyRecord(v)
 		closer.Close()
 		if err != nil {
@@ -266,6 +279,9 @@ func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord)
 		if err := b.Delete(keyKey(partition, key), nil); err != nil {
 			return err
 		}
+		if known != nil {
+			delete(known, key)
+		}
 	} else {
 		var err error
 		if cur, _, err = ParseKeyRecord(r.Value); err != nil {
@@ -274,8 +290,27 @@ func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord)
 		if err := b.Set(keyKey(partition, key), r.Value, nil); err != nil {
 			return err
 		}
+		if known != nil {
+			known[key] = cur
+		}
 	}
 	return moveTimers(b, partition, key, old, cur)
+}
+
+// replayFrom returns the changelog offset the stored state reflects and whether the partition
+// holds anything: a partition with no stored offset holds nothing (Reset deletes it with the
+// rest, and a cycle's batch writes it with the rest).
+func (s *Store) replayFrom(partition int32) (int64, bool, error) {
+	_, closer, err := s.db.Get(prefix(tagOffset, partition))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	closer.Close()
+	off, err := s.changelogOffset(partition)
+	return off, true, err
 }
 
 func (s *Store) changelogOffset(partition int32) (int64, error) {

@@ -107,3 +107,44 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(log)*b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkRestoreFromSavepoint measures the restore of a partition after dwell reset rewound it
+// to a savepoint, per key (keys/s): a store holding the old state replays the reset marker and
+// the savepoint's records (a compacted changelog), then loads them into a new sessionizer.
+//
+//	go test ./state -run '^$' -bench RestoreFromSavepoint -benchtime 3x -count 3
+func BenchmarkRestoreFromSavepoint(b *testing.B) {
+	const n = 100_000
+	st, sp := restoreFixture(b, n)
+	st.Close()
+	marker := state.AppendResetMarker(nil, state.ResetMarker{ID: "bench", Until: map[string]int64{"web": n}})
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		fresh, err := state.Open(state.Options{Dir: "db", FS: vfs.NewMem()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := fresh.Replay(0, sp); err != nil { // the old state
+			b.Fatal(err)
+		}
+		log := []state.ChangelogRecord{{Offset: int64(len(sp)), Key: state.ResetRecordKey, Value: marker}}
+		for _, r := range sp {
+			log = append(log, state.ChangelogRecord{Offset: int64(len(log) + len(sp)), Key: r.Key, Value: r.Value})
+		}
+		b.StartTimer()
+		if err := fresh.Replay(0, log); err != nil {
+			b.Fatal(err)
+		}
+		var out collect
+		s, _ := operators.NewSessionizer(operators.Config{}, 0, &out)
+		p, err := fresh.Load(0, func(snap []byte) error { return s.RestoreKey(snap) })
+		if err != nil || p.Keys != len(sp) {
+			b.Fatalf("%d keys loaded of %d: %v", p.Keys, len(sp), err)
+		}
+		b.StopTimer()
+		fresh.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(len(sp)*b.N)/b.Elapsed().Seconds(), "keys/s")
+}
