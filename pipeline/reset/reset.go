@@ -297,6 +297,15 @@ func makePlan(ctx context.Context, adm *kadm.Client, cfg Config, file map[string
 		}
 		part := Partition{Partition: p}
 		if !cfg.ToEarliest {
+			// A savepoint whose input the retention has deleted cannot be replayed from.
+			for i := range sps {
+				for _, t := range inputs {
+					n, ok := sps[i].Next[t]
+					if s, _ := starts.Lookup(t, p); ok && sps[i].Partition == p && n < s.Offset {
+						sps[i].Expired = true
+					}
+				}
+			}
 			if d, ok := savepoint.Newest(sps, p, target); ok {
 				part.Savepoint = &d
 			} else {
@@ -312,7 +321,7 @@ func makePlan(ctx context.Context, adm *kadm.Client, cfg Config, file map[string
 			to := s.Offset
 			if part.Savepoint != nil {
 				if n, ok := part.Savepoint.Next[t]; ok {
-					to = max(n, s.Offset)
+					to = n
 				}
 			}
 			tg, ok := target[t]
