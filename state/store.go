@@ -30,6 +30,12 @@ import (
 //	'p' partition                         partition snapshot (operators.AppendPartitionSnapshot)
 //	'o' partition                         changelog offset the stored state reflects (uvarint+1)
 //	'r' partition                         the last reset marker replayed (ResetMarker)
+//	's' partition                         time of the last completed savepoint (Unix ms, uvarint+1)
+//
+// 'k' values are the changelog's values, and 'p' holds the partition record the changelog
+// carries under PartitionRecordKey, so a Snapshot of 'k' and 'p' is what a compacted changelog
+// of the state holds (a savepoint's data). 's' is local: a hint that keeps the savepoint
+// interval across restarts, never in the changelog.
 const (
 	tagFormat    = 'f'
 	tagInstance  = 'i'
@@ -39,6 +45,7 @@ const (
 	tagPartition = 'p'
 	tagOffset    = 'o'
 	tagReset     = 'r'
+	tagSavepoint = 's'
 )
 
 // offsetValue is the value of an 'o' key: the changelog offset plus one, so that a stored 0
@@ -442,7 +449,7 @@ func (s *Store) DueTimers(partition int32, before int64, fn func(deadline int64,
 func (s *Store) Reset(partition int32) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	for _, tag := range []byte{tagKey, tagTimer, tagPartition, tagOffset, tagReset} {
+	for _, tag := range []byte{tagKey, tagTimer, tagPartition, tagOffset, tagReset, tagSavepoint} {
 		start := prefix(tag, partition)
 		if err := b.DeleteRange(start, prefixEnd(start), nil); err != nil {
 			return fmt.Errorf("state: resetting partition %d: %w", partition, err)
