@@ -18,6 +18,12 @@ func (l *Live) Abandon() error {
 	return l.store.Close()
 }
 
+// SetSavepointTaken makes the processor call f with each savepoint's snapshot as it is taken:
+// its partition, id, and the changelog offset its state reflects.
+func (l *Live) SetSavepointTaken(f func(partition int32, id string, changelogOffset int64)) {
+	l.savepointTaken = f
+}
+
 // Restores counts the partitions this processor has restored.
 func (l *Live) Restores() int64 { return l.restores.Load() }
 

@@ -41,16 +41,21 @@ type Live struct {
 	// crashAt, set by tests, abandons the processor at a named point of a cycle: "before-end"
 	// (transaction open) or "after-end" (transaction committed, Pebble not).
 	crashAt func(point string) bool
+	// savepointTaken, set by tests, is told of each savepoint's snapshot: its partition, id and
+	// the changelog offset its state reflects (savepoints.go).
+	savepointTaken func(partition int32, id string, changelogOffset int64)
+	spTopics       savepointTopics // savepoints.go
 
-	ready     atomic.Bool  // every assigned partition is restored
-	stopping  atomic.Bool  // Run's context is done: workers cut their cycle short
-	progress  progress     // health.go
-	fetches   atomic.Int64 // fetch responses read from a broker (health.go)
-	seen      int64        // fetches as of the last cycle's end; owned by Run's goroutine
-	restores  atomic.Int64 // partitions restored
-	committed atomic.Int64 // transactions committed
-	aborted   atomic.Int64 // transactions aborted
-	behind    atomic.Int64 // partition cycles that ended behind (their budget stopped them)
+	ready     atomic.Bool     // every assigned partition is restored
+	stopping  atomic.Bool     // Run's context is done: workers cut their cycle short
+	progress  progress        // health.go
+	fetches   atomic.Int64    // fetch responses read from a broker (health.go)
+	seen      int64           // fetches as of the last cycle's end; owned by Run's goroutine
+	restores  atomic.Int64    // partitions restored
+	committed atomic.Int64    // transactions committed
+	aborted   atomic.Int64    // transactions aborted
+	behind    atomic.Int64    // partition cycles that ended behind (their budget stopped them)
+	spClocks  savepointClocks // savepoints.go
 
 	logLevel rules.LogLevel
 	rules    atomic.Pointer[RuleSet] // the rule set workers switch to at their next cycle
@@ -93,6 +98,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	l.mu.revoked, l.mu.assigned = map[int32]bool{}, map[int32]bool{}
 	l.stats.parts = map[int32]operators.Stats{}
 	l.progress.last = map[int32]time.Time{}
+	l.spClocks.since, l.spClocks.retry = map[int32]time.Time{}, map[int32]time.Time{}
 	l.logLevel, _ = rules.ParseLogLevel(cfg.EventLog)
 	if err := st.ClaimApplication(cfg.ApplicationID, cfg.DataDir); err != nil {
 		return nil, errors.Join(configError(err), st.Close())
@@ -189,10 +195,11 @@ func (l *Live) RuleSetVersion() string { return l.rules.Load().versionOrNone() }
 // is stalled (Readiness says why not).
 func (l *Live) Ready() bool { return l.Readiness() == nil }
 
-// partitionFor places output records: the changelog by the partition it belongs to, everything
-// else by key with Kafka's murmur2, as a Java producer would.
+// partitionFor places output records: the internal topics (changelog, savepoints) by the
+// partition they belong to, everything else by key with Kafka's murmur2, as a Java producer
+// would.
 func (l *Live) partitionFor(topic string) func(r *kgo.Record, n int) int {
-	if topic == l.cfg.Topics.Changelog {
+	if t := l.cfg.Topics; topic == t.Changelog || topic == t.Savepoints || topic == t.SavepointData {
 		return func(r *kgo.Record, n int) int { return int(r.Partition) % n }
 	}
 	return func(r *kgo.Record, n int) int {

@@ -43,12 +43,12 @@ type liveEnv struct {
 func newLiveEnv(t *testing.T) *liveEnv {
 	t.Helper()
 	d := pipeline.DefaultTopics()
-	k := pipelinetest.New(t, livePartitions, []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog},
+	k := pipelinetest.New(t, livePartitions, []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog, d.Savepoints, d.SavepointData},
 		pipelinetest.Compacted(d.Changelog))
 	return &liveEnv{
 		brokers: k.Brokers, input: k.Name("events"), group: k.Name("dwell"),
 		topics: pipeline.Topics{System: k.Name(d.System), Events: k.Name(d.Events), Late: k.Name(d.Late),
-			Dead: k.Name(d.Dead), Changelog: k.Name(d.Changelog)},
+			Dead: k.Name(d.Dead), Changelog: k.Name(d.Changelog), Savepoints: k.Name(d.Savepoints), SavepointData: k.Name(d.SavepointData)},
 		now: new(atomic.Int64), k: k,
 	}
 }

@@ -36,6 +36,7 @@ type Metrics struct {
 	skipped       *prometheus.CounterVec // reason
 	scheduled     prometheus.Counter
 	eventLog      prometheus.Counter
+	savepoints    *prometheus.CounterVec // result
 	kprom         *kprom.Metrics
 }
 
@@ -94,6 +95,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.skipped.WithLabelValues(skipInState)
 	m.eventLog = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dwell", Name: "event_log_records_total",
 		Help: "Records written to the event log."})
+	m.savepoints = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "savepoints_total",
+		Help: "Savepoints ended, by result: completed (the descriptor committed) or abandoned (a cycle did not commit, the partition stopped, or an error)."}, []string{"result"})
+	for _, r := range []string{"completed", "abandoned"} {
+		m.savepoints.WithLabelValues(r)
+	}
+	reg.MustRegister(m.savepoints)
 	reg.MustRegister(m.recordsIn, m.recordsOut, m.system, m.dead, m.late, m.cycle, m.latency, m.txns,
 		m.rebalances, m.restores, m.watermarkLag, m.consumerLag, m.ruleEvents, m.ruleOutputs, m.ruleErrors, m.scheduled, m.eventLog, m.cycleFailures, m.skipped)
 	for _, s := range []rules.LogState{rules.Processed, rules.Errored, rules.Ignored, rules.DeadLettered, rules.Late} {
@@ -126,6 +133,7 @@ func (m *Metrics) attach(l *Live) {
 	stats := func(f func(LiveStats) float64) func() float64 { return func() float64 { return f(l.Stats()) } }
 	m.reg.MustRegister(
 		newStallCollector(l),
+		newSavepointAgeCollector(l),
 		gauge("partitions_behind", "Partitions whose cycle budget (--max-cycle-work, --max-cycle-time) stopped work that goes on at the next cycle; their fetching is paused meanwhile.",
 			stats(func(s LiveStats) float64 { return float64(s.Behind) })),
 		gauge("held_records", "Records held while their partition's watermark catches up.", stats(func(s LiveStats) float64 { return float64(s.Held) })),

@@ -50,7 +50,8 @@ type worker struct {
 	behind bool
 	held   int // records held, when behind
 	paused bool
-	worked bool // the cycle changed the partition's state (health.go)
+	worked bool        // the cycle changed the partition's state (health.go)
+	sp     savepointer // savepoints.go
 }
 
 // startWorker restores partition p (restore.go) and starts its goroutine.
@@ -108,6 +109,9 @@ func (w *worker) work(j job) {
 		return
 	}
 	w.writeChanges(len(j.recs) > 0 || w.s.Watermark() != before || w.s.Target() != target, j.promise)
+	if w.err == nil {
+		w.writeSavepoint(j.promise)
+	}
 }
 
 // process runs the cycle's records through the sessionizer (and the flow's rules), skipping
@@ -210,10 +214,17 @@ func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, e
 
 // finish commits the cycle's Pebble batch when the cycle committed, with the changelog offset
 // after the cycle's last changelog record, and evicts cold keys; otherwise it discards it.
+// Then the savepoint in progress follows (savepoints.go).
 func (w *worker) finish(committed bool) error {
 	if committed {
 		w.applyMetrics()
 	}
+	err := w.finishBatch(committed)
+	w.savepointCycleEnded(committed && err == nil)
+	return err
+}
+
+func (w *worker) finishBatch(committed bool) error {
 	b := w.batch
 	w.batch = nil
 	if b == nil {
@@ -228,6 +239,10 @@ func (w *worker) finish(committed bool) error {
 		return errors.New("pipeline: committed a cycle whose changelog records have no offsets")
 	}
 	if err := b.PutPartition(w.partSnap, w.lastCL.Load()+1); err != nil {
+		b.Discard()
+		return err
+	}
+	if err := w.savepointToBatch(b); err != nil {
 		b.Discard()
 		return err
 	}
@@ -259,4 +274,5 @@ func (w *worker) stop() {
 		w.batch.Discard()
 		w.batch = nil
 	}
+	w.stopSavepoints()
 }
