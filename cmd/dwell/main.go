@@ -49,6 +49,7 @@ Usage:
   dwell reset --group G --to-earliest|--to-datetime T [--execute]
                                                    rewind a stopped group: offsets and state together
   dwell log [--type T] [--profile P] [--state S]   search the event log (--since 1h, --json)
+  dwell savepoints list [--group G] [--json]       list the savepoints dwell run writes, per partition
   dwell config validate|apply FILE [--registry F]  check rules; publish them to running instances
   dwell version
 
@@ -84,6 +85,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdReset(ctx, args[1:], stdout, stderr)
 	case "log":
 		err = cmdLog(ctx, args[1:], stdout, stderr)
+	case "savepoints":
+		err = cmdSavepoints(ctx, args[1:], stdout, stderr)
 	case "registry":
 		err = cmdRegistry(args[1:], stdout, stderr)
 	case "config":

@@ -38,6 +38,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Topics.Changelog, cfg.Topics.Savepoints, cfg.Topics.SavepointData = "", "", ""
 	fs.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "state changelog topic (compacted); default <application-id>.changelog")
 	fs.DurationVar(&cfg.SavepointInterval, "savepoint-interval", cfg.SavepointInterval, "how often each partition writes a savepoint (its state and input offsets, for dwell reset --to-datetime); negative: never")
+	fs.IntVar(&cfg.SavepointCycleBytes, "savepoint-cycle-bytes", cfg.SavepointCycleBytes, "savepoint data one partition writes per processing cycle, so that a savepoint spreads over cycles and slows none much")
 	fs.DurationVar(&cfg.SavepointRetention, "savepoint-retention", cfg.SavepointRetention, "how long the savepoint topics keep savepoints (retention.ms of the topics --create-topics makes)")
 	fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", cfg.Topics.EventLog, "event log topic (one record per processed event; see --event-log)")
 	fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", cfg.Topics.QueuePrefix, "queue topics are this prefix plus the queue name (notifications, routed events)")
