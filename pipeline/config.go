@@ -68,8 +68,9 @@ type LiveConfig struct {
 	SavepointInterval time.Duration
 	// SavepointCycleBytes bounds the savepoint data (keys' and values' bytes) one partition
 	// writes in one cycle, so that a savepoint of a large state is spread over many cycles and
-	// slows none much: at least one record a cycle. Default 256 KiB, about 5% of throughput at
-	// full load (README, Performance: BenchmarkLiveSavepoint).
+	// slows none much: at least one record a cycle. Default 256 KiB: with a savepoint always in
+	// progress, about 6-8% of the throughput at full load (README, Performance, Savepoints:
+	// BenchmarkPipelineKfakeSavepoint).
 	SavepointCycleBytes int
 	// SavepointRetention is how long the savepoint topics keep savepoints (retention.ms of the
 	// topics --create-topics makes), and so how far back dwell reset can rewind to a time
