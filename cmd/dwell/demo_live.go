@@ -53,7 +53,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	topics := pipeline.DefaultTopics()
 	const partitions = 4
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "events",
-		topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog))
+		topics.System, topics.Events, topics.Late, topics.Dead, topics.Changelog, topics.Savepoints, topics.SavepointData))
 	if err != nil {
 		return fmt.Errorf("demo: starting the embedded broker: %w", err)
 	}

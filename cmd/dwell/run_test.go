@@ -121,10 +121,23 @@ func TestRunAgainstKafka(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A new data dir writes a savepoint of every partition at once; dwell savepoints list
+	// shows them (the application id is the group).
+	waitSavepoints := time.Now().Add(30 * time.Second)
+	for strings.Count(errb.String(), `msg="savepoint completed"`) < 3 {
+		if time.Now().After(waitSavepoints) {
+			t.Fatalf("no savepoint of every partition within 30s:\n%s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, list, stderr := runCLI(t, "", "savepoints", "list", "--brokers", brokers, "--group", k.Name("dwell"))
+	if rows := strings.Split(strings.TrimSpace(list), "\n"); code != exitOK || len(rows) < 4 {
+		t.Fatalf("savepoints list: exit %d, want a savepoint per partition:\n%s%s", code, list, stderr)
+	}
 	_, body := get("/metrics")
 	for _, series := range []string{`dwell_records_in_total{topic="` + k.Name("events") + `"}`, `dwell_system_events_total{type="profile-created"}`,
 		`dwell_transactions_total{result="committed"}`, "dwell_cycle_duration_seconds_bucket", "dwell_open_visits",
-		"dwell_pebble_l0_files", "dwell_kafka_", "go_goroutines"} {
+		"dwell_pebble_l0_files", "dwell_kafka_", "go_goroutines", `dwell_savepoints_total{result="completed"}`, `dwell_savepoint_age_seconds{partition="0"}`} {
 		if !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
