@@ -29,6 +29,19 @@
 // Backpressure is structural: a cycle takes at most MaxPollRecords, and nothing more is polled
 // until the cycle's transaction has ended.
 //
+// # Savepoints
+//
+// Every SavepointInterval each partition writes a savepoint (pipeline/savepoint is the format):
+// a consistent copy of its state with the input offsets and watermark it reflects, which dwell
+// reset rewinds to. It rides on the cycles (savepoints.go): at the end of a committed cycle,
+// right after the worker's Pebble batch commits, a Pebble snapshot of the partition
+// (state.Snapshot, evicted keys included); in each following cycle, at most SavepointCycleBytes
+// of it as data records into the cycle's transaction; once the cycle holding the last of them
+// has committed, the descriptor in the next one. Only then does the savepoint count, and its
+// time goes into Pebble with that cycle's batch. A cycle that does not commit, a partition that
+// stops, or an error abandons it (the snapshot is closed; its data stays without a descriptor,
+// which readers never see).
+//
 // # The cycle
 //
 // Live.runOnce (cycle.go) reads as Kafka Streams' StreamThread.runOnce does, one method per
@@ -36,7 +49,7 @@
 // meanwhile stop), begin (the transaction, exactly-once only), restore (a worker for every
 // partition assigned or polled that has none, rebuilt first; restore.go), process (every worker
 // runs its job: process its records, punctuate — idle advancement and due timers — and write
-// what changed; worker.go), commit (one phase for both guarantees: flush, then end the
+// what changed, then its savepoint's share; worker.go), commit (one phase for both guarantees: flush, then end the
 // transaction and commit Pebble to match, or, at-least-once, commit Pebble and then the
 // offsets). Ownership: Live's parts map and the transaction belong to Run's goroutine; a
 // worker's sessionizer, flow and batch belong to the worker while it runs a job and to Run's
@@ -51,6 +64,7 @@
 //	cycle.go      Run, recovery from a failed cycle, and the cycle's phases
 //	worker.go     the partition worker
 //	restore.go    a partition rebuilt from Pebble plus the changelog
+//	savepoints.go a partition's savepoints, written over the cycles after a Pebble snapshot
 //	emit.go       a worker's outputs into the cycle's transaction, checked against limits and refusals
 //	limits.go     each output topic's max.message.bytes, and the producer's batch limit to match
 //	poison.go     records Kafka refuses for good: their inputs dead-lettered at the cycle's retry
