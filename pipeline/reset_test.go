@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,10 +22,9 @@ import (
 	"github.com/dwellhq/dwell/pipeline/reset"
 )
 
-// runUntilDrained runs a processor on cfg until every system event of the input (after prior,
-// those committed before it started) is committed, stops it, and returns the committed
-// system events it added.
-func runUntilDrained(t *testing.T, e *liveEnv, cfg pipeline.LiveConfig, prior []*kgo.Record) []*kgo.Record {
+// startLive starts a processor on cfg; stop cancels it, requires Run to return nil and closes
+// it.
+func startLive(t *testing.T, cfg pipeline.LiveConfig) (stop func()) {
 	t.Helper()
 	l, err := pipeline.NewLive(cfg)
 	if err != nil {
@@ -32,6 +33,24 @@ func runUntilDrained(t *testing.T, e *liveEnv, cfg pipeline.LiveConfig, prior []
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
+	return func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runUntilDrained runs a processor on cfg until every system event of the input (after prior,
+// those committed before it started) is committed, stops it, and returns the committed
+// system events it added.
+func runUntilDrained(t *testing.T, e *liveEnv, cfg pipeline.LiveConfig, prior []*kgo.Record) []*kgo.Record {
+	t.Helper()
+	stop := startLive(t, cfg)
 	pipelinetest.WaitFor(t, "the group to consume every record", 120*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
 	var got []*kgo.Record
 	pipelinetest.WaitFor(t, "every system event", 120*time.Second, func() bool {
@@ -39,13 +58,7 @@ func runUntilDrained(t *testing.T, e *liveEnv, cfg pipeline.LiveConfig, prior []
 		got = pipelinetest.ReadCommitted(t, e.brokers, e.topics.System)
 		return len(got) >= len(prior)+e.wantCount
 	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	// Records come partition by partition in the order a fetch returns them: what this run
 	// added is, per partition, what follows the records committed before it.
 	seen := map[int32]int{}
@@ -186,27 +199,15 @@ func replayOf(t *testing.T, e *liveEnv) []int32 {
 func TestLiveResetRefusals(t *testing.T) {
 	e := setupLive(t, bench.WebConfig{Profiles: 200, Rate: 20, IdleEvery: 1000, Jitter: time.Second}, 2000)
 	cfg := e.config("data", vfs.NewMem())
-	l, err := pipeline.NewLive(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
+	stop := startLive(t, cfg)
 	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
 	rc := e.resetConfig()
 	rc.ToEarliest, rc.Execute = true, true
-	_, err = reset.Run(context.Background(), rc, io.Discard)
+	_, err := reset.Run(context.Background(), rc, io.Discard)
 	if !errors.Is(err, reset.ErrMembers) || !strings.Contains(err.Error(), "client") {
 		t.Fatalf("reset with a running member: %v, want ErrMembers naming it", err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	stop()
 
 	// Rewind the offsets alone, as kafka-consumer-groups --reset-offsets --to-earliest does.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
@@ -222,7 +223,7 @@ func TestLiveResetRefusals(t *testing.T) {
 	if _, err := adm.CommitOffsets(context.Background(), e.group, zero); err != nil {
 		t.Fatal(err)
 	}
-	l, err = pipeline.NewLive(cfg)
+	l, err := pipeline.NewLive(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,4 +237,79 @@ func TestLiveResetRefusals(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLiveResetToDatetime runs a stream with savepoints written all along (the clock races),
+// rewinds the group to a time in the middle of the input with dwell reset, and replays: each
+// partition restarts from its newest savepoint at or before the time, and what the replay
+// writes is exactly what the first run wrote after that savepoint, byte for byte and in order,
+// so that the first run's output up to the savepoint followed by the replay is the first run's
+// output again (no input counted twice, no profile created twice).
+func TestLiveResetToDatetime(t *testing.T) {
+	n := 60_000
+	if pipeline.RaceEnabled {
+		n = 12_000
+	}
+	d := pipeline.DefaultTopics()
+	k := pipelinetest.New(t, livePartitions, []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog, d.Savepoints, d.SavepointData},
+		pipelinetest.Compacted(d.Changelog))
+	e := &liveEnv{brokers: k.Brokers, input: k.Name("events"), group: k.Name("dwell"), now: new(atomic.Int64), k: k,
+		topics: pipeline.Topics{System: k.Name(d.System), Events: k.Name(d.Events), Late: k.Name(d.Late),
+			Dead: k.Name(d.Dead), Changelog: k.Name(d.Changelog), Savepoints: k.Name(d.Savepoints), SavepointData: k.Name(d.SavepointData)}}
+	values := produceWeb(t, e.brokers, e.input, bench.WebConfig{Profiles: 2000, Rate: 50, IdleEvery: n / 4, Jitter: time.Second}, n)
+	e.now.Store(streamEnd(t, values))
+	cfg := e.config("data", vfs.NewMem())
+	cfg.MaxPollRecords, cfg.MaxCachedKeys = 1000, 300
+	cfg.Operators.IdleTimeout = -time.Second // the clock races: only event time ends visits
+	cfg.SavepointInterval = time.Minute
+
+	// run processes the input until the group has consumed it, with the wall clock racing so
+	// that savepoints are written all along, and returns each partition's system events.
+	run := func() map[int32][]string {
+		stop := startLive(t, cfg)
+		pipelinetest.WaitFor(t, "the group to consume every record", 120*time.Second, func() bool {
+			e.now.Add(time.Minute.Milliseconds())
+			return groupCaughtUp(t, e.brokers, e.group, e.input)
+		})
+		stop()
+		return byPartition(pipelinetest.ReadCommitted(t, e.brokers, e.topics.System))
+	}
+	first := run()
+
+	// The time of the record in the middle of the input.
+	var mid time.Time
+	for i, r := range pipelinetest.ReadCommitted(t, e.brokers, e.input) {
+		if i == n/2 {
+			mid = r.Timestamp
+		}
+	}
+	rc := e.resetConfig()
+	rc.ToDatetime, rc.Execute = mid, true
+	var out bytes.Buffer
+	p, err := reset.Run(context.Background(), rc, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("plan:\n%s", out.String())
+	for _, part := range p.Partitions {
+		if part.Savepoint == nil || part.Moves[0].To == 0 || part.Moves[0].To > part.Moves[0].Target {
+			t.Fatalf("partition %d: want the state of a savepoint before the target, got %+v (savepoint %v)", part.Partition, part.Moves, part.Savepoint)
+		}
+	}
+	cfg.FS = vfs.NewMem() // and an empty data dir: the state comes from the savepoint's copy
+	all := run()
+	for part, w := range first {
+		replay := all[part][len(w):]
+		if len(replay) == 0 || len(replay) >= len(w) {
+			t.Fatalf("partition %d: the replay wrote %d system events, the first run %d: want a part of them", part, len(replay), len(w))
+		}
+		if suffix := w[len(w)-len(replay):]; !slices.Equal(replay, suffix) {
+			for i := range replay {
+				if replay[i] != suffix[i] {
+					t.Fatalf("partition %d: replayed event %d differs from the first run's:\n%s\n%s", part, i, replay[i], suffix[i])
+				}
+			}
+		}
+	}
+	t.Logf("every partition replayed from its savepoint exactly what the first run wrote after it")
 }
