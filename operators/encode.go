@@ -100,7 +100,19 @@ func appendSystem(dst []byte, o *Output) []byte {
 	} else {
 		dst = AppendEventID(dst, &se.Cause)
 	}
-	dst = append(dst, `","properties":{`...)
+	dst = append(dst, `",`...)
+	dst = append(dst, `"properties":`...)
+	dst = AppendSystemProperties(dst, o)
+	return append(dst, '}')
+}
+
+// AppendSystemProperties appends the properties object of the system event o (KindSystem), as
+// it is written in the event's JSON: the summary of visit-ended and session-closed, the visit
+// id, start time (and, for visit-started, entry URL and device) of the others. Rules see it
+// as event.properties.
+func AppendSystemProperties(dst []byte, o *Output) []byte {
+	se := o.System
+	dst = append(dst, '{')
 	switch {
 	case se.Summary != nil:
 		dst = appendSummary(dst, se)
@@ -119,7 +131,7 @@ func appendSystem(dst []byte, o *Output) []byte {
 			dst = appendField(dst, "device", o.Event.Device)
 		}
 	}
-	return append(dst, "}}"...)
+	return append(dst, '}')
 }
 
 func appendSummary(dst []byte, se *SystemEvent) []byte {

@@ -131,8 +131,13 @@ func (s *Sessionizer) fireExt(k *keyState, n nodeT) {
 		return
 	}
 	s.o = Output{Kind: KindTimer, Key: jsonx.Bytes(k.key[1:]), Due: d, k: k}
-	if k.key[0] == 's' {
-		s.o.SessionID = s.o.Key // a profile-less key: the key is a session id
+	// The key's open visit and session at the deadline: every visit and session deadline up to
+	// it has fired already (the wheel fires in deadline order), so what is open is open then.
+	if k.visit != nil {
+		s.o.VisitID, s.o.Visit = k.visit.id[:], &k.visit.Summary
+	}
+	if ss := k.currentSession(); ss != nil {
+		s.o.Session, s.o.SessionID = &ss.Summary, ss.id
 	}
 	s.out.Emit(&s.o)
 	if next := k.extDeadline(); next != 0 {

@@ -46,8 +46,10 @@ type Output struct {
 	// VisitID is the event's visit (KindEvent; KindLate when the key has an open visit).
 	VisitID []byte
 	// Visit is the summary so far of that visit, Session of the event's open session (nil
-	// when it has none) whose id is SessionID: what rules read as visit.* and session.*. A
-	// KindTimer output of a profile-less key has SessionID set to Key.
+	// when it has none) whose id is SessionID: what rules read as visit.* and session.*. For
+	// an opening system event (profile-created, session-opened, visit-started) they are the
+	// key's open visit and the triggering event's session as they are when it is emitted; for
+	// KindTimer the key's open visit and its session active last, at the deadline.
 	Visit, Session *Summary
 	SessionID      []byte
 	// Due is the deadline of a KindTimer output.
@@ -60,6 +62,9 @@ type Output struct {
 
 	k *keyState // the output's key state, for Ext and SetExt
 }
+
+// ProfileLess says that the output's key is a session id (a key without a profile).
+func (o *Output) ProfileLess() bool { return o.k != nil && o.k.key[0] == 's' }
 
 // CloseReason says why a visit ended or a session closed.
 type CloseReason uint8

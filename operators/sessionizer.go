@@ -1018,7 +1018,32 @@ func (s *Sessionizer) emitClose(t SystemType, k *keyState, a *activity, session 
 // emitSystem emits s.se; ev is the triggering input event, nil for timers.
 func (s *Sessionizer) emitSystem(k *keyState, ev *Event) {
 	s.o = Output{Kind: KindSystem, Key: jsonx.Bytes(k.key[1:]), System: &s.se, Event: ev, k: k}
+	if s.se.Summary == nil {
+		// An opening event: rules see the key's open visit and the triggering event's session
+		// as they are when it is emitted (the triggering event not yet counted).
+		if k.visit != nil {
+			s.o.VisitID, s.o.Visit = k.visit.id[:], &k.visit.Summary
+		}
+		if ev != nil && len(ev.Session) > 0 {
+			if ss := k.findSession(ev.Session); ss != nil {
+				s.o.Session, s.o.SessionID = &ss.Summary, ss.id
+			}
+		}
+	}
 	s.out.Emit(&s.o)
+}
+
+// currentSession is the key's open session that was active last (the first opened of those
+// active at the same time), nil when it has none: what a fired schedule sees as its session.
+// It depends only on the sessions' summaries and order, which a snapshot keeps.
+func (k *keyState) currentSession() *sessionState {
+	var cur *sessionState
+	for ss := k.sessions; ss != nil; ss = ss.next {
+		if cur == nil || ss.LastActivity > cur.LastActivity {
+			cur = ss
+		}
+	}
+	return cur
 }
 
 // contentID derives an id from what an id names: a kind (a system-event type, or 'v' and 's'

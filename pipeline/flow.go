@@ -44,6 +44,7 @@ type flow struct {
 	due     []rules.Timer
 	buf     []byte // event-log records
 	sched   []byte // the fired schedule being applied
+	props   []byte // the properties of the system event being applied
 	hdrs    []kgo.RecordHeader
 
 	// cause is the input what the flow is writing derives from (poison.go): the event or
@@ -185,7 +186,7 @@ func (f *flow) Emit(o *operators.Output) {
 		f.timer(o)
 		return
 	case operators.KindSystem:
-		f.env.SetSystem(o.System)
+		f.props = f.env.SetSystemOutput(o, f.props)
 	case operators.KindEvent, operators.KindPassThrough, operators.KindLate:
 		f.env.SetEvent(o.Event, o.Kind == operators.KindLate)
 		f.env.Admitted = true
@@ -282,10 +283,10 @@ func (f *flow) timer(o *operators.Output) {
 			began = f.clock()
 		}
 		f.stats.Scheduled++
-		f.sched = appendScheduledJSON(f.sched[:0], key, o.SessionID != nil, t)
+		f.sched = appendScheduledJSON(f.sched[:0], key, o.ProfileLess(), t)
 		f.hdrs = append(f.hdrs[:0], kgo.RecordHeader{Key: "dwell-scheduled-by", Value: []byte(t.Cause)})
 		f.down.Record(f.topics.Events, o.Key, f.sched, f.hdrs)
-		f.env.SetTimer(key, t)
+		f.env.SetTimerOutput(o, key, t)
 		f.apply(o, t, began)
 	}
 	f.s.SetExt(o, st)

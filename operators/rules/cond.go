@@ -451,10 +451,8 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(c.env.act(sess).LastActivity), true, nil }}, nil
 		case "duration_ms":
 			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) {
-				if a := c.env.act(sess); a.Open {
-					return float64(a.LastActivity - a.StartedAt), true, nil
-				}
-				return 0, true, nil
+				a := c.env.act(sess) // all zero when there is none
+				return float64(a.LastActivity - a.StartedAt), true, nil
 			}}, nil
 		case "event_count":
 			return cval{t: tNum, n: func(c *evalCtx) (float64, bool, error) { return float64(c.env.act(sess).EventCount), true, nil }}, nil

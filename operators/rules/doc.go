@@ -42,7 +42,7 @@
 //	profile  id, traits.NAME (string; "" when unset), counters.NAME (number; 0 when unset),
 //	         tags (list)
 //	visit    open, id, started_at, last_activity, duration_ms, event_count, page_view_count,
-//	session  entry_url, exit_url
+//	session  entry_url, exit_url (see "What each event sees")
 //
 // and bounded by a node limit (Options.MaxConditionNodes) and, when it runs, by a budget of
 // the bytes its string and list operators read (Limits.MaxConditionBytes; see budget.go). The
@@ -55,6 +55,42 @@
 // property makes an ordering comparison, contains/startsWith/endsWith/matches and `in` false
 // and equals only nil; a property of the wrong type (a string compared with a number) is a
 // run-time error of the rule. Numbers are float64.
+//
+// # What each event sees
+//
+// profile is always the key's state (traits, tags, counters; empty for a new key, and for an
+// event with neither profile nor session, whose state is not kept). event.system is true for
+// system events and fired schedules, event.late for late events. The rest depends on what
+// triggered the rules (the pipeline fills the Env with SetEvent, SetSystemOutput and
+// SetTimerOutput):
+//
+//	input event     event.*: the event as decoded; properties its own. visit: the key's open
+//	                visit, this event counted (open true). session: the event's session, this
+//	                event counted; not set (open false) for an event without a session.
+//	late event      event.* as for an input event, late true; only `late: true` rules run.
+//	                visit: the key's open visit, if any, without this event; session: not set.
+//	profile-created properties {}. visit, session: not set (nothing is open yet).
+//	session-opened  properties {visit_id (when a visit is open), started_at}. session: the
+//	                new session (open, no events yet); visit: the key's open visit, if any.
+//	visit-started   properties {visit_id, started_at, entry_url, device}. visit: the new
+//	                visit (open, no events yet); session: the triggering event's session.
+//	visit-ended     properties: the summary, as written to dwell.system-events: visit_id,
+//	                reason (inactivity, max-duration, shutdown-flush), started_at, ended_at
+//	                (RFC 3339), duration_ms, event_count, page_view_count, session_count,
+//	                entry_url, exit_url, source, device (null when unknown), event_types (a
+//	                map of type to count, capped) and other_types (when over the cap). visit:
+//	                the visit that ended, as it ended, open false; session: not set.
+//	session-closed  properties: the summary as for visit-ended, without session_count, with
+//	                reason also end-event or max-open-sessions. session: the session that
+//	                closed, open false; visit: not set.
+//	fired schedule  event: id (the schedule's), type, time (its deadline), profile (session
+//	                for a profile-less key), session (of the key's session below), properties
+//	                (the schedule's), source "". visit: the key's open visit at the deadline
+//	                (open false when it has ended: every visit deadline up to the schedule's
+//	                fired first); session: the key's open session active last at the deadline.
+//
+// Counts of an opening event's visit or session do not include the event that opened it (its
+// rules run before the input event is counted).
 //
 // # Actions
 //

@@ -44,8 +44,9 @@ type EventView struct {
 	Late, System bool
 }
 
-// ActivityView describes the key's current visit or session; Open is false when there is
-// none (then every field is zero).
+// ActivityView describes the key's current visit or session, or on visit-ended and
+// session-closed the one that ended (then Open is false and the other fields are as it ended).
+// Open is false and every field zero when there is none.
 type ActivityView struct {
 	Open          bool
 	ID            string
@@ -98,12 +99,33 @@ func (e *Env) SetSystem(se *operators.SystemEvent) {
 		e.Key = jsonx.String(se.Session)
 	}
 	if sm := se.Summary; sm != nil {
+		// The visit or session that ended, as it ended: open is false.
 		if se.Type == operators.VisitEnded {
 			e.SetVisit(se.VisitID, sm)
+			e.Visit.Open = false
 		} else {
 			e.SetSession(se.Session, sm)
+			e.Session.Open = false
 		}
 	}
+}
+
+// SetSystemOutput fills the Env for the system event o as the pipeline does: SetSystem, the
+// event's properties (operators.AppendSystemProperties, rendered into buf, which it returns
+// for reuse), and, for an opening event, the key's open visit and session that o carries.
+func (e *Env) SetSystemOutput(o *operators.Output, buf []byte) []byte {
+	e.SetSystem(o.System)
+	buf = operators.AppendSystemProperties(buf[:0], o)
+	e.Event.Properties = buf
+	if o.System.Summary == nil {
+		if o.Visit != nil {
+			e.SetVisit(o.VisitID, o.Visit)
+		}
+		if o.Session != nil {
+			e.SetSession(o.SessionID, o.Session)
+		}
+	}
+	return buf
 }
 
 // SetTimer fills the event part for a fired schedule of key: an event of the timer's type at
@@ -115,6 +137,24 @@ func (e *Env) SetTimer(key string, t *Timer) {
 		ID: jsonx.String(e.idBuf[:]), Type: t.Type, Profile: key, Time: t.Deadline, Properties: t.Data, System: true,
 	}
 	e.Key = key
+}
+
+// SetTimerOutput fills the Env for the schedule t fired by o (operators.KindTimer) as the
+// pipeline does: SetTimer, and the key's open visit and session at the deadline, which o
+// carries. A profile-less key's schedule has session, not profile, set to the key.
+func (e *Env) SetTimerOutput(o *operators.Output, key string, t *Timer) {
+	e.SetTimer(key, t)
+	if o.ProfileLess() {
+		e.Event.Profile, e.Event.Session = "", key
+	} else if o.Session != nil {
+		e.Event.Session = jsonx.String(o.SessionID)
+	}
+	if o.Visit != nil {
+		e.SetVisit(o.VisitID, o.Visit)
+	}
+	if o.Session != nil {
+		e.SetSession(o.SessionID, o.Session)
+	}
 }
 
 // SetVisit fills Visit from the key's open visit (id and summary so far); SetSession likewise

@@ -54,7 +54,8 @@ rules:
 		VisitID: []byte("v1"), Summary: &operators.Summary{StartedAt: 1_767_225_000_000, LastActivity: 1_767_225_600_000,
 			EventCount: 5, PageViewCount: 3, EntryURL: []byte("https://shop.example.com/shoes")}}
 	env.SetSystem(se)
-	if env.Event.Type != "visit-ended" || !env.Visit.Open || env.Visit.ID != "v1" || env.Session.Open {
+	// The visit that ended, as it ended: closed.
+	if env.Event.Type != "visit-ended" || env.Visit.Open || env.Visit.ID != "v1" || env.Visit.EventCount != 5 || env.Session.Open {
 		t.Fatalf("env from system event: %+v", env)
 	}
 	eng.Apply(&env, &st, &out)

@@ -441,11 +441,7 @@ func (r *run) fastField(b []byte, p *fastPart, params *paramSet) (_ []byte, ok b
 	case "last_activity":
 		return strconv.AppendInt(b, a.LastActivity, 10), true
 	case "duration_ms":
-		var d int64
-		if a.Open {
-			d = a.LastActivity - a.StartedAt
-		}
-		return strconv.AppendInt(b, d, 10), true
+		return strconv.AppendInt(b, a.LastActivity-a.StartedAt, 10), true
 	case "event_count":
 		return strconv.AppendInt(b, a.EventCount, 10), true
 	case "page_view_count":
@@ -659,10 +655,7 @@ func jsonStrings(raw []byte) []string {
 }
 
 func activityData(a *ActivityView) map[string]any {
-	var d int64
-	if a.Open {
-		d = a.LastActivity - a.StartedAt
-	}
+	d := a.LastActivity - a.StartedAt // all zero when there is none
 	return map[string]any{
 		"open": a.Open, "id": a.ID, "started_at": a.StartedAt, "last_activity": a.LastActivity, "duration_ms": d,
 		"event_count": a.EventCount, "page_view_count": a.PageViewCount, "entry_url": a.EntryURL, "exit_url": a.ExitURL,
