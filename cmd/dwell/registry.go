@@ -94,7 +94,7 @@ func listRegistry(reg *rules.Registry, asJSON bool, stdout io.Writer) error {
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, t := range reg.Types() {
-			v := map[string]any{"type": t.Type, "description": t.Description, "queue": t.Queue, "priority": t.Priority,
+			v := map[string]any{"type": t.Type, "description": t.Description, "queue": t.Queue,
 				"enabled": t.Enabled, "ephemeral": t.Ephemeral}
 			if t.SchemaJSON != nil {
 				v["schema"] = json.RawMessage(t.SchemaJSON)
@@ -106,7 +106,7 @@ func listRegistry(reg *rules.Registry, asJSON bool, stdout io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tENABLED\tEPHEMERAL\tQUEUE\tPRIORITY\tSCHEMA\tDESCRIPTION")
+	fmt.Fprintln(tw, "TYPE\tENABLED\tEPHEMERAL\tQUEUE\tSCHEMA\tDESCRIPTION")
 	for _, t := range reg.Types() {
 		schema, queue := "-", t.Queue
 		if t.Schema != nil {
@@ -115,7 +115,7 @@ func listRegistry(reg *rules.Registry, asJSON bool, stdout io.Writer) error {
 		if queue == "" {
 			queue = "(default)"
 		}
-		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\t%s\t%s\n", t.Type, t.Enabled, t.Ephemeral, queue, t.Priority, schema, t.Description)
+		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%s\t%s\n", t.Type, t.Enabled, t.Ephemeral, queue, schema, t.Description)
 	}
 	fmt.Fprintf(tw, "(%d types, version %s, unregistered types: %s)\n", len(reg.Types()), reg.Version, reg.Unregistered)
 	return tw.Flush()

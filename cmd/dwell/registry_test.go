@@ -13,7 +13,6 @@ types:
   purchase:
     description: an order was paid
     queue: orders
-    priority: 3
     schema: {type: object, required: [total], properties: {total: {type: number}}}
   page view:
     description: a page was shown

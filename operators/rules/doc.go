@@ -9,8 +9,11 @@
 //     partition. A file that fails to load returns a *LoadError (rule name, line, column) and
 //     replaces nothing, so the old config stays live.
 //   - Registry (LoadRegistry): per event type a description, an optional JSON Schema for
-//     `properties`, a queue, a priority, enabled and ephemeral flags; and the policy for
-//     unregistered types (accept, flag, reject). Immutable like Config. It is a file of its own
+//     `properties`, a queue, enabled and ephemeral flags; and the policy for unregistered
+//     types (accept, flag, reject). The queue (and description) applies to every event the
+//     rules see; admission (schema, enabled, ephemeral, the policy) only to input events:
+//     system events and fired schedules are dwell's own, never flagged, rejected or dropped,
+//     and system-event types may be registered with a description and a queue only. Immutable like Config. It is a file of its own
 //     or the `registry` section of a rules file (Config.Registry: one version for both).
 //   - Engine: one per partition, owned by the partition's goroutine. Admit(type, properties) is
 //     the registry's verdict, taken before the event is sessionized; Apply(env, state, outcome)

@@ -291,7 +291,11 @@ func (e *Engine) Apply(env *Env, st *ProfileState, out *Outcome) {
 	out.reset()
 	cfg := e.cfg
 	env.ensureSlots(&cfg.paths)
-	if e.reg != nil && !env.Event.System {
+	if e.reg != nil && env.Event.System {
+		// System events and fired schedules: dwell made them, so the registry admits them
+		// as they are; their registration gives their queue (and description).
+		out.Type, _ = e.reg.Lookup(env.Event.Type)
+	} else if e.reg != nil {
 		var v Verdict
 		if env.Admitted {
 			v.Info, _ = e.reg.Lookup(env.Event.Type)

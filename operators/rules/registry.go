@@ -52,9 +52,9 @@ type Registry struct {
 type TypeInfo struct {
 	Type        string
 	Description string
-	// Queue is the queue its derived outputs and routes go to ("" the default queue).
-	Queue    string
-	Priority int
+	// Queue is the queue its derived outputs and routes go to ("" the default queue): for
+	// every event of the type that rules see, input, system or scheduled.
+	Queue string
 	// Enabled false: events of this type are ignored (no rules; logged ignored).
 	Enabled bool
 	// Ephemeral: processed but never written to the events output.
@@ -73,11 +73,11 @@ type TypeInfo struct {
 //	  purchase:
 //	    description: an order was paid
 //	    queue: orders
-//	    priority: 10
 //	    enabled: true
 //	    ephemeral: false
 //	    schema: {type: object, required: [total], properties: {total: {type: number}}}
 //
+// System-event types (visit-ended, ...) may be registered with a description and a queue only.
 // Errors are *LoadError with the type in Type. A rules file may hold its registry under a
 // `registry` key instead (see Load), so that both are one version. Schemas cannot reference anything outside the
 // file ($ref to a URL fails).
@@ -154,24 +154,23 @@ func loadType(name string, kn, v *yaml.Node) (*TypeInfo, error) {
 	if t.Type == "" {
 		return nil, errType(kn, name, "empty type name")
 	}
-	if _, ok := operators.ParseSystemType(t.Type); ok {
-		return nil, errType(kn, t.Type, "system-event types cannot be registered")
-	}
+	_, system := operators.ParseSystemType(t.Type)
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
 		return t, nil // `purchase:` alone registers the type with defaults
 	}
 	err := eachKey(v, t.Type, func(k string, fkn, fv *yaml.Node) error {
+		if system && k != "description" && k != "queue" {
+			// dwell emits them: nothing to admit, validate or drop.
+			return errType(fkn, t.Type, "a system-event type takes only description and queue, not %q", k)
+		}
 		switch k {
 		case "description":
 			t.Description = fv.Value
 		case "queue":
 			t.Queue = fv.Value
 		case "priority":
-			p, err := strconv.ParseInt(fv.Value, 10, 32)
-			if err != nil {
-				return errType(fv, t.Type, "priority must be an integer")
-			}
-			t.Priority = int(p)
+			return errType(fkn, t.Type, "priority is no longer part of the registry: it never changed delivery; "+
+				"give the type a queue of its own and run a deliverer for it (dwell deliver --queue)")
 		case "enabled", "ephemeral":
 			if fv.Value != "true" && fv.Value != "false" {
 				return errType(fv, t.Type, "%s must be true or false", k)
