@@ -178,26 +178,55 @@ func appendSummary(dst []byte, se *SystemEvent) []byte {
 	return dst
 }
 
-// appendDead writes a dead letter: where the record came from, why it was rejected, and its
-// value, as a string when it is valid UTF-8 and in base64 otherwise.
+// appendDead writes a dead letter of a record the sessionizer could not take (AppendDeadJSON).
 func appendDead(dst []byte, o *Output) []byte {
 	r := o.Record
+	return AppendDeadJSON(dst, DeadLetter{Reason: string(o.Reason), Detail: o.Detail, Topic: r.Topic, Partition: r.Partition,
+		Offset: r.Offset, Value: r.Value})
+}
+
+// DeadLetter is what a dead letter's JSON says (AppendDeadJSON).
+type DeadLetter struct {
+	Reason, Detail string
+	// Topic, Partition and Offset name the input record; Topic is "" and Offset -1 for an
+	// event dwell made (a system event, a fired schedule).
+	Topic     string
+	Partition int32
+	Offset    int64
+	// EventID is set for an event whose rules failed.
+	EventID string
+	// Value is the original bytes (an input record), or the event's JSON (dwell's own).
+	Value []byte
+}
+
+// AppendDeadJSON appends the one JSON layout of every dead letter in a file:
+//
+//	{"reason":"...","detail":"...","topic":"events","partition":0,"offset":42,
+//	 "event_id":"...","value":"..."}
+//
+// event_id only when set; value is a string when the bytes are valid UTF-8, else
+// "value_base64" holds them in base64.
+func AppendDeadJSON(dst []byte, d DeadLetter) []byte {
 	dst = append(dst, `{"reason":`...)
-	dst = jsonx.AppendQuotedUTF8(dst, string(o.Reason))
+	dst = jsonx.AppendQuotedUTF8(dst, d.Reason)
 	dst = append(dst, `,"detail":`...)
-	dst = jsonx.AppendQuotedUTF8(dst, o.Detail)
+	dst = jsonx.AppendQuotedUTF8(dst, d.Detail)
 	dst = append(dst, `,"topic":`...)
-	dst = jsonx.AppendQuotedUTF8(dst, r.Topic)
+	dst = jsonx.AppendQuotedUTF8(dst, d.Topic)
 	dst = append(dst, `,"partition":`...)
-	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
+	dst = strconv.AppendInt(dst, int64(d.Partition), 10)
 	dst = append(dst, `,"offset":`...)
-	dst = strconv.AppendInt(dst, r.Offset, 10)
-	if utf8.Valid(r.Value) {
+	dst = strconv.AppendInt(dst, d.Offset, 10)
+	if d.EventID != "" {
+		dst = append(dst, `,"event_id":`...)
+		dst = jsonx.AppendQuotedUTF8(dst, d.EventID)
+	}
+	if utf8.Valid(d.Value) {
 		dst = append(dst, `,"value":`...)
-		dst = jsonx.AppendQuotedUTF8(dst, jsonx.String(r.Value))
+		dst = jsonx.AppendQuotedUTF8(dst, jsonx.String(d.Value))
 	} else {
 		dst = append(dst, `,"value_base64":"`...)
-		dst = base64.StdEncoding.AppendEncode(dst, r.Value)
+		dst = base64.StdEncoding.AppendEncode(dst, d.Value)
 		dst = append(dst, '"')
 	}
 	return append(dst, '}')

@@ -303,6 +303,9 @@ func (s *Sessionizer) Stats() Stats {
 // Watermark is the partition's event-time watermark (math.MinInt64 before the first event).
 func (s *Sessionizer) Watermark() int64 { return s.watermark }
 
+// MaxSeen returns the largest event time the partition has seen, and whether it has seen one.
+func (s *Sessionizer) MaxSeen() (int64, bool) { return s.maxSeen, s.maxSeen != math.MinInt64 }
+
 // Process decodes one record and processes it. Bad records, and events whose time the guard
 // rejects (guard.go), become dead letters. While the partition is Behind, the record is held
 // (copied) and processed once the watermark has caught up, where an unbounded run would have

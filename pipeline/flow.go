@@ -55,13 +55,19 @@ type flow struct {
 	// rejected describes the event the admission hook just dead-lettered, for its log entry.
 	rejected struct {
 		typ, id, key string
+		time         int64
 	}
 
 	stats flowStats
 }
 
 // flowStats are a flow's counters, cumulative.
-type flowStats struct {
+type flowStats = RuleCounts
+
+// RuleCounts are what the rules did: events by state, outputs by kind, fired schedules, errors
+// and dead letters. The live pipeline exports them as metrics (dwell_rule_*), the offline one
+// in OfflineSummary.Rules.
+type RuleCounts struct {
 	// States counts events by their event-log state (rules.LogState), logged or not.
 	States [rules.NumLogStates]uint64
 	// Outputs counts rule outputs by kind (rules.OutputKind); Scheduled the fired schedules.
@@ -71,6 +77,20 @@ type flowStats struct {
 	RuleErrors, RuleDead uint64
 	// Logged counts event-log records.
 	Logged uint64
+}
+
+// add adds o's counts to c.
+func (c *RuleCounts) add(o *RuleCounts) {
+	for i := range c.States {
+		c.States[i] += o.States[i]
+	}
+	for i := range c.Outputs {
+		c.Outputs[i] += o.Outputs[i]
+	}
+	c.Scheduled += o.Scheduled
+	c.RuleErrors += o.RuleErrors
+	c.RuleDead += o.RuleDead
+	c.Logged += o.Logged
 }
 
 // sink is where a flow writes: the sessionizer's outputs, and records for other topics.
@@ -134,6 +154,7 @@ func (f *flow) admit(ev *operators.Event) operators.Admission {
 	case v.Reject:
 		f.rejected.typ, f.rejected.key = ev.Type, string(keyOf(ev))
 		f.rejected.id = string(eventID(ev))
+		f.rejected.time = ev.Time
 		return operators.Admission{Reason: v.Reason, Detail: v.Detail}
 	case v.Ignore:
 		f.stats.States[rules.Ignored]++
@@ -216,7 +237,6 @@ func (f *flow) apply(o *operators.Output, fired *rules.Timer, began time.Time) {
 	if o.Kind == operators.KindLate && state == rules.Processed {
 		state = rules.Late
 	}
-	f.stats.States[state]++
 	f.stats.RuleErrors += uint64(len(out.Errors))
 	for i := range out.Outputs {
 		f.output(o, &out.Outputs[i])
@@ -225,6 +245,8 @@ func (f *flow) apply(o *operators.Output, fired *rules.Timer, began time.Time) {
 		f.deadLetterEvent(o, fired)
 		state = rules.DeadLettered
 	}
+	// Counted in its final state, the one logged: metrics, the event log and dwell log agree.
+	f.stats.States[state]++
 	// Input events are logged at level all; system events and fired schedules only when a rule
 	// matched them, or they would double the log with events no rule cares about.
 	system := o.Kind == operators.KindSystem || fired != nil
@@ -358,9 +380,19 @@ func (f *flow) dead(o *operators.Output) {
 	e := rules.LogEntry{Key: string(rec.Key), Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
 		State: rules.DeadLettered, Outcome: &rules.Outcome{State: rules.DeadLettered, Reason: o.Reason, Detail: o.Detail}}
 	e.EventID = string(operators.AppendEventID(nil, &operators.EventRef{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}))
+	// Its time: the record's timestamp, else the largest event time its partition had seen
+	// (a file's lines have no timestamp); none before any.
+	switch {
+	case rec.Timestamp != operators.NoTimestamp && rec.Timestamp >= 0:
+		e.Time = rec.Timestamp
+	default:
+		t, seen := f.s.MaxSeen()
+		e.Time, e.NoTime = t, !seen
+	}
 	if o.Reason == operators.ReasonUnregistered || o.Reason == operators.ReasonSchemaViolation {
 		e.Type, e.EventID, e.Key = f.rejected.typ, f.rejected.id, f.rejected.key
 		e.Unregistered = o.Reason == operators.ReasonUnregistered
+		e.Time, e.NoTime = f.rejected.time, false // the event was decoded: its own time
 	}
 	f.log(&e, time.Time{})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
+	"github.com/dwellhq/dwell/pipeline/deadletter"
 )
 
 // OfflineConfig configures a run over a file instead of Kafka.
@@ -48,7 +49,7 @@ type OfflineOutputs struct {
 	// Rules gets what rules write to queues and emit topics, one JSON object per record:
 	// {"topic":"dwell.queue.q","key":"p1","headers":{"dwell-rule":"r",...},"value":{...}}. Fired
 	// schedules go to Events and the event log to EventLog, as their values; dead letters of
-	// failed events go to Dead as Rules lines.
+	// failed events go to Dead in the layout of every dead letter (operators.AppendDeadJSON).
 	Rules, EventLog io.Writer
 }
 
@@ -56,6 +57,9 @@ type OfflineOutputs struct {
 type OfflineSummary struct {
 	Lines  int64 // non-empty input lines
 	Totals operators.Stats
+	// Rules counts what the rules did (all zero without rules and event log); its RuleDead
+	// are dead letters too, next to Totals.Dead.
+	Rules RuleCounts
 	// Written counts the lines written to each output that has a writer: what the outputs
 	// hold, also after an interrupted run.
 	Written OfflineCounts
@@ -139,8 +143,10 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	defer func() { err = errors.Join(err, cold.close()) }()
 	run := &offlineRun{cfg: &cfg, cold: cold, out: w, sum: &sum}
 	run.parts = make([]*operators.Sessionizer, cfg.Partitions)
+	flows := make([]*flow, cfg.Partitions)
 	for i := range run.parts {
 		f := newFlow(cfg.Rules, cfg.Topics, int32(i), level, w)
+		flows[i] = f
 		s, err := operators.NewSessionizer(opCfg, int32(i), f)
 		if err != nil {
 			return sum, err
@@ -157,6 +163,9 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	err = run.run(ctx, newLineReader(in, opCfg.MaxEventBytes))
 	// What was written stays written, also after an error or an interruption.
 	sum.Totals = addStats(run.parts)
+	for _, f := range flows {
+		sum.Rules.add(&f.stats)
+	}
 	errs := []error{err}
 	for _, st := range w.streams {
 		if st.w != nil {
@@ -373,8 +382,8 @@ func (e *jsonlEmitter) write(i int, what string) {
 }
 
 // Record writes a flow's record: fired schedules to the events stream and event-log records to
-// the event log as their values; the rest, as Rules lines, to the dead stream (dead letters)
-// or the rules stream.
+// the event log as their values, dead letters of failed events to the dead stream in the one
+// dead-letter layout (operators.AppendDeadJSON), the rest as Rules lines to the rules stream.
 func (e *jsonlEmitter) Record(topic string, key, value []byte, headers []kgo.RecordHeader) {
 	if e.ctx.Err() != nil {
 		panic(interrupted{})
@@ -393,9 +402,15 @@ func (e *jsonlEmitter) Record(topic string, key, value []byte, headers []kgo.Rec
 	if e.streams[i].w == nil || e.err != nil {
 		return
 	}
-	if topic == e.topics.Events || topic == e.topics.EventLog {
+	switch {
+	case topic == e.topics.Events || topic == e.topics.EventLog:
 		e.buf = append(append(e.buf[:0], value...), '\n')
-	} else {
+	case i == streamDead:
+		// One layout for every line of the dead stream: as the sessionizer's own.
+		src, _ := deadletter.Read(headers)
+		e.buf = append(operators.AppendDeadJSON(e.buf[:0], operators.DeadLetter{Reason: src.Reason, Detail: src.Detail,
+			Topic: src.Topic, Partition: src.Partition, Offset: src.Offset, EventID: src.EventID, Value: value}), '\n')
+	default:
 		e.buf = appendRecordLine(e.buf[:0], topic, key, value, headers)
 	}
 	e.write(i, topic)

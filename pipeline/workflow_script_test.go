@@ -23,12 +23,14 @@ import (
 //
 //	rules                       (input: a rules file, which may hold a registry section)
 //	registry                    (input: a registry file)
-//	process [gap=D] [session_timeout=D] [show=rules,dead,log,events,system,late]
+//	process [gap=D] [session_timeout=D] [show=rules,dead,log,events,system,late,counts]
 //	                            (input: JSON Lines; a line's "time" may be a Go duration
 //	                            relative to 2026-01-01T00:00:00Z, such as "10m")
 //
 // process prints the selected outputs (default: rules) in order, one line each, with ids of 32
-// hex digits shortened to 8 and the event log's processing time left out.
+// hex digits shortened to 8 and the event log's processing time left out. counts prints the
+// run's counts of events by state (what metrics export) next to the event log's, and the dead
+// letters counted next to the dead-letter lines written.
 func TestWorkflowScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata/workflows", func(t *testing.T, path string) {
 		var rulesYAML, registryYAML []byte
@@ -70,10 +72,14 @@ func TestWorkflowScripts(t *testing.T) {
 				}
 				var w [6]bytes.Buffer
 				out := pipeline.OfflineOutputs{System: &w[0], Events: &w[1], Late: &w[2], Dead: &w[3], Rules: &w[4], EventLog: &w[5]}
-				if _, err := pipeline.RunOffline(context.Background(), cfg, strings.NewReader(in.String()), out); err != nil {
+				sum, err := pipeline.RunOffline(context.Background(), cfg, strings.NewReader(in.String()), out)
+				if err != nil {
 					return "error: " + err.Error() + "\n"
 				}
 				var b strings.Builder
+				if show["counts"] {
+					printCounts(t, &b, &sum, w[5].String())
+				}
 				for i, name := range []string{"system", "events", "late", "dead", "rules", "log"} {
 					if !show[name] {
 						continue
@@ -137,4 +143,39 @@ func relTimes(t *testing.T, line string) string {
 	}
 	abs := string(operators.AppendTime(nil, scriptT0.Add(d).UnixMilli()))
 	return strings.Replace(line, `"time":"`+s+`"`, `"time":"`+abs+`"`, 1)
+}
+
+// printCounts prints sum's counts of events by state and the event log's states, which must
+// agree, and the dead letters counted and written.
+func printCounts(t *testing.T, b *strings.Builder, sum *pipeline.OfflineSummary, log string) {
+	fmt.Fprintf(b, "counted:")
+	for st, n := range sum.Rules.States {
+		if n > 0 {
+			fmt.Fprintf(b, " %s=%d", rules.LogState(st), n)
+		}
+	}
+	logged := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+		if l == "" {
+			continue
+		}
+		var e struct{ State string }
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatal(err)
+		}
+		logged[e.State]++
+	}
+	fmt.Fprintf(b, "\nlogged: ")
+	for st := range rules.LogState(rules.NumLogStates) {
+		if n := logged[st.String()]; n > 0 {
+			fmt.Fprintf(b, " %s=%d", st, n)
+		}
+	}
+	fmt.Fprintf(b, "\ndead letters: counted %d (input %d, rules %d), written %d\n",
+		sum.Totals.Dead+sum.Rules.RuleDead, sum.Totals.Dead, sum.Rules.RuleDead, sum.Written.Dead)
+	fmt.Fprintf(b, "rule outputs:")
+	for k, n := range sum.Rules.Outputs {
+		fmt.Fprintf(b, " %s=%d", rules.OutputKind(k), n)
+	}
+	fmt.Fprintf(b, "; schedules fired %d\n", sum.Rules.Scheduled)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -165,8 +166,30 @@ func summaryLine(sum pipeline.OfflineSummary) string {
 	}
 	fmt.Fprintf(&b, "; late=%d", t.Late)
 	byReason(t.Late, t.LateByReason)
-	fmt.Fprintf(&b, "; dead letters=%d", t.Dead)
-	byReason(t.Dead, t.DeadByReason)
+	// Dead letters from every source: undecodable or rejected input, and events whose rules
+	// failed under on_error: dead-letter; the lines dlq.jsonl holds.
+	r := sum.Rules
+	dead := maps.Clone(t.DeadByReason)
+	if r.RuleDead > 0 {
+		if dead == nil {
+			dead = map[operators.Reason]uint64{}
+		}
+		dead[rules.ReasonRuleError] += r.RuleDead
+	}
+	fmt.Fprintf(&b, "; dead letters=%d", t.Dead+r.RuleDead)
+	byReason(t.Dead+r.RuleDead, dead)
+	if r.Logged > 0 || r.Scheduled > 0 || r.RuleErrors > 0 || r.Outputs != [rules.NumOutputKinds]uint64{} {
+		fmt.Fprintf(&b, "; rule outputs:")
+		for k, n := range r.Outputs {
+			fmt.Fprintf(&b, " %s=%d", rules.OutputKind(k), n)
+		}
+		fmt.Fprintf(&b, "; schedules fired=%d; rule errors=%d; events by state:", r.Scheduled, r.RuleErrors)
+		for st, n := range r.States {
+			if n > 0 {
+				fmt.Fprintf(&b, " %s=%d", rules.LogState(st), n)
+			}
+		}
+	}
 	// Schedules due after the last event time seen do not fire at the end of input.
 	fmt.Fprintf(&b, "; pending schedules=%d", t.ExtPending)
 	if t.Evicted > 0 {

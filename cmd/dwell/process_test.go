@@ -100,6 +100,48 @@ rules:
 	}
 }
 
+// TestProcessSummaryCounts: the summary's dead letters are the lines of dlq.jsonl, from every
+// source (decoder, registry, rules), and it counts rule outputs by kind (issue 13).
+func TestProcessSummaryCounts(t *testing.T) {
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rulesFile, []byte(`on_error: dead-letter
+registry:
+  types:
+    add-to-cart: {schema: {type: object, required: [sku]}}
+rules:
+  - name: total
+    on: purchase
+    when: event.properties.total > 10
+    actions: [{notify: {channel: log, to: [ops]}}, {route: orders}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	input := `not json
+{"type":"purchase","profile":"p1","time":"2026-01-01T00:00:00Z","id":"a","properties":{"total":"x"}}
+{"type":"purchase","profile":"p1","time":"2026-01-01T00:01:00Z","id":"b","properties":{"total":20}}
+{"type":"add-to-cart","profile":"p1","time":"2026-01-01T00:02:00Z","id":"c","properties":{}}
+`
+	outDir := filepath.Join(dir, "out")
+	code, _, stderr := runCLI(t, input, "process", "--in", "-", "--rules", rulesFile, "--out", outDir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	dlq, err := os.ReadFile(filepath.Join(outDir, "dlq.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(dlq), "\n"); n != 3 || strings.Count(string(dlq), `{"reason":`) != 3 {
+		t.Fatalf("dlq.jsonl: %d lines, want 3 in one layout:\n%s", n, dlq)
+	}
+	for _, want := range []string{"dead letters=3 (malformed-json=1 rule-error=1 schema-violation=1)",
+		"rule outputs: emit=0 notify=1 route=1", "rule errors=1", "dead-lettered=3"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("summary lacks %q: %s", want, stderr)
+		}
+	}
+}
+
 // blockingStdin serves its lines, calls onBlock, and then blocks until ctx is done, as an idle
 // producer on a pipe does (and then ends).
 type blockingStdin struct {

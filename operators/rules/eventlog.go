@@ -52,9 +52,13 @@ func (l LogLevel) Logs(s LogState) bool {
 type LogEntry struct {
 	EventID, Type, Key string
 	Time               int64 // event time, Unix ms
-	Topic              string
-	Partition          int32
-	Offset             int64
+	// NoTime: the entry has no time (a record that could not be decoded, had no record
+	// timestamp, and came before any event time of its partition); "time" is then omitted,
+	// never written as the Unix epoch.
+	NoTime    bool
+	Topic     string
+	Partition int32
+	Offset    int64
 	// State overrides Outcome.State when the pipeline knows better (Late, Transferred).
 	State         LogState
 	Outcome       *Outcome // nil for events no rule saw (late without late rules, transferred)
@@ -71,7 +75,8 @@ type LogEntry struct {
 //	 "actions":["cart-timer/schedule"],"reason":"...","detail":"...","unregistered":true,
 //	 "config_version":"v7","processing_us":12}
 //
-// rules, actions, reason, detail, unregistered and processing_us are omitted when empty.
+// rules, actions, reason, detail, unregistered and processing_us are omitted when empty, time
+// when NoTime.
 func AppendLogJSON(dst []byte, e *LogEntry) []byte {
 	// Written out with literal keys: one record per event at level all, so it is on the hot
 	// path (0 allocations, a few hundred ns).
@@ -81,9 +86,12 @@ func AppendLogJSON(dst []byte, e *LogEntry) []byte {
 	b = jsonx.AppendQuoted(b, e.Type)
 	b = append(b, `,"key":`...)
 	b = jsonx.AppendQuoted(b, e.Key)
-	b = append(b, `,"time":"`...)
-	b = appendTime(b, e.Time)
-	b = append(b, `","topic":`...)
+	if !e.NoTime {
+		b = append(b, `,"time":"`...)
+		b = appendTime(b, e.Time)
+		b = append(b, '"')
+	}
+	b = append(b, `,"topic":`...)
 	b = jsonx.AppendQuoted(b, e.Topic)
 	b = append(b, `,"partition":`...)
 	b = strconv.AppendInt(b, int64(e.Partition), 10)

@@ -19,9 +19,10 @@ import (
 
 // Result counts what a search read.
 type Result struct {
-	// Shown counts the matches printed (at most Config.Limit), Scanned the records read in the
-	// window's offsets, Unreadable those that were not event-log entries.
-	Shown, Scanned, Unreadable int
+	// Shown counts the matches printed (at most Config.Limit), Matched all the matches,
+	// Scanned the records read in the window's offsets, Unreadable those that were not
+	// event-log entries.
+	Shown, Matched, Scanned, Unreadable int
 }
 
 // Search prints the entries of the event log that match cfg, oldest first; see the package
@@ -61,6 +62,7 @@ func Search(ctx context.Context, cfg Config, stdout, stderr io.Writer) (Result, 
 		if !q.matches(&e, lacks) {
 			return nil
 		}
+		res.Matched++
 		h := &hit{ts: r.Timestamp, partition: r.Partition, offset: r.Offset, raw: r.Value, e: e, lacks: lacks}
 		switch {
 		case cfg.Limit == 0 || hits.Len() < cfg.Limit:
@@ -94,9 +96,9 @@ func Search(ctx context.Context, cfg Config, stdout, stderr io.Writer) (Result, 
 	} else if err := printTable(stdout, out); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(stderr, "dwell log: %d of %d entries matched", res.Shown, res.Scanned)
-	if cfg.Limit > 0 && res.Shown == cfg.Limit {
-		fmt.Fprintf(stderr, " (the %d most recent shown; --limit 0 for all)", cfg.Limit)
+	fmt.Fprintf(stderr, "dwell log: %d entries matched of %d read", res.Matched, res.Scanned)
+	if res.Shown < res.Matched {
+		fmt.Fprintf(stderr, "; the %d most recent shown (--limit 0 for all)", res.Shown)
 	}
 	if res.Unreadable > 0 {
 		fmt.Fprintf(stderr, "; %d records were not event-log entries (skipped)", res.Unreadable)
