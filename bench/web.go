@@ -359,7 +359,15 @@ func (g *Web) appendEvent(dst []byte, v *visit, t int64) []byte {
 	dst = append(dst, devices[v.device]...)
 	dst = append(dst, `"},"browser":{"agent":"`...)
 	dst = append(dst, agents[int(v.device)%len(agents)]...)
-	dst = append(dst, `"}},"properties":{`...)
+	dst = append(dst, `"}}`...)
+	if v.profile >= 0 && v.profile%3 == 0 {
+		// A third of the profiles are known: their events carry traits, as a tracker's do
+		// once a visitor has signed in (not drawn from rng: the stream stays as it was).
+		dst = append(dst, `,"traits":{"email":"`...)
+		dst = appendProfileID(dst, v.profile)
+		dst = append(dst, `@example.com"}`...)
+	}
+	dst = append(dst, `,"properties":{`...)
 	switch typ {
 	case "search":
 		dst = append(dst, `"query":"running shoes","results":`...)

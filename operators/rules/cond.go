@@ -42,6 +42,7 @@ type declEvent struct {
 	Session    string         `expr:"session"`
 	Tags       []string       `expr:"tags"`
 	Properties map[string]any `expr:"properties"`
+	Traits     map[string]any `expr:"traits"`
 	Late       bool           `expr:"late"`
 	System     bool           `expr:"system"`
 }
@@ -369,6 +370,15 @@ func (cp *compiler) field(n ast.Node, root string, names []string) (cval, error)
 				}
 				return e.loadProp(pt, slot), nil
 			}}, nil
+		}
+		if names[0] == "traits" {
+			// The event's own traits (what the producer knows of the profile, such as an
+			// email), read from the raw JSON when the condition runs.
+			if len(names) < 2 {
+				return cval{}, nodeErr(n, "name a trait: event.traits.NAME")
+			}
+			path := names[1:]
+			return cval{t: tAny, a: func(c *evalCtx) (jval, error) { return lookup(c.env.Event.Traits, path), nil }}, nil
 		}
 		if len(names) > 1 {
 			return tooDeep()

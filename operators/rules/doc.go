@@ -41,7 +41,8 @@
 // `when` is an expr expression (github.com/expr-lang/expr), type-checked at load against
 //
 //	event    id, type, time (Unix ms), source, profile, session, late, system, tags (list),
-//	         properties.PATH (any depth: event.properties.cart.total)
+//	         properties.PATH (any depth: event.properties.cart.total), traits.PATH (the input
+//	         event's own traits, such as event.traits.email; absent for dwell's events)
 //	profile  id, traits.NAME (string; "" when unset), counters.NAME (number; 0 when unset),
 //	         tags (list)
 //	visit    open, id, started_at, last_activity, duration_ms, event_count, page_view_count,

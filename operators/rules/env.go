@@ -39,6 +39,8 @@ type EventView struct {
 	// when absent), both valid JSON as the decoder guarantees; conditions decode only the
 	// fields they name.
 	Tags, Properties []byte
+	// Traits is the raw JSON object of the input event's traits (nil when absent).
+	Traits []byte
 	// Late: the event arrived behind the watermark; System: dwell emitted it (a system event
 	// or a fired schedule).
 	Late, System bool
@@ -75,7 +77,7 @@ func (e *Env) SetEvent(ev *operators.Event, late bool) {
 	}
 	e.Event = EventView{
 		ID: jsonx.String(id), Type: ev.Type, Source: jsonx.String(ev.Source), Profile: jsonx.String(ev.Profile),
-		Session: jsonx.String(ev.Session), Time: ev.Time, Tags: ev.Tags, Properties: ev.Properties, Late: late,
+		Session: jsonx.String(ev.Session), Time: ev.Time, Tags: ev.Tags, Properties: ev.Properties, Traits: ev.Traits, Late: late,
 	}
 	if ev.Profile != nil {
 		e.Key = jsonx.String(ev.Profile)

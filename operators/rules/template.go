@@ -19,7 +19,7 @@ import (
 // Templates are text/template over this data:
 //
 //	.event     id, type, time (Unix ms), source, profile, session, late, system, tags (list),
-//	           properties (the decoded object)
+//	           properties and traits (the decoded objects)
 //	.profile   id, traits (map), tags (list), counters (map)
 //	.visit     open, id, started_at, last_activity, duration_ms, event_count, page_view_count,
 //	.session   entry_url, exit_url
@@ -329,7 +329,7 @@ func fastKnown(path []string) bool {
 		switch path[1] {
 		case "id", "type", "time", "source", "profile", "session", "late", "system":
 			return len(path) == 2
-		case "properties":
+		case "properties", "traits":
 			return len(path) >= 3
 		}
 	case path[0] == "profile":
@@ -399,7 +399,9 @@ func (r *run) fastField(b []byte, p *fastPart, params *paramSet) (_ []byte, ok b
 			return strconv.AppendBool(b, ev.System), true
 		}
 		var v jval
-		if p.slot > 0 && r.paths != nil && p.slot <= len(r.paths.paths) {
+		if path[1] == "traits" {
+			v = lookup(ev.Traits, path[2:])
+		} else if p.slot > 0 && r.paths != nil && p.slot <= len(r.paths.paths) {
 			v = env.prop(r.paths, p.slot-1)
 		} else {
 			v = lookup(ev.Properties, path[2:])
@@ -606,6 +608,13 @@ func (r *run) data(t *tmpl, params *paramSet) (map[string]any, error) {
 			"id": env.Event.ID, "type": env.Event.Type, "time": env.Event.Time, "source": env.Event.Source,
 			"profile": env.Event.Profile, "session": env.Event.Session, "late": env.Event.Late, "system": env.Event.System,
 			"tags": jsonStrings(env.Event.Tags),
+		}
+		if len(env.Event.Traits) > 0 {
+			var traits map[string]any
+			if err := json.Unmarshal(env.Event.Traits, &traits); err != nil {
+				return nil, fmt.Errorf("event traits: %w", err)
+			}
+			d["event"].(map[string]any)["traits"] = traits
 		}
 	}
 	if t.props && !r.propsDone {
