@@ -2,6 +2,9 @@ package operators
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -19,7 +22,19 @@ type Decoder struct {
 	skew                      int64
 	types                     map[string]string // interned normalised types
 	norm                      []byte
+
+	// batch is the raw events array of the record Decode last found to be a batch
+	// (ErrBatch), batchTime its time when it had one.
+	batch     []byte
+	batchTime int64
+	batchHasT bool
 }
+
+// ErrBatch is what Decode returns for a record in Tracardi's /track batch shape: an object
+// with an "events" array, whose other fields (source, session, profile, context, time) are
+// those of every event in it. Decode has filled ev with them; Elements then decodes the
+// events one by one.
+var ErrBatch = &DecodeError{Reason: "batch", Detail: "a batch of events"}
 
 // maxInternedTypes bounds the type intern table; rarer types beyond it are allocated per event.
 const maxInternedTypes = 4096
@@ -68,6 +83,7 @@ func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 		return &DecodeError{p.fail, p.detailString()}
 	}
 	p.objStart()
+	var events []byte
 	for first := true; ; first = false {
 		key, more := p.objNext(first)
 		if !more || p.fail != "" {
@@ -75,6 +91,14 @@ func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 		}
 		p.field = "event"
 		switch string(key) {
+		case "events":
+			// An array makes the record a batch; anything else is an unknown field, as before.
+			if p.fail == "" && p.peek() == '[' {
+				p.field = "events"
+				events = p.rawValue('[')
+			} else {
+				p.value()
+			}
 		case "id":
 			p.field = "id"
 			ev.ID = p.idValue(d.maxID, false)
@@ -128,6 +152,13 @@ func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 	if p.bad != "" {
 		return &DecodeError{p.bad, p.badDetail}
 	}
+	if events != nil {
+		d.batch, d.batchTime, d.batchHasT = events, ev.Time, haveTime
+		if ev.TimeAdjusted {
+			d.batchTime = ev.OriginalTime // the elements' skew is checked on their own
+		}
+		return ErrBatch
+	}
 	if rawType == nil {
 		return &DecodeError{ReasonMissingType, "no type field"}
 	}
@@ -151,6 +182,94 @@ func (d *Decoder) Decode(rec *Record, ev *Event) *DecodeError {
 		ev.OriginalTime, ev.Time, ev.TimeAdjusted = ev.Time, recTime, true
 	}
 	return nil
+}
+
+// Elements calls fn for each element of the batch that Decode just returned ErrBatch for:
+// batch holds the batch's fields (as Decode filled them), rec is the batch's record. Each
+// element becomes an event of its own: a self-contained JSON object (ev.Raw, newly allocated)
+// made of the batch's id-less defaults, an id derived from rec's topic, partition, offset and
+// the element's index (AppendElementID), the batch's source, session, profile, context and
+// time, followed by the element's own members, which win; it is decoded as a record at rec's
+// offset and timestamp would be. So an element with no time of its own takes the batch's,
+// else rec's timestamp; and the reorder buffer, a dead letter or a move back to the input
+// keeps everything the event was. An element that fails to decode comes with its error and
+// its bytes: it is dead-lettered alone.
+func (d *Decoder) Elements(rec *Record, batch *Event, ev *Event, fn func(index int, elem []byte, ev *Event, err *DecodeError)) {
+	arr := d.batch
+	d.batch = nil
+	batchTime, batchHasT := d.batchTime, d.batchHasT
+	sub := Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Timestamp: rec.Timestamp}
+	i := jsonx.SkipWS(arr, 1) // after '[': the array is valid JSON, Decode checked it
+	for index := 0; i < len(arr) && arr[i] != ']'; index++ {
+		j := jsonx.SkipValue(arr, i)
+		if j < 0 {
+			return
+		}
+		elem := arr[i:j]
+		sub.Value = elem
+		if elem[0] == '{' {
+			sub.Value = appendElement(make([]byte, 0, len(elem)+len(batch.Context)+160), rec, index, batch, batchTime, batchHasT, elem)
+		}
+		err := d.Decode(&sub, ev)
+		switch {
+		case err == ErrBatch:
+			d.batch = nil
+			err = &DecodeError{ReasonWrongFieldType, "events[" + strconv.Itoa(index) + "]: a batch inside a batch"}
+		case err != nil:
+			err = &DecodeError{err.Reason, "events[" + strconv.Itoa(index) + "]: " + err.Detail}
+		}
+		fn(index, sub.Value, ev, err)
+		i = jsonx.SkipWS(arr, j)
+		if i < len(arr) && arr[i] == ',' {
+			i = jsonx.SkipWS(arr, i+1)
+		}
+	}
+}
+
+// appendElement appends the event object of a batch element (see Elements): the batch's
+// fields, then the element's members, so that those of the element win (the decoder keeps the
+// last of a repeated field).
+func appendElement(dst []byte, rec *Record, index int, batch *Event, t int64, hasT bool, elem []byte) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = AppendElementID(dst, rec, index)
+	dst = append(dst, '"')
+	for _, f := range [...]struct {
+		name string
+		v    []byte
+	}{{"source", batch.Source}, {"session", batch.Session}, {"profile", batch.Profile}} {
+		if f.v != nil {
+			dst = append(dst, `,"`...)
+			dst = append(dst, f.name...)
+			dst = append(dst, `":`...)
+			dst = jsonx.AppendQuotedUTF8(dst, jsonx.String(f.v))
+		}
+	}
+	if batch.Context != nil {
+		dst = append(dst, `,"context":`...)
+		dst = append(dst, batch.Context...)
+	}
+	if hasT {
+		dst = append(dst, `,"time":`...)
+		dst = strconv.AppendInt(dst, t, 10)
+	}
+	if k := jsonx.SkipWS(elem, 1); k < len(elem) && elem[k] != '}' {
+		dst = append(dst, ',')
+	}
+	return append(dst, elem[1:]...)
+}
+
+// AppendElementID appends the derived id of element index of the batch in rec: 32 hex digits
+// of SHA-256 over topic, partition, offset and index (never the id of a single event).
+func AppendElementID(dst []byte, rec *Record, index int) []byte {
+	var scratch [112]byte
+	b := append(scratch[:0], rec.Topic...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(rec.Partition))
+	b = binary.BigEndian.AppendUint64(b, uint64(rec.Offset))
+	b = append(b, 'e')
+	b = binary.BigEndian.AppendUint64(b, uint64(index))
+	sum := sha256.Sum256(b)
+	return hex.AppendEncode(dst, sum[:16])
 }
 
 // normType lower-cases t, trims spaces and turns inner spaces into '-', returning an interned

@@ -1028,6 +1028,13 @@ func checkDecode(t testing.TB, d *Decoder, b []byte, ts int64) Reason {
 	rec := &Record{Topic: "in", Partition: 3, Offset: 42, Value: b, Timestamp: ts}
 	var ev Event
 	err := d.Decode(rec, &ev)
+	if err == ErrBatch {
+		if !json.Valid(b) || !utf8.Valid(b) {
+			t.Fatalf("Decode(%q) = a batch, but it is not valid JSON and UTF-8", b)
+		}
+		checkBatch(t, d, rec, &ev)
+		return err.Reason
+	}
 	var reason Reason
 	if err != nil {
 		reason = err.Reason
@@ -1789,5 +1796,52 @@ func TestDecodeAllocs(t *testing.T) {
 		if allocs := testing.AllocsPerRun(200, func() { sinkErr = d.Decode(rec, ev) }); allocs != 0 || sinkErr != nil {
 			t.Errorf("Decode(%s): %v allocations per run, err %v", in, allocs, sinkErr)
 		}
+	}
+}
+
+// checkBatch checks the elements of the batch d just decoded from rec into batch (see
+// FuzzDecodeBatch).
+func checkBatch(t testing.TB, d *Decoder, rec *Record, batch *Event) {
+	t.Helper()
+	b := *batch
+	type result struct {
+		raw string
+		err *DecodeError
+	}
+	var first []result
+	var ev Event
+	d.Elements(rec, &b, &ev, func(index int, elem []byte, ev *Event, err *DecodeError) {
+		first = append(first, result{string(elem), err})
+		if err != nil {
+			if !slices.Contains(DecodeReasons(), err.Reason) || !strings.HasPrefix(err.Detail, fmt.Sprintf("events[%d]: ", index)) {
+				t.Fatalf("element %d of %q: %v: unknown reason or detail without its index", index, rec.Value, err)
+			}
+			return
+		}
+		if string(ev.Raw) != string(elem) || len(ev.ID) == 0 {
+			t.Fatalf("element %d of %q: raw %q, id %q", index, rec.Value, ev.Raw, ev.ID)
+		}
+		checkEventInvariants(t, string(elem), ev)
+		again := &Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Value: ev.Raw, Timestamp: rec.Timestamp}
+		var ev2 Event
+		if err := d.Decode(again, &ev2); err != nil {
+			t.Fatalf("element %d of %q: %q does not decode on its own: %v", index, rec.Value, ev.Raw, err)
+		}
+		if got, want := viewOf(&ev2, again), viewOf(ev, again); got != want {
+			t.Fatalf("element %d of %q decoded again\n got %+v\nwant %+v", index, rec.Value, got, want)
+		}
+	})
+	if err := d.Decode(rec, &b); err != ErrBatch {
+		t.Fatalf("%q: a batch once, then %v", rec.Value, err)
+	}
+	i := 0
+	d.Elements(rec, &b, &ev, func(index int, elem []byte, _ *Event, err *DecodeError) {
+		if i >= len(first) || first[i].raw != string(elem) || (first[i].err == nil) != (err == nil) {
+			t.Fatalf("%q: element %d differs between two runs", rec.Value, index)
+		}
+		i++
+	})
+	if i != len(first) {
+		t.Fatalf("%q: %d elements, then %d", rec.Value, len(first), i)
 	}
 }

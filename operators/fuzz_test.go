@@ -210,3 +210,29 @@ func (f *fuzzOutputs) Emit(o *Output) {
 	}
 	f.lines = append(f.lines, string(AppendJSON(nil, o)))
 }
+
+// tracardiBatch is a /track payload as Tracardi's JavaScript tracker sends it.
+const tracardiBatch = `{"source":{"id":"3ee63fc6-490a-4fd8-bfb3-bf0c8c8d3387"},"session":{"id":"3b3e1a72"},` +
+	`"profile":{"id":"a0b1c2d3"},"context":{"browser":{"local":{"browser":{"name":"Netscape"}}},` +
+	`"page":{"url":"https://shop.example.com/cart","title":"Cart"}},"properties":{},` +
+	`"events":[{"type":"page-view","properties":{},"options":{}},{"type":"add-to-cart","properties":{"sku":"SKU-42"}},` +
+	`{"properties":{}},{"type":"purchase","id":"o7","time":"2026-01-01T00:00:01Z"},7],"options":{}}`
+
+// FuzzDecodeBatch: whatever a record in the batch shape holds, each element either fails
+// alone with a reason and its index, or becomes an event whose value (ev.Raw) is
+// self-contained: decoded again on its own, as the reorder buffer's restore does, it is the
+// same event. Elements are deterministic.
+func FuzzDecodeBatch(f *testing.F) {
+	for _, s := range []string{tracardiBatch, `{"profile":"p","events":[]}`, `{"events":[{"type":"a","events":[1]}]}`,
+		`{"time":5,"session":"s","events":[{"type":"x"},{"type":"y","time":"2026-01-01T00:00:00Z"}]}`, `{"events":[{}, null, "x"]}`} {
+		f.Add([]byte(s))
+	}
+	decs := fuzzDecoders()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, d := range decs {
+			for _, ts := range []int64{ts0, NoTimestamp} {
+				checkDecode(t, d, b, ts) // checkBatch for batches
+			}
+		}
+	})
+}

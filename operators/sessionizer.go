@@ -61,13 +61,18 @@ type Sessionizer struct {
 	freeKeys  []*keyState
 	arena     []byte
 	freeVisit []*visitState
-	freeSess  []*sessionState
-	keyBuf    []byte
-	hashBuf   []byte
-	extBuf    []byte
-	o         Output
-	se        SystemEvent
-	ev        Event
+
+	// batchEv holds a batch record's own fields while its events are processed, elemRec the
+	// record standing for the element at hand (its dead letters' value).
+	batchEv  Event
+	elemRec  Record
+	freeSess []*sessionState
+	keyBuf   []byte
+	hashBuf  []byte
+	extBuf   []byte
+	o        Output
+	se       SystemEvent
+	ev       Event
 
 	// Bounded memory (cold.go).
 	cold       ColdStore
@@ -323,13 +328,41 @@ func (s *Sessionizer) Process(rec *Record) {
 func (s *Sessionizer) process(rec *Record) {
 	s.stats.Records++
 	ev := &s.ev
-	if err := s.dec.Decode(rec, ev); err != nil {
+	err := s.dec.Decode(rec, ev)
+	switch {
+	case err == ErrBatch:
+		s.processBatch(rec)
+		return
+	case err != nil:
 		s.stats.Dead++
 		s.stats.DeadByReason[err.Reason]++
 		s.o = Output{Kind: KindDead, Record: rec, Reason: err.Reason, Detail: err.Detail}
 		s.out.Emit(&s.o)
 		return
 	}
+	s.processDecoded(rec, ev)
+}
+
+// processBatch processes each event of a batch record (Decoder.Elements) as if it were a
+// record of its own at rec's offset: an element that fails is dead-lettered alone, with its
+// bytes as the value.
+func (s *Sessionizer) processBatch(rec *Record) {
+	s.batchEv = s.ev // the batch's own fields
+	s.dec.Elements(rec, &s.batchEv, &s.ev, func(_ int, elem []byte, ev *Event, err *DecodeError) {
+		s.elemRec = Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Value: elem, Timestamp: rec.Timestamp}
+		if err != nil {
+			s.stats.Dead++
+			s.stats.DeadByReason[err.Reason]++
+			s.o = Output{Kind: KindDead, Record: &s.elemRec, Reason: err.Reason, Detail: err.Detail}
+			s.out.Emit(&s.o)
+			return
+		}
+		s.processDecoded(&s.elemRec, ev)
+	})
+}
+
+// processDecoded guards, admits and processes the event decoded from rec.
+func (s *Sessionizer) processDecoded(rec *Record, ev *Event) {
 	if s.guardTime(rec, ev) {
 		return
 	}

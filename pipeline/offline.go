@@ -266,7 +266,7 @@ func (o *offlineRun) process(l *line) {
 	if len(o.parts) > 1 {
 		// Route by key as a Kafka producer would; undecodable records go to partition 0, where
 		// they are dead-lettered.
-		if o.keyDec.Decode(rec, &o.ev) == nil {
+		if err := o.keyDec.Decode(rec, &o.ev); err == nil || err == operators.ErrBatch { // a batch: its own profile
 			key := o.ev.Profile
 			if len(key) == 0 {
 				key = o.ev.Session

@@ -140,24 +140,33 @@ func checkEvents(reg *rules.Registry, path string, stdout io.Writer) error {
 	for n := int64(0); sc.Scan(); n++ {
 		lines++
 		rec := operators.Record{Topic: path, Offset: n, Value: sc.Bytes(), Timestamp: operators.NoTimestamp}
-		if err := dec.Decode(&rec, &ev); err != nil {
-			counts["undecodable"]++
-			rejected++
-			fmt.Fprintf(stdout, "line %d: %v\n", n+1, err)
-			continue
+		check := func(ev *operators.Event, err *operators.DecodeError) {
+			if err != nil {
+				counts["undecodable"]++
+				rejected++
+				fmt.Fprintf(stdout, "line %d: %v\n", n+1, err)
+				return
+			}
+			v := reg.Check(ev.Type, ev.Properties)
+			switch {
+			case v.Reject:
+				counts[string(v.Reason)]++
+				rejected++
+				fmt.Fprintf(stdout, "line %d: %s: %s: %s\n", n+1, ev.Type, v.Reason, v.Detail)
+			case v.Ignore:
+				counts["ignored"]++
+			case v.Unregistered:
+				counts["unregistered"]++
+			default:
+				counts["ok"]++
+			}
 		}
-		v := reg.Check(ev.Type, ev.Properties)
-		switch {
-		case v.Reject:
-			counts[string(v.Reason)]++
-			rejected++
-			fmt.Fprintf(stdout, "line %d: %s: %s: %s\n", n+1, ev.Type, v.Reason, v.Detail)
-		case v.Ignore:
-			counts["ignored"]++
-		case v.Unregistered:
-			counts["unregistered"]++
+		switch err := dec.Decode(&rec, &ev); err {
+		case operators.ErrBatch: // each of its events, as dwell processes them
+			batch := ev
+			dec.Elements(&rec, &batch, &ev, func(_ int, _ []byte, ev *operators.Event, err *operators.DecodeError) { check(ev, err) })
 		default:
-			counts["ok"]++
+			check(&ev, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
