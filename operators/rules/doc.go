@@ -100,7 +100,10 @@
 //
 //	emit:      {type: T, topic: X | queue: Q, key: TEMPLATE, properties: {name: TEMPLATE}}
 //	notify:    {channel: C, to: [TEMPLATE], subject: TEMPLATE, body: TEMPLATE,
-//	            params: {name: TEMPLATE}, queue: Q}     params render first, visible as .params
+//	            params: {name: TEMPLATE}, queue: Q}     params render first, visible as .params;
+//	                                                    channel and to are required (a load
+//	                                                    error), every to rendering empty is a
+//	                                                    rule error
 //	set_trait: {name: N, value: TEMPLATE}
 //	tag: T | [T...]          untag: T | [T...]
 //	increment: N | {counter: N, by: INT}
@@ -124,6 +127,12 @@
 // the watermark passes it, the pipeline calls PopDue, fills an Env with SetTimer and Applies
 // each fired timer like an event of its type, at its deadline. Deadlines are event time, at
 // most operators.MaxTime (9999-12-31T23:59:59.999Z): a later one is a rule error.
+//
+// Decided: a fired schedule is not activity (it neither extends nor opens a visit or session,
+// is not counted in their summaries, and never creates a profile); it sees the key's visit
+// and session at its deadline ("What each event sees"); the registry gives it its type's queue
+// and description only. At the end of offline input (operators' Flush) schedules fire up to
+// the largest event time seen and later ones stay pending (operators.Stats.ExtPending).
 //
 // # Persistence
 //
