@@ -44,7 +44,6 @@ type flow struct {
 	due     []rules.Timer
 	buf     []byte // event-log records
 	sched   []byte // the fired schedule being applied
-	props   []byte // the properties of the system event being applied
 	hdrs    []kgo.RecordHeader
 
 	// cause is the input what the flow is writing derives from (poison.go): the event or
@@ -207,7 +206,7 @@ func (f *flow) Emit(o *operators.Output) {
 		f.timer(o)
 		return
 	case operators.KindSystem:
-		f.props = f.env.SetSystemOutput(o, f.props)
+		f.env.SetSystemOutput(o)
 	case operators.KindEvent, operators.KindPassThrough, operators.KindLate:
 		f.env.SetEvent(o.Event, o.Kind == operators.KindLate)
 		f.env.Admitted = true

@@ -29,6 +29,11 @@ type Env struct {
 	propsScanned bool
 	propsEscaped uint8 // Properties has a backslash: 0 not known yet, 1 no, 2 yes
 	idBuf        [32]byte
+
+	// sysOut is the system event whose properties are rendered into sysProps (and set as
+	// Event.Properties) on first use, by loadSystemProps: most rules never read them.
+	sysOut   *operators.Output
+	sysProps []byte
 }
 
 // EventView is the event part of an Env. Time is Unix milliseconds.
@@ -62,9 +67,23 @@ type ActivityView struct {
 
 // Reset clears the Env for a new event, keeping its buffers.
 func (e *Env) Reset() {
-	props, done, raw := e.props, e.propDone, e.propRaw
+	props, done, raw, sys := e.props, e.propDone, e.propRaw, e.sysProps
 	clear(done)
-	*e = Env{props: props, propDone: done, propRaw: raw}
+	*e = Env{props: props, propDone: done, propRaw: raw, sysProps: sys[:0]}
+}
+
+// systemPropNames are the names operators.AppendSystemProperties can write.
+var systemPropNames = map[string]bool{"visit_id": true, "reason": true, "started_at": true, "ended_at": true,
+	"duration_ms": true, "event_count": true, "page_view_count": true, "session_count": true, "entry_url": true,
+	"exit_url": true, "source": true, "device": true, "event_types": true, "other_types": true}
+
+// loadSystemProps renders the pending system event's properties (SetSystemOutput).
+func (e *Env) loadSystemProps() {
+	if o := e.sysOut; o != nil {
+		e.sysOut = nil
+		e.sysProps = operators.AppendSystemProperties(e.sysProps[:0], o)
+		e.Event.Properties = e.sysProps
+	}
 }
 
 // SetEvent fills the event part from a decoded input event. The Env's strings alias ev's
@@ -113,12 +132,12 @@ func (e *Env) SetSystem(se *operators.SystemEvent) {
 }
 
 // SetSystemOutput fills the Env for the system event o as the pipeline does: SetSystem, the
-// event's properties (operators.AppendSystemProperties, rendered into buf, which it returns
-// for reuse), and, for an opening event, the key's open visit and session that o carries.
-func (e *Env) SetSystemOutput(o *operators.Output, buf []byte) []byte {
+// event's properties (operators.AppendSystemProperties: rendered when a condition or template
+// first reads them, so o must stay valid until Apply returns), and, for an opening event, the
+// key's open visit and session that o carries.
+func (e *Env) SetSystemOutput(o *operators.Output) {
 	e.SetSystem(o.System)
-	buf = operators.AppendSystemProperties(buf[:0], o)
-	e.Event.Properties = buf
+	e.sysOut = o
 	if o.System.Summary == nil {
 		if o.Visit != nil {
 			e.SetVisit(o.VisitID, o.Visit)
@@ -127,7 +146,6 @@ func (e *Env) SetSystemOutput(o *operators.Output, buf []byte) []byte {
 			e.SetSession(o.SessionID, o.Session)
 		}
 	}
-	return buf
 }
 
 // SetTimer fills the event part for a fired schedule of key: an event of the timer's type at
@@ -185,6 +203,15 @@ func (e *Env) prop(pt *pathTable, slot int) jval {
 }
 
 func (e *Env) loadProp(pt *pathTable, slot int) jval {
+	if e.sysOut != nil {
+		if !systemPropNames[pt.firsts[pt.slotFirst[slot]]] {
+			// Not a name a system event's properties ever have: absent, nothing rendered.
+			e.props[slot].v = jval{}
+			e.propDone[slot/64] |= 1 << (slot % 64)
+			return jval{}
+		}
+		e.loadSystemProps()
+	}
 	if !e.propsScanned && len(e.Event.Properties) <= 64 {
 		// Before scanning small properties: a property whose name does not occur in them at
 		// all is absent, and most events lack most of the properties that rules name (those

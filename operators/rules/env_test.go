@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -270,5 +271,30 @@ func TestApplyAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, apply); n != 0 {
 		t.Errorf("Apply: %v allocations per event", n)
+	}
+}
+
+// TestSystemPropNames: every property a system event can have is in systemPropNames, which
+// lets conditions skip rendering for names it lacks.
+func TestSystemPropNames(t *testing.T) {
+	sm := &operators.Summary{StartedAt: 1, LastActivity: 2, EventCount: 3, EntryURL: []byte("u"), ExitURL: []byte("v"),
+		Source: []byte("web"), Device: []byte("mobile"), Types: []operators.TypeCount{{Type: "a", Count: 1}}, OtherTypes: 2}
+	ev := &operators.Event{URL: []byte("u"), Device: []byte("d")}
+	for _, o := range []*operators.Output{
+		{Kind: operators.KindSystem, System: &operators.SystemEvent{Type: operators.VisitEnded, VisitID: []byte("v"), Summary: sm}},
+		{Kind: operators.KindSystem, System: &operators.SystemEvent{Type: operators.SessionClosed, VisitID: []byte("v"), Summary: sm}},
+		{Kind: operators.KindSystem, System: &operators.SystemEvent{Type: operators.VisitStarted, VisitID: []byte("v")}, Event: ev},
+		{Kind: operators.KindSystem, System: &operators.SystemEvent{Type: operators.SessionOpened, VisitID: []byte("v")}},
+	} {
+		var m map[string]any
+		b := operators.AppendSystemProperties(nil, o)
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		for k := range m {
+			if !systemPropNames[k] {
+				t.Errorf("%s: property %q is not in systemPropNames", o.System.Type, k)
+			}
+		}
 	}
 }

@@ -78,7 +78,6 @@ type ruleSink struct {
 	out    Outcome
 	states map[string]*ProfileState
 	fired  int
-	props  []byte
 
 	log    bool
 	logBuf []byte
@@ -92,7 +91,7 @@ func (s *ruleSink) Emit(o *operators.Output) {
 		ev = o.Event
 		s.env.SetEvent(ev, o.Kind == operators.KindLate)
 	case operators.KindSystem:
-		s.props = s.env.SetSystemOutput(o, s.props) // as the pipeline does
+		s.env.SetSystemOutput(o) // as the pipeline does
 	default:
 		return
 	}

@@ -404,6 +404,7 @@ func (r *run) fastField(b []byte, p *fastPart, params *paramSet) (_ []byte, ok b
 		} else if p.slot > 0 && r.paths != nil && p.slot <= len(r.paths.paths) {
 			v = env.prop(r.paths, p.slot-1)
 		} else {
+			env.loadSystemProps()
 			v = lookup(ev.Properties, path[2:])
 		}
 		switch v.k {
@@ -618,6 +619,7 @@ func (r *run) data(t *tmpl, params *paramSet) (map[string]any, error) {
 		}
 	}
 	if t.props && !r.propsDone {
+		env.loadSystemProps()
 		if len(env.Event.Properties) > 0 {
 			if err := json.Unmarshal(env.Event.Properties, &r.props); err != nil {
 				return nil, fmt.Errorf("event properties: %w", err)
