@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/operators/rules"
@@ -516,9 +517,10 @@ func TestRuleBudgetsLive(t *testing.T) {
 
 	now := new(atomic.Int64)
 	now.Store(start)
+	reg := prometheus.NewRegistry()
 	l, err := pipeline.NewLive(pipeline.LiveConfig{Brokers: k.Brokers, Group: k.Name("dwell"), Inputs: []string{input}, Topics: topics,
 		DataDir: "data", FS: vfs.NewMem(), Now: func() time.Time { return time.UnixMilli(now.Load()) },
-		PollTimeout: 50 * time.Millisecond, MaxPollRecords: 7, Rules: rs, EventLog: "all"})
+		PollTimeout: 50 * time.Millisecond, MaxPollRecords: 7, Rules: rs, EventLog: "all", Metrics: pipeline.NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,5 +584,27 @@ func TestRuleBudgetsLive(t *testing.T) {
 	}
 	if got := len(pipelinetest.ReadCommitted(t, k.Brokers, topics.Events)); got != n {
 		t.Errorf("%d events written, want all %d", got, n)
+	}
+	// One state per event everywhere (issue 13): the metric counts the dead-lettered events as
+	// the event log does, none as error.
+	byState := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dwell_rule_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "state" {
+					byState[lp.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if byState["dead-lettered"] != float64(len(hostile)) || byState["error"] != 0 {
+		t.Errorf("dwell_rule_events_total by state %v, want dead-lettered=%d and no error (the event log's states)", byState, len(hostile))
 	}
 }
