@@ -9,6 +9,16 @@
 // exactly one goroutine and has no locks. Outputs go, in order, to an Emitter, synchronously;
 // an Output is valid only during Emit.
 //
+// # Input
+//
+// A record is one event, or a batch in Tracardi's /track shape (an object with an events
+// array): Decode reports ErrBatch and Decoder.Elements turns each element into a
+// self-contained event object (the batch's source, session, profile, context and time, then
+// the element's own members; an id derived from the record and the element's index), which
+// the Sessionizer processes as a record at the batch's offset. An element that fails is
+// dead-lettered alone. Buffered events are persisted by their raw value and decoded again on
+// restore, so an element's value must carry everything: that is why it is synthesized.
+//
 // # Time
 //
 // The watermark is the largest event time seen minus MaxOutOfOrderness (or, once the partition
