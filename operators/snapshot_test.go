@@ -30,16 +30,50 @@ func snapshotAll(t testing.TB, s *Sessionizer) (keys [][]byte, part []byte) {
 // the remaining records, and the outputs before and after the cut must equal, byte for byte
 // and in order, those of the uninterrupted run.
 func TestSnapshotRestoreMatchesUninterrupted(t *testing.T) {
-	cfg := Config{}
 	for seed := range uint64(12) {
 		rng := rand.New(rand.NewPCG(seed, 7))
-		values := genStream(rng, 300)
+		checkRestoreAnywhere(t, seed, genStream(rng, 300))
+	}
+}
+
+// TestSnapshotRestoreBatches: the same with the records grouped in Tracardi batches (up to 4
+// events each, with a batch-level source and context), so that elements wait in the reorder
+// buffer and are restored from their persisted values.
+func TestSnapshotRestoreBatches(t *testing.T) {
+	for seed := range uint64(6) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		singles := genStream(rng, 400)
+		var values [][]byte
+		for len(singles) > 0 {
+			n := min(len(singles), 1+rng.IntN(4))
+			b := []byte(`{"source":{"id":"tracker"},"context":{"page":{"url":"https://shop.example.com/batch"}},"events":[`)
+			for i, v := range singles[:n] {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, v...)
+			}
+			values = append(values, append(b, "]}"...))
+			singles = singles[n:]
+		}
+		checkRestoreAnywhere(t, seed, values)
+	}
+}
+
+func checkRestoreAnywhere(t *testing.T, seed uint64, values [][]byte) {
+	t.Helper()
+	cfg := Config{}
+	{
 		order := make([]int, len(values))
 		for i := range order {
 			order[i] = i
 		}
 		want := runStream(t, cfg, values, order)
-		for _, cut := range []int{0, 1, 7, 50, 149, 150, 233, 299, 300} {
+		if !slices.ContainsFunc(want, func(l string) bool { return bytes.HasPrefix([]byte(l), []byte("event: ")) }) {
+			t.Fatalf("seed %d: no events in the stream's output", seed)
+		}
+		n := len(values)
+		for _, cut := range []int{0, 1, 7, 50, n/2 - 1, n / 2, n * 7 / 9, n - 1, n} {
 			var before, after lines
 			before.raw, after.raw = true, true
 			s1, _ := NewSessionizer(cfg, 0, &before)
