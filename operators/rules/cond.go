@@ -132,6 +132,9 @@ type pathTable struct {
 	quoted    [][]byte
 	slotFirst []int
 	firstIdx  map[string]int
+	// system says, per first name, whether a system event's properties can have it
+	// (systemPropNames).
+	system []bool
 }
 
 func (p *pathTable) slot(path []string) int {
@@ -148,6 +151,7 @@ func (p *pathTable) slot(path []string) int {
 		p.firstIdx[path[0]] = f
 		p.firsts = append(p.firsts, path[0])
 		p.quoted = append(p.quoted, jsonx.AppendQuoted(nil, path[0]))
+		p.system = append(p.system, systemPropNames[path[0]])
 	}
 	p.idx[k] = len(p.paths)
 	p.paths = append(p.paths, path)

@@ -204,7 +204,7 @@ func (e *Env) prop(pt *pathTable, slot int) jval {
 
 func (e *Env) loadProp(pt *pathTable, slot int) jval {
 	if e.sysOut != nil {
-		if !systemPropNames[pt.firsts[pt.slotFirst[slot]]] {
+		if !pt.system[pt.slotFirst[slot]] {
 			// Not a name a system event's properties ever have: absent, nothing rendered.
 			e.props[slot].v = jval{}
 			e.propDone[slot/64] |= 1 << (slot % 64)
