@@ -24,10 +24,10 @@ demo:
 	$(GO) run ./cmd/dwell demo
 
 ## test: every test with the race detector, fuzz seed corpora included; then the 200k-event
-## crash test once without it (under -race it runs on 30k events)
+## crash and reset tests once without it (under -race they run on 30k and 5k events)
 test:
-	$(GO) test -race -count=1 $(PKGS)
-	$(GO) test -count=1 -run 'TestLiveRepeatedCrashes' ./pipeline
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -run 'TestLiveRepeatedCrashes|TestLiveResetToEarliest' ./pipeline
 
 ## test-kafka: the Kafka suites on a real Apache Kafka (fetched from Maven Central; needs java,
 ## mvn and kcat): the end-to-end, crash, rebalance, reset, metrics, CLI, kcat, cart-abandonment (rules

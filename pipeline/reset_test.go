@@ -96,9 +96,11 @@ func (e *liveEnv) resetConfig() reset.Config {
 // system events of the replay equal the first run's, byte for byte and in the same order in
 // every partition, and carry the reset's id in the dwell-replay header.
 func TestLiveResetToEarliest(t *testing.T) {
+	// 200k events; under the race detector (about ten times slower) 5k, while make test also
+	// runs this test once without it, on the full stream.
 	n := 200_000
 	if pipeline.RaceEnabled {
-		n = 20_000
+		n = 5_000
 	}
 	for _, keep := range []bool{true, false} {
 		t.Run(fmt.Sprintf("keep-data-dir=%v", keep), func(t *testing.T) {
@@ -248,7 +250,7 @@ func TestLiveResetRefusals(t *testing.T) {
 func TestLiveResetToDatetime(t *testing.T) {
 	n := 60_000
 	if pipeline.RaceEnabled {
-		n = 12_000
+		n = 6_000
 	}
 	d := pipeline.DefaultTopics()
 	k := pipelinetest.New(t, livePartitions, []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog, d.Savepoints, d.SavepointData},
@@ -259,7 +261,7 @@ func TestLiveResetToDatetime(t *testing.T) {
 	values := produceWeb(t, e.brokers, e.input, bench.WebConfig{Profiles: 2000, Rate: 50, IdleEvery: n / 4, Jitter: time.Second}, n)
 	e.now.Store(streamEnd(t, values))
 	cfg := e.config("data", vfs.NewMem())
-	cfg.MaxPollRecords, cfg.MaxCachedKeys = 1000, 300
+	cfg.MaxPollRecords, cfg.MaxCachedKeys = n/60, 300 // many cycles, so many savepoints
 	cfg.Operators.IdleTimeout = -time.Second // the clock races: only event time ends visits
 	cfg.SavepointInterval = time.Minute
 
