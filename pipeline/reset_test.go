@@ -262,7 +262,7 @@ func TestLiveResetToDatetime(t *testing.T) {
 	e.now.Store(streamEnd(t, values))
 	cfg := e.config("data", vfs.NewMem())
 	cfg.MaxPollRecords, cfg.MaxCachedKeys = n/60, 300 // many cycles, so many savepoints
-	cfg.Operators.IdleTimeout = -time.Second // the clock races: only event time ends visits
+	cfg.Operators.IdleTimeout = -time.Second          // the clock races: only event time ends visits
 	cfg.SavepointInterval = time.Minute
 
 	// run processes the input until the group has consumed it, with the wall clock racing so
