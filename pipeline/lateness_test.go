@@ -46,7 +46,7 @@ func TestLiveBackfillBeyondLateness(t *testing.T) {
 	l, stop := runLive(t, cfg)
 	defer stop()
 	pipelinetest.WaitFor(t, "the group to consume the current traffic", 60*time.Second,
-		func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+		func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 
 	// The instance idles: the wall clock moves ten minutes on and every partition's watermark
 	// follows it, to exactly the clock less max_out_of_orderness, where it stays while the clock
@@ -85,7 +85,7 @@ func TestLiveBackfillBeyondLateness(t *testing.T) {
 		}
 	}
 	pipelinetest.WaitFor(t, "the group to consume the backfill", 60*time.Second, func() bool {
-		return groupCaughtUp(t, e.brokers, e.group, e.input) && l.Stats().Records == before.Records+uint64(len(backfill))
+		return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) && l.Stats().Records == before.Records+uint64(len(backfill))
 	})
 	after := l.Stats()
 	if n := after.Late - before.Late; n != uint64(len(ids)) {

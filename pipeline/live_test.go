@@ -14,7 +14,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -86,33 +85,6 @@ func produceWeb(t *testing.T, brokers []string, topic string, cfg bench.WebConfi
 		t.Fatal(err)
 	}
 	return values
-}
-
-// groupCaughtUp reports whether the group has committed the end of every input partition.
-func groupCaughtUp(t *testing.T, brokers []string, group, topic string) bool {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx := context.Background()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return false
-	}
-	committed, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		return false
-	}
-	done := true
-	ends.Each(func(o kadm.ListedOffset) {
-		c, ok := committed.Lookup(topic, o.Partition)
-		if !ok || c.At < o.Offset {
-			done = false
-		}
-	})
-	return done
 }
 
 var reasonField = regexp.MustCompile(`"reason":"[a-z-]+"`)
@@ -319,7 +291,7 @@ func TestLiveMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- live.Run(ctx) }()
-	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 	pipelinetest.WaitFor(t, "readiness", 10*time.Second, live.Ready)
 	value := func(name string, labels map[string]string) (float64, int) {
 		fams, err := reg.Gather()
@@ -420,7 +392,7 @@ func offlineWant(t *testing.T, values [][]byte) (map[string][]string, int) {
 // wantCount of them.
 func drainSystemEvents(t *testing.T, e *liveEnv) []*kgo.Record {
 	t.Helper()
-	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 	e.now.Store(e.now.Load() + 48*time.Hour.Milliseconds())
 	var got []*kgo.Record
 	pipelinetest.WaitFor(t, "every system event", 60*time.Second, func() bool {
@@ -751,7 +723,7 @@ func TestLiveTimerStorm(t *testing.T) {
 	second, stop := runLive(t, cfg)
 	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool {
 		sample(second)
-		return groupCaughtUp(t, e.brokers, e.group, e.input)
+		return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input)
 	})
 	e.now.Add(48 * time.Hour.Milliseconds()) // every key's timers due: the storm
 	var got []*kgo.Record

@@ -182,7 +182,7 @@ func TestLiveOutputTooLarge(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = pipeline.NewMetrics(reg)
 	live, stop := runLive(t, cfg)
-	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 	var got []*kgo.Record
 	pipelinetest.WaitFor(t, "every event on the events output", 60*time.Second, func() bool {
 		e.now.Add(time.Minute.Milliseconds()) // wall-clock silence: idle advancement
@@ -333,10 +333,10 @@ func TestLiveProduceFailed(t *testing.T) {
 				}
 			}
 			live, stop := runLive(t, cfg)
-			pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+			pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 			if path == "in-buffer" {
 				produceRecords(t, e.brokers, e.input, []*kgo.Record{pusher})
-				pipelinetest.WaitFor(t, "the group to consume the pusher", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+				pipelinetest.WaitFor(t, "the group to consume the pusher", 60*time.Second, func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 			}
 			e.now.Store(start.Add(time.Hour).UnixMilli()) // idle advancement releases every buffer
 			var want []string

@@ -51,7 +51,7 @@ func startLive(t *testing.T, cfg pipeline.LiveConfig) (stop func()) {
 func runUntilDrained(t *testing.T, e *liveEnv, cfg pipeline.LiveConfig, prior []*kgo.Record) []*kgo.Record {
 	t.Helper()
 	stop := startLive(t, cfg)
-	pipelinetest.WaitFor(t, "the group to consume every record", 120*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 120*time.Second, func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 	var got []*kgo.Record
 	pipelinetest.WaitFor(t, "every system event", 120*time.Second, func() bool {
 		e.now.Add(time.Minute.Milliseconds())
@@ -202,7 +202,7 @@ func TestLiveResetRefusals(t *testing.T) {
 	e := setupLive(t, bench.WebConfig{Profiles: 200, Rate: 20, IdleEvery: 1000, Jitter: time.Second}, 2000)
 	cfg := e.config("data", vfs.NewMem())
 	stop := startLive(t, cfg)
-	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return groupCaughtUp(t, e.brokers, e.group, e.input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 60*time.Second, func() bool { return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input) })
 	rc := e.resetConfig()
 	rc.ToEarliest, rc.Execute = true, true
 	_, err := reset.Run(context.Background(), rc, io.Discard)
@@ -271,7 +271,7 @@ func TestLiveResetToDatetime(t *testing.T) {
 		stop := startLive(t, cfg)
 		pipelinetest.WaitFor(t, "the group to consume every record", 120*time.Second, func() bool {
 			e.now.Add(time.Minute.Milliseconds())
-			return groupCaughtUp(t, e.brokers, e.group, e.input)
+			return pipelinetest.CaughtUp(t, e.brokers, e.group, e.input)
 		})
 		// The racing clock also ran out the cycles' time budget (MaxCycleTime), so partitions
 		// may still hold records the group has consumed: with the clock calm, wait until the

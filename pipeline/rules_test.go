@@ -332,7 +332,7 @@ func TestCartAbandonmentLive(t *testing.T) {
 	a, stopA, doneA := start()
 	pipelinetest.WaitFor(t, "a third of the stream", 60*time.Second, func() bool { return processed.Load() > 2000 })
 	b, stopB, doneB := start()
-	pipelinetest.WaitFor(t, "the group to consume every record", 90*time.Second, func() bool { return groupCaughtUp(t, k.Brokers, k.Name("dwell"), input) })
+	pipelinetest.WaitFor(t, "the group to consume every record", 90*time.Second, func() bool { return pipelinetest.CaughtUp(t, k.Brokers, k.Name("dwell"), input) })
 	// Idle advancement: the wall clock moves on past the last events (the end of input, two
 	// days after the stream), which leave the reorder buffer too.
 	now.Add(96 * time.Hour.Milliseconds())
@@ -528,7 +528,7 @@ func TestRuleBudgetsLive(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 	pipelinetest.WaitFor(t, "the partition to commit its end", 60*time.Second, func() bool {
-		return groupCaughtUp(t, k.Brokers, k.Name("dwell"), input)
+		return pipelinetest.CaughtUp(t, k.Brokers, k.Name("dwell"), input)
 	})
 	// The last events wait for the watermark (max out-of-orderness): idle, it follows the clock.
 	pipelinetest.WaitFor(t, "every event processed", 60*time.Second, func() bool {

@@ -301,30 +301,17 @@ func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord,
 // holds anything: a partition with no stored offset holds nothing (Reset deletes it with the
 // rest, and a cycle's batch writes it with the rest).
 func (s *Store) replayFrom(partition int32) (int64, bool, error) {
-	_, closer, err := s.db.Get(prefix(tagOffset, partition))
+	v, closer, err := s.db.Get(prefix(tagOffset, partition))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, err
 	}
-	closer.Close()
-	off, err := s.changelogOffset(partition)
-	return off, true, err
-}
-
-func (s *Store) changelogOffset(partition int32) (int64, error) {
-	v, closer, err := s.db.Get(prefix(tagOffset, partition))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
 	defer closer.Close()
 	off, ok := parseOffset(v)
 	if !ok {
-		return 0, fmt.Errorf("state: partition %d: corrupt changelog offset", partition)
+		return 0, false, fmt.Errorf("state: partition %d: corrupt changelog offset", partition)
 	}
-	return off, nil
+	return off, true, nil
 }

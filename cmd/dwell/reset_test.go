@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/bench"
@@ -49,7 +48,7 @@ func TestResetCLI(t *testing.T) {
 		done := make(chan int, 1)
 		go func() { done <- run(ctx, runArgs, strings.NewReader(""), &bytes.Buffer{}, &errb) }()
 		pipelinetest.WaitFor(t, "dwell run to consume the input", time.Minute, func() bool {
-			return strings.Contains(errb.String(), "dwell running") && committedAll(t, k.Brokers, group, k.Name("events"))
+			return strings.Contains(errb.String(), "dwell running") && pipelinetest.CaughtUp(t, k.Brokers, group, k.Name("events"))
 		})
 		return func() string {
 			cancel()
@@ -107,38 +106,11 @@ func TestResetCLI(t *testing.T) {
 	if code != exitOK || !strings.Contains(stdout, "done") {
 		t.Fatalf("reset --execute: exit %d:\n%s%s", code, stdout, stderr)
 	}
-	if committedAll(t, k.Brokers, group, k.Name("events")) {
+	if pipelinetest.CaughtUp(t, k.Brokers, group, k.Name("events")) {
 		t.Fatal("after the reset the group's offsets are still at the end")
 	}
 	logs := start()()
 	if !strings.Contains(logs, "partition restored") {
 		t.Fatalf("second run:\n%s", logs)
 	}
-}
-
-// committedAll reports whether group has committed the end of every partition of topic.
-func committedAll(t *testing.T, brokers []string, group, topic string) bool {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx := context.Background()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return false
-	}
-	committed, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		return false
-	}
-	all := true
-	ends.Each(func(o kadm.ListedOffset) {
-		if c, ok := committed.Lookup(topic, o.Partition); !ok || c.At < o.Offset {
-			all = false
-		}
-	})
-	return all
 }

@@ -260,3 +260,31 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(pause)
 	}
 }
+
+// CaughtUp reports whether group has committed the end of every partition of topic: whether a
+// processor has consumed everything produced to it so far.
+func CaughtUp(t testing.TB, brokers []string, group, topic string) bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return false
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false
+	}
+	done := true
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := committed.Lookup(topic, o.Partition); !ok || c.At < o.Offset {
+			done = false
+		}
+	})
+	return done
+}

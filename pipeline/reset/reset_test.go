@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
@@ -68,36 +67,6 @@ func newRig(t *testing.T, n int) *rig {
 	return r
 }
 
-func (r *rig) admin(t *testing.T) *kadm.Client {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.k.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return kadm.NewClient(cl)
-}
-
-// caughtUp reports whether the group has committed the end of every input partition.
-func (r *rig) caughtUp(t *testing.T) bool {
-	ctx := context.Background()
-	adm := r.admin(t)
-	ends, err := adm.ListEndOffsets(ctx, r.input)
-	if err != nil {
-		return false
-	}
-	committed, err := adm.FetchOffsets(ctx, r.cfg.Group)
-	if err != nil {
-		return false
-	}
-	done := true
-	ends.Each(func(o kadm.ListedOffset) {
-		if c, ok := committed.Lookup(r.input, o.Partition); !ok || c.At < o.Offset {
-			done = false
-		}
-	})
-	return done
-}
-
 // run processes until the group has consumed the input and want more system events than prior
 // are committed, and returns, per partition, the system events added.
 func (r *rig) run(t *testing.T, prior map[int32][]string, want int) map[int32][]string {
@@ -108,7 +77,7 @@ func (r *rig) run(t *testing.T, prior map[int32][]string, want int) map[int32][]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	pipelinetest.WaitFor(t, "the group to consume the input", 60*time.Second, func() bool { return r.caughtUp(t) })
+	pipelinetest.WaitFor(t, "the group to consume the input", 60*time.Second, func() bool { return pipelinetest.CaughtUp(t, r.k.Brokers, r.cfg.Group, r.input) })
 	var all map[int32][]string
 	pipelinetest.WaitFor(t, "the system events", 60*time.Second, func() bool {
 		r.now.Add(time.Hour.Milliseconds()) // idle advancement ends what is open
@@ -160,7 +129,7 @@ func TestResetKilledChangesNothing(t *testing.T) {
 	if _, err := Run(context.Background(), killed, io.Discard); !errors.Is(err, ErrCrashed) {
 		t.Fatalf("killed reset: %v", err)
 	}
-	if !r.caughtUp(t) {
+	if !pipelinetest.CaughtUp(t, r.k.Brokers, r.cfg.Group, r.input) {
 		t.Fatal("a reset killed before its commit moved the group's offsets")
 	}
 	plan, err := Run(context.Background(), cfg, io.Discard)
