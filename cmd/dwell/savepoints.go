@@ -72,7 +72,7 @@ func cmdSavepoints(ctx context.Context, args []string, stdout, stderr io.Writer)
 	ds, err := savepoint.List(ctx, kadm.NewClient(cl), seeds, kopts, topics)
 	var missing *topicscan.MissingError
 	if errors.As(err, &missing) {
-		return fmt.Errorf("savepoints: application %q: topic %s does not exist; create them with dwell run --create-topics (or check --application-id)",
+		return fmt.Errorf("savepoints: application %q: %s not found; create them with dwell run --create-topics (or check --application-id)",
 			id, strings.Join(missing.Topics, " and "))
 	}
 	if err != nil && len(ds) == 0 {

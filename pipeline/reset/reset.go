@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Plan, error) {
 // makePlan checks the group and the topics and decides each partition's offsets and state.
 func makePlan(ctx context.Context, adm *kadm.Client, cfg Config, file map[string]map[int32]int64) (Plan, error) {
 	plan := Plan{ID: resetID(cfg.Now()), Group: cfg.Group, App: cfg.ApplicationID, Changelog: cfg.Changelog}
-	groups, err := adm.DescribeGroups(ctx, cfg.Group)
+	groups, err := describeGroup(ctx, adm, cfg.Group)
 	if err != nil {
 		return plan, fmt.Errorf("reset: describing group %q: %w; check --brokers and that the brokers are up", cfg.Group, err)
 	}
@@ -333,6 +333,24 @@ func makePlan(ctx context.Context, adm *kadm.Client, cfg Config, file map[string
 		plan.Partitions = append(plan.Partitions, part)
 	}
 	return plan, nil
+}
+
+// describeGroup describes group, waiting up to 15s while the broker has no coordinator for it
+// yet: a new cluster creates its offsets topic on the first group request.
+func describeGroup(ctx context.Context, adm *kadm.Client, group string) (kadm.DescribedGroups, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		groups, err := adm.DescribeGroups(ctx, group)
+		if err == nil || time.Now().After(deadline) ||
+			!errors.Is(err, kerr.CoordinatorNotAvailable) && !errors.Is(err, kerr.CoordinatorLoadInProgress) {
+			return groups, err
+		}
+		select {
+		case <-ctx.Done():
+			return groups, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // resetID names a reset: its time and a random suffix.
