@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -110,6 +111,12 @@ type LiveConfig struct {
 	// Logger, default discard. Now is the wall clock, default time.Now.
 	Logger *slog.Logger
 	Now    func() time.Time
+	// AdvertisedAdminURL is the admin API's URL as the group's other instances reach it
+	// (pipeline/admin, --admin-advertise), e.g. http://10.0.0.7:8787. It becomes the consumer's
+	// Kafka client id (AdminURLClientIDPrefix + URL), so that any instance finds which one
+	// answers queries for a partition (PartitionOwners). Default none: queries for partitions
+	// this instance does not own cannot be forwarded to it.
+	AdvertisedAdminURL string
 	// ClientOpts are added to every Kafka client (TLS, SASL, tests' settings).
 	ClientOpts []kgo.Opt
 	// Metrics, if set, receives the processor's series (NewMetrics).
@@ -264,6 +271,11 @@ func (c *LiveConfig) validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("pipeline: no brokers; pass --brokers host:port"))
+	}
+	if u := c.AdvertisedAdminURL; u != "" {
+		if p, err := url.Parse(u); err != nil || p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
+			errs = append(errs, fmt.Errorf("pipeline: advertised admin URL %q is not an http(s)://host:port URL (--admin-advertise)", u))
+		}
 	}
 	if len(c.Inputs) == 0 {
 		errs = append(errs, errors.New("pipeline: no input topics; pass --inputs"))

@@ -220,6 +220,11 @@ func (l *Live) poll(ctx context.Context, c *cycle) {
 		c.byPart[r.Partition] = append(c.byPart[r.Partition], r)
 		c.records++
 	})
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Err == nil && p.HighWatermark >= 0 {
+			l.hwm.set(p.Partition, p.Topic, p.HighWatermark)
+		}
+	})
 	if m := l.cfg.Metrics; m != nil {
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if n := len(p.Records); n > 0 {
@@ -242,7 +247,7 @@ func (l *Live) restore(ctx context.Context, c *cycle) error {
 			if err != nil {
 				return err
 			}
-			l.parts[p] = w
+			l.setWorker(p, w)
 		}
 	}
 	return nil
@@ -376,7 +381,7 @@ func (l *Live) finishPartitions(committed bool) error {
 		if err != nil || !committed {
 			// Memory ran ahead of Kafka (or Pebble failed): rebuild from what Kafka holds.
 			w.stop()
-			delete(l.parts, p)
+			l.setWorker(p, nil)
 		}
 	}
 	return errors.Join(errs...)

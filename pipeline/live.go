@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,7 +71,11 @@ type Live struct {
 		// assigned is the group's current assignment to this instance; a partition here
 		// without a worker is restored at the next cycle.
 		assigned map[int32]bool
+		// workers are the running workers, as in parts, for queries (query.go).
+		workers map[int32]*worker
 	}
+	nparts atomic.Int32   // the inputs' partition count, once read (query.go)
+	hwm    highWatermarks // the inputs' high watermarks last fetched (query.go)
 	// stats guards each worker's counters as of its last cycle, for Stats and the metrics
 	// collector, which run on other goroutines.
 	stats struct {
@@ -95,7 +100,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	}
 	l := &Live{cfg: cfg, log: cfg.Logger, store: st, parts: map[int32]*worker{}, limits: newLimits(cfg.Logger)}
 	l.poison.init(cfg.Logger)
-	l.mu.revoked, l.mu.assigned = map[int32]bool{}, map[int32]bool{}
+	l.mu.revoked, l.mu.assigned, l.mu.workers = map[int32]bool{}, map[int32]bool{}, map[int32]*worker{}
 	l.stats.parts = map[int32]operators.Stats{}
 	l.progress.last = map[int32]time.Time{}
 	l.spClocks.since, l.spClocks.retry = map[int32]time.Time{}, map[int32]time.Time{}
@@ -130,6 +135,9 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 		kgo.WithHooks(poisonHook{&l.poison}),              // records Kafka refuses (poison.go)
 		kgo.WithHooks(fetchHook{&l.fetches}),              // fetch responses read (health.go)
 	}, cfg.ClientOpts...)
+	if cfg.AdvertisedAdminURL != "" {
+		opts = append(opts, kgo.ClientID(AdminURLClientIDPrefix+strings.TrimSuffix(cfg.AdvertisedAdminURL, "/")))
+	}
 	if cfg.Metrics != nil {
 		opts = append(opts, kgo.WithHooks(cfg.Metrics.kprom))
 	}
@@ -250,7 +258,7 @@ func (l *Live) setPartitionStats(partition int32, s *operators.Stats) {
 func (l *Live) stopWorkers() {
 	for p, w := range l.parts {
 		w.stop()
-		delete(l.parts, p)
+		l.setWorker(p, nil)
 	}
 }
 

@@ -58,7 +58,7 @@ func (l *Live) dropRevoked() {
 	for p := range revoked {
 		if w, ok := l.parts[p]; ok {
 			w.stop()
-			delete(l.parts, p)
+			l.setWorker(p, nil)
 		}
 	}
 }

@@ -52,11 +52,16 @@ type worker struct {
 	paused bool
 	worked bool        // the cycle changed the partition's state (health.go)
 	sp     savepointer // savepoints.go
+
+	queries chan func() // interactive queries, run between jobs (query.go)
+	// stateMu is held by Run's goroutine while it touches the worker's state between jobs
+	// (finish), and by the worker's goroutine while it answers a query.
+	stateMu sync.Mutex
 }
 
 // startWorker restores partition p (restore.go) and starts its goroutine.
 func (l *Live) startWorker(ctx context.Context, p int32) (*worker, error) {
-	w := &worker{l: l, partition: p, jobs: make(chan job), quit: make(chan struct{}), exited: make(chan struct{})}
+	w := &worker{l: l, partition: p, jobs: make(chan job), queries: make(chan func()), quit: make(chan struct{}), exited: make(chan struct{})}
 	w.out = emitter{l: l, w: w}
 	if err := w.restore(ctx); err != nil {
 		return nil, err
@@ -72,6 +77,10 @@ func (w *worker) run() {
 		case j := <-w.jobs:
 			w.work(j)
 			j.done.Done()
+		case q := <-w.queries:
+			w.stateMu.Lock()
+			q()
+			w.stateMu.Unlock()
 		case <-w.quit:
 			return
 		}
@@ -216,6 +225,8 @@ func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, e
 // after the cycle's last changelog record, and evicts cold keys; otherwise it discards it.
 // Then the savepoint in progress follows (savepoints.go).
 func (w *worker) finish(committed bool) error {
+	w.stateMu.Lock()
+	defer w.stateMu.Unlock()
 	if committed {
 		w.applyMetrics()
 	}
