@@ -17,7 +17,7 @@ func TestNewProfileView(t *testing.T) {
 	kv := operators.KeyView{
 		Key: "pann", LastEvent: ms + 2000, HasLastEvent: true, VisitSeq: 3, SessionSeq: 4, ForgetAt: ms + 1000,
 		Visit: &operators.ActivityView{ID: "v1", SessionID: "s1", Deadline: ms + 60_000,
-			Cause:   operators.EventRefView{ID: "e2", Topic: "events", Partition: 2, Offset: 41},
+			Cause: operators.EventRefView{ID: "e2", Topic: "events", Partition: 2, Offset: 41},
 			Summary: operators.Summary{StartedAt: ms, LastActivity: ms + 2000, EventCount: 3, PageViewCount: 2, SessionCount: 1,
 				EntryURL: []byte("https://x/"), Types: []operators.TypeCount{{Type: "click", Count: 1}, {Type: "page-view", Count: 2}}, OtherTypes: 1}},
 		Ext: &rules.ProfileState{Traits: []rules.Trait{{Name: "tier", Value: "gold"}}, Tags: []string{"vip"},
