@@ -12,10 +12,11 @@ import (
 
 // Interactive queries (README, Admin API and interactive queries). A query is answered by the
 // worker that owns the key's partition, on its goroutine, between two of its cycles' work: it
-// runs as a query job the worker takes when it has no cycle job (worker.run), so it never reads
-// the state while the worker changes it. Run's goroutine, which touches a worker's state
-// between jobs too (finish: the Pebble commit and eviction), holds the worker's stateMu
-// meanwhile, as a query does. The answer reflects the records processed so far: they may not
+// runs as a query job the worker takes when it has no cycle job (worker.run), or between two
+// records of a cycle (worker.answerQueries, so that a query waits for a few records rather
+// than a whole cycle), so it never reads the state while the worker changes it. Run's
+// goroutine, which changes a worker's sessionizer between jobs too (finish: eviction), holds
+// the worker's stateMu meanwhile, as a query between jobs does. The answer reflects the records processed so far: they may not
 // be committed yet, and a cycle that aborts is processed again after its partition restores.
 
 // ErrNotOwner says the key's partition is not assigned to this instance: another instance of

@@ -54,8 +54,9 @@ type worker struct {
 	sp     savepointer // savepoints.go
 
 	queries chan func() // interactive queries, run between jobs (query.go)
-	// stateMu is held by Run's goroutine while it touches the worker's state between jobs
-	// (finish), and by the worker's goroutine while it answers a query.
+	// stateMu is held by Run's goroutine while it changes the sessionizer between jobs (finish:
+	// Evict), and by the worker's goroutine while it answers a query between jobs. The rest of
+	// finish (the Pebble commit, savepoints) touches nothing a query reads.
 	stateMu sync.Mutex
 }
 
@@ -127,7 +128,10 @@ func (w *worker) work(j job) {
 // those the restored state already holds (read again after a crash without a transaction).
 func (w *worker) process(recs []*kgo.Record) {
 	metered := w.l.cfg.Metrics != nil
-	for _, r := range recs {
+	for i, r := range recs {
+		if i%queryEvery == queryEvery-1 {
+			w.answerQueries()
+		}
 		if next, ok := w.next[r.Topic]; ok && r.Offset < next {
 			w.skip(r, next)
 			continue
@@ -141,6 +145,24 @@ func (w *worker) process(recs []*kgo.Record) {
 			continue
 		}
 		w.s.Process(&operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()})
+	}
+}
+
+// queryEvery is how many records a worker processes between two looks for queries waiting,
+// so that a query waits for a few records rather than for the whole cycle's work.
+const queryEvery = 64
+
+// answerQueries answers the queries waiting, without waiting for any, in the middle of a
+// cycle's work: between records, where the state is as consistent as between cycles (Run's
+// goroutine touches none of it while the worker works).
+func (w *worker) answerQueries() {
+	for {
+		select {
+		case q := <-w.queries:
+			q()
+		default:
+			return
+		}
 	}
 }
 
@@ -225,8 +247,6 @@ func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, e
 // after the cycle's last changelog record, and evicts cold keys; otherwise it discards it.
 // Then the savepoint in progress follows (savepoints.go).
 func (w *worker) finish(committed bool) error {
-	w.stateMu.Lock()
-	defer w.stateMu.Unlock()
 	if committed {
 		w.applyMetrics()
 	}
@@ -260,7 +280,9 @@ func (w *worker) finishBatch(committed bool) error {
 	if err := b.Commit(); err != nil {
 		return err
 	}
+	w.stateMu.Lock() // queries read the keys Evict drops
 	w.s.Evict(w.l.cfg.MaxCachedKeys)
+	w.stateMu.Unlock()
 	return nil
 }
 
