@@ -40,7 +40,7 @@ type cluster struct {
 	topics pipeline.Topics
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	d := pipeline.DefaultTopics()
 	k := pipelinetest.New(t, partitions, []string{"events", d.System, d.Events, d.Late, d.Dead, d.Changelog, d.Savepoints, d.SavepointData},
@@ -60,7 +60,7 @@ type instance struct {
 	alive atomic.Bool
 }
 
-func (c *cluster) start(t *testing.T, name string, opts ...func(*pipeline.LiveConfig)) *instance {
+func (c *cluster) start(t testing.TB, name string, opts ...func(*pipeline.LiveConfig)) *instance {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -96,7 +96,7 @@ func (c *cluster) start(t *testing.T, name string, opts ...func(*pipeline.LiveCo
 }
 
 // close stops the instance (once): its processor leaves the group.
-func (in *instance) close(t *testing.T) {
+func (in *instance) close(t testing.TB) {
 	t.Helper()
 	if !in.alive.CompareAndSwap(true, false) {
 		return
@@ -113,7 +113,7 @@ func (in *instance) close(t *testing.T) {
 }
 
 // produce writes n events of profile, a second apart from at, keyed by profile.
-func (c *cluster) produce(t *testing.T, profile string, at time.Time, n int) {
+func (c *cluster) produce(t testing.TB, profile string, at time.Time, n int) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.k.Brokers...), kgo.DefaultProduceTopic(c.input),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
