@@ -56,6 +56,19 @@
 // goroutine between jobs; the group's callbacks only note assignments under Live.mu
 // (rebalance.go).
 //
+// # Interactive queries
+//
+// Live.Profile and Live.Partitions (query.go) are answered by the worker that owns the
+// partition, on its goroutine: a query is a job the worker takes between cycle jobs, or between
+// two records of a cycle (every 64), never a read of its maps from another goroutine. Between
+// jobs, Run's goroutine holds the worker's stateMu while it evicts (the one part of finish that
+// changes what a query reads), and the worker holds it while it answers. A key evicted to
+// Pebble is decoded from the cold store without being loaded back (Sessionizer.Inspect), so a
+// query changes nothing the worker processes. Answers reflect processed input, not yet
+// necessarily committed. ErrNotOwner (the partition is not assigned here) and ErrRestoring
+// carry the partition; the admin API (pipeline/admin) forwards the former to the owner, found
+// with PartitionOwners from the URL each instance puts in its client id.
+//
 // # Files
 //
 //	config.go     LiveConfig, DefaultLiveConfig, validation, ErrConfig

@@ -48,7 +48,7 @@ func BenchmarkProfileQuery(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, rate := range []int{10_000, 0} {
+	for _, rate := range []int{10_000, 100_000, 0} {
 		name := "rate=max"
 		if rate > 0 {
 			name = fmt.Sprintf("rate=%d", rate)

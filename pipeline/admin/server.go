@@ -192,7 +192,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
-		BaseContext: func(net.Listener) context.Context { return ctx },
+		// Requests in flight outlive ctx for the shutdown's grace period.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.log.Info("admin API listening", "addr", ln.Addr().String(), "advertised", s.cfg.AdvertisedURL, "pprof", s.cfg.Pprof)
 	served := make(chan error, 1)
@@ -209,7 +210,9 @@ func (s *Server) Run(ctx context.Context) error {
 		err = errors.Join(fmt.Errorf("admin: shutting down: %w", err), srv.Close())
 	}
 	<-served // http.ErrServerClosed
-	s.cfg.Transport.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	if t, ok := s.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 	return err
 }
 
