@@ -1,12 +1,14 @@
 package admin_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/admin"
@@ -312,4 +315,79 @@ func TestAPIErrors(t *testing.T) {
 	if err != nil || rules.Version != "none" {
 		t.Fatalf("rules: %+v, %v", rules, err)
 	}
+}
+
+// TestQueriesWhileProcessing asks for profiles and partitions without pause while an instance
+// processes a stream with few keys in memory (queries land mid-cycle, between cycles and
+// during eviction): under -race, no data race, and every answer is 200 or 404.
+func TestQueriesWhileProcessing(t *testing.T) {
+	c := newCluster(t)
+	a := c.start(t, "a", func(cfg *pipeline.LiveConfig) {
+		cfg.MaxCachedKeys = 8
+		cfg.MaxPollRecords = 200
+		cfg.Operators = operators.Config{}
+	})
+	ca := client(a.url, token)
+	defer closeClient(ca)
+	pipelinetest.WaitFor(t, "a to own every partition", 60*time.Second, func() bool {
+		return slices.Equal(owned(t, ca), []int32{0, 1, 2, 3})
+	})
+	g, err := bench.NewWeb(bench.WebConfig{Profiles: 200, Rate: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	recs := make([]*kgo.Record, 3000)
+	for i := range recs {
+		r := g.Next(nil)
+		recs[i] = &kgo.Record{Key: bytes.Clone(r.Key), Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp)}
+		if len(r.Key) > 0 && len(ids) < 50 {
+			ids = append(ids, string(r.Key))
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var answered, found atomic.Int64
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; ctx.Err() == nil; i++ {
+				if i%10 == 0 {
+					if _, err := ca.Partitions(ctx); err != nil && ctx.Err() == nil {
+						t.Errorf("partitions: %v", err)
+						return
+					}
+					continue
+				}
+				_, err := ca.Profile(ctx, ids[i%len(ids)])
+				switch {
+				case ctx.Err() != nil:
+				case err == nil:
+					found.Add(1)
+				case !errors.Is(err, admin.ErrNotFound):
+					t.Errorf("profile: %v", err)
+					return
+				}
+				answered.Add(1)
+			}
+		}()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.k.Brokers...), kgo.DefaultProduceTopic(c.input),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(recs); i += 300 {
+		if err := cl.ProduceSync(context.Background(), recs[i:i+300]...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	pipelinetest.WaitFor(t, "the stream processed", 120*time.Second, func() bool {
+		return a.live.Stats().Records >= uint64(len(recs)) && found.Load() > 0
+	})
+	stop()
+	wg.Wait()
+	t.Logf("%d queries answered (%d found) while %d records were processed", answered.Load(), found.Load(), len(recs))
 }
