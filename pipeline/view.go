@@ -17,9 +17,10 @@ import (
 type ProfileView struct {
 	Profile   string `json:"profile"`
 	Partition int32  `json:"partition"`
-	// Offsets are the next input offset per input topic that the state does not hold yet: the
-	// answer reflects every record of the partition before them, processed but possibly not yet
-	// committed (a cycle that then aborts is processed again).
+	// Offsets are the next input offset per input topic the partition has not received: the
+	// answer reflects the records before them, processed but possibly not yet committed (a
+	// cycle that then aborts is processed again), except those still waiting in the reorder
+	// buffer for the watermark or held while the partition is behind.
 	Offsets map[string]int64 `json:"offsets"`
 	// Watermark is the partition's event-time watermark (nil before the first event).
 	Watermark *time.Time `json:"watermark,omitempty"`
