@@ -311,6 +311,23 @@ func TestAPIErrors(t *testing.T) {
 	if cold == 0 {
 		t.Fatal("every profile answered from memory after keys were evicted")
 	}
+	// Every partition that received the stream names its offsets, and its lag reaches zero.
+	pipelinetest.WaitFor(t, "no lag", 60*time.Second, func() bool {
+		pv, err := ca.Partitions(context.Background())
+		if err != nil {
+			return false
+		}
+		with := 0
+		for _, p := range pv.Partitions {
+			if n, ok := p.Offsets[c.input]; ok && n > 0 {
+				with++
+				if lag, ok := p.Lag[c.input]; !ok || lag != 0 {
+					return false
+				}
+			}
+		}
+		return with > 0
+	})
 	rules, err := ca.Rules(context.Background())
 	if err != nil || rules.Version != "none" {
 		t.Fatalf("rules: %+v, %v", rules, err)
