@@ -55,3 +55,32 @@ func TestInspectInMemoryAndCold(t *testing.T) {
 		t.Fatalf("Inspect changed the sessionizer: loaded %d, keys %d", st.Loaded, st.Keys)
 	}
 }
+
+// A cold snapshot cut short or corrupted is an error for Inspect, never a panic, and leaves the
+// sessionizer without an error of its own (the query failed, not the partition).
+func TestInspectCorruptCold(t *testing.T) {
+	var out lines
+	s, err := NewSessionizer(Config{MaxOutOfOrderness: time.Millisecond}, 0, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cold := memCold{}
+	s.SetColdStore(cold)
+	for i := range 3 {
+		v := fmt.Sprintf(`{"id":"e%d","type":"page-view","time":%d,"profile":"p1","session":"s1"}`, i, base.Add(time.Duration(i)*time.Second).UnixMilli())
+		s.Process(&Record{Topic: "in", Offset: int64(i), Value: []byte(v), Timestamp: NoTimestamp})
+	}
+	snap, ok := s.AppendKeySnapshot(nil, "pp1")
+	if !ok {
+		t.Fatal("no snapshot")
+	}
+	for n := range len(snap) {
+		cold["pcut"] = snap[:n]
+		if _, ok, err := s.Inspect("pcut"); ok || err == nil {
+			t.Fatalf("snapshot cut at %d of %d: ok %v, err %v", n, len(snap), ok, err)
+		}
+	}
+	if s.Err() != nil {
+		t.Fatalf("a failed query failed the sessionizer: %v", s.Err())
+	}
+}
