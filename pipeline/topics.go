@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -15,30 +16,96 @@ import (
 
 // EnsureTopics checks that cfg's inputs exist and are co-partitioned, and that every output and
 // internal topic exists with the inputs' partition count (partition p of the changelog and of
-// the savepoint topics holds input partition p's state). With create set, missing ones are
-// created (topicConfigs); otherwise an error names them and says what to do.
+// the savepoint topics holds input partition p's state). With create set, missing outputs and
+// internal topics are created (topicConfigs); otherwise an error names them and says what to do.
+// Missing inputs are an error: EnsureTopicsWith creates them too.
 func EnsureTopics(ctx context.Context, cfg LiveConfig, create bool) error {
+	return EnsureTopicsWith(ctx, cfg, TopicsPlan{Create: create})
+}
+
+// TopicsPlan says what EnsureTopicsWith may create.
+type TopicsPlan struct {
+	// Create creates missing output and internal topics.
+	Create bool
+	// InputPartitions > 0 creates missing inputs with this many partitions (with Create), the
+	// settings InputTopicConfigs gives merged with InputConfigs. An input that exists keeps its
+	// partition count, and the outputs take the inputs' count.
+	InputPartitions int32
+	InputConfigs    map[string]*string
+	// ReplicationFactor of the topics created; 0 or -1: the brokers' default.
+	ReplicationFactor int16
+}
+
+// InputTopicConfigs are the settings of an input topic dwell creates: no time-based retention
+// (retention.ms=-1). A replay of history (dwell produce --file) carries old event times as record
+// timestamps, which time-based retention would delete at once, and dwell reset --to-earliest
+// and --to-datetime need the input back to the savepoints they rewind to (--savepoint-retention,
+// 7 days by default); bound the topic by size or set a retention.ms of at least that instead.
+func InputTopicConfigs() map[string]*string {
+	s := func(v string) *string { return &v }
+	return map[string]*string{"retention.ms": s("-1")}
+}
+
+// OutputTopics returns the output and internal topics cfg writes to (the event log's only when
+// it is on); its Topics must be filled (ensureDefaults, or a config from NewLive's flags).
+func OutputTopics(cfg LiveConfig) []string {
 	cfg.ensureDefaults()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOpts...)...)
+	out := cfg.Topics
+	outputs := []string{out.System, out.Events, out.Late, out.Dead, out.Changelog, out.Savepoints, out.SavepointData}
+	if cfg.EventLog != "none" {
+		outputs = append(outputs, out.EventLog)
+	}
+	return outputs
+}
+
+// EnsureTopicsWith is EnsureTopics that can create missing inputs too (plan).
+func EnsureTopicsWith(ctx context.Context, cfg LiveConfig, plan TopicsPlan) error {
+	cfg.ensureDefaults()
+	rf := plan.ReplicationFactor
+	if rf == 0 {
+		rf = -1
+	}
+	// MetadataMinAge: a metadata answer is cached that long (default 5s), and the wait for the
+	// leaders of topics just created would see the listing that found them missing.
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.MetadataMinAge(100 * time.Millisecond)}, cfg.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	out, inputs := cfg.Topics, cfg.Inputs
-	outputs := []string{out.System, out.Events, out.Late, out.Dead, out.Changelog, out.Savepoints, out.SavepointData}
-	if cfg.EventLog != "none" {
-		outputs = append(outputs, out.EventLog)
-	}
+	outputs := OutputTopics(cfg)
 	details, err := adm.ListTopics(ctx, append(slices.Clone(inputs), outputs...)...)
 	if err != nil {
 		return fmt.Errorf("pipeline: listing topics on %v: %w; check --brokers and that the brokers are up", cfg.Brokers, err)
+	}
+	if plan.Create && plan.InputPartitions > 0 {
+		var missingIn []string
+		for _, in := range inputs {
+			if d, ok := details[in]; !ok || d.Err != nil {
+				missingIn = append(missingIn, in)
+			}
+		}
+		if len(missingIn) > 0 {
+			configs := InputTopicConfigs()
+			maps.Copy(configs, plan.InputConfigs)
+			perTopic := map[string]map[string]*string{}
+			for _, in := range missingIn {
+				perTopic[in] = configs
+			}
+			if err := createTopicsRF(ctx, adm, missingIn, plan.InputPartitions, rf, perTopic); err != nil {
+				return err
+			}
+			if details, err = adm.ListTopics(ctx, append(slices.Clone(inputs), outputs...)...); err != nil {
+				return fmt.Errorf("pipeline: listing topics on %v: %w", cfg.Brokers, err)
+			}
+		}
 	}
 	partitions := int32(-1)
 	for _, in := range inputs {
 		d, ok := details[in]
 		if !ok || d.Err != nil {
-			return fmt.Errorf("pipeline: input topic %q not found; create it (keyed by profile id) and produce to it", in)
+			return fmt.Errorf("pipeline: input topic %q not found; create it with dwell topics create %s (keyed by profile id) or pass --create-topics", in, in)
 		}
 		n := int32(len(d.Partitions))
 		if partitions >= 0 && n != partitions {
@@ -60,11 +127,11 @@ func EnsureTopics(ctx context.Context, cfg LiveConfig, create bool) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	if !create {
+	if !plan.Create {
 		return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (%s) or pass --create-topics",
 			missing, partitions, configsHelp(cfg))
 	}
-	return createTopics(ctx, adm, missing, partitions, topicConfigs(cfg))
+	return createTopicsRF(ctx, adm, missing, partitions, rf, topicConfigs(cfg))
 }
 
 // topicConfigs are the settings of the internal topics --create-topics makes. The changelog is
@@ -90,9 +157,14 @@ func configsHelp(cfg LiveConfig) string {
 // createTopics creates topics with partitions each, with the settings configs holds for them
 // (a topic that exists by now is fine), and waits until they have leaders.
 func createTopics(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, configs map[string]map[string]*string) error {
+	return createTopicsRF(ctx, adm, topics, partitions, -1, configs)
+}
+
+// createTopicsRF is createTopics with a replication factor (-1: the brokers' default).
+func createTopicsRF(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, rf int16, configs map[string]map[string]*string) error {
 	var errs []error
 	for _, t := range topics {
-		resp, err := adm.CreateTopic(ctx, partitions, -1, configs[t], t)
+		resp, err := adm.CreateTopic(ctx, partitions, rf, configs[t], t)
 		if err == nil {
 			err = resp.Err
 		}
@@ -103,13 +175,13 @@ func createTopics(ctx context.Context, adm *kadm.Client, topics []string, partit
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return waitForLeaders(ctx, adm, topics, partitions)
+	return WaitForLeaders(ctx, adm, topics, partitions)
 }
 
-// waitForLeaders waits until every partition of topics has a leader in the metadata a client
+// WaitForLeaders waits until every partition of topics has a leader in the metadata a client
 // sees: a created topic reaches the brokers' metadata caches asynchronously, and the first
 // cycle would otherwise find its changelog without partitions.
-func waitForLeaders(ctx context.Context, adm *kadm.Client, topics []string, partitions int32) error {
+func WaitForLeaders(ctx context.Context, adm *kadm.Client, topics []string, partitions int32) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
