@@ -49,10 +49,13 @@ test-kafka:
 	echo "== fault suite"; \
 	DWELL_FAULT_SUITE=1 $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/dwell
 
-## kafka-up: start Apache Kafka (KRaft) on loopback in the background and print its address;
+## kafka-up: start Apache Kafka (KRaft) on loopback in the background and print
+## `export DWELL_BROKERS=127.0.0.1:PORT`, so that `eval "$(make -s kafka-up)"` points every dwell
+## command at it (the harness's logs go to stderr; the plain address is in $(KAFKA_DIR)/bootstrap).
 ## BROKERS=3 for a cluster. kafka-down stops it.
 kafka-up:
-	$(HARNESS) up --dir $(KAFKA_DIR) --brokers $(BROKERS)
+	@addr=$$($(HARNESS) up --dir $(KAFKA_DIR) --brokers $(BROKERS)) || exit 1; \
+	echo "export DWELL_BROKERS=$$addr"
 
 kafka-down:
 	$(HARNESS) down --dir $(KAFKA_DIR)
