@@ -10,7 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // fakeKafka starts a one-broker kfake cluster with the given topics (partitions each) and
@@ -187,4 +189,56 @@ func TestTopicsCreateAll(t *testing.T) {
 	if err := ensureRunTopics(ctx, cfg, true, 2, time.Second); err == nil || !strings.Contains(err.Error(), "cannot reach Kafka") {
 		t.Fatalf("closed port: %v", err)
 	}
+}
+
+// TestTopicsWorkflow is the README's Using it on kfake, or on the real broker in
+// DWELL_TEST_BROKERS (make test-kafka): create an input, replay a generated file into it,
+// read one profile back, then create what dwell run needs and describe it.
+func TestTopicsWorkflow(t *testing.T) {
+	k := pipelinetest.New(t, 1, nil)
+	conn := connectOptions{Brokers: k.Brokers}
+	ctx := t.Context()
+	events := k.Name("events")
+	var out bytes.Buffer
+	if err := topicsCreate(ctx, conn, topicsCreateOptions{Topics: []string{events}, Partitions: 3}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var file bytes.Buffer
+	if err := writeWeb(ctx, bench.WebConfig{Profiles: 100}, 3000, &file); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	st, err := produceFile(ctx, conn, produceFileOptions{Topic: events, Name: "events.jsonl"}, &file, &stderr)
+	if err != nil || st.Records != 3000 {
+		t.Fatalf("produce --file: %v %+v", err, st)
+	}
+	recs, err := tailOut(t, conn, tailOptions{Topic: events, Offset: "start", Key: "prof-632be59bd9b4e019", KeySet: true, Count: 2})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("tail --key: %d records, %v", len(recs), err)
+	}
+
+	cfg := pipeline.DefaultLiveConfig()
+	cfg.Brokers, cfg.Inputs, cfg.ApplicationID, cfg.Group = k.Brokers, []string{events}, k.Name("app"), k.Name("app")
+	cfg.Topics.System = k.Name("system")
+	cfg.Topics.Events, cfg.Topics.Late, cfg.Topics.Dead = k.Name("out"), k.Name("late"), k.Name("dlq")
+	out.Reset()
+	if err := topicsCreateAll(ctx, cfg, pipeline.TopicsPlan{}, 0, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "exists topic "+events+": 3 partitions") || !strings.Contains(out.String(), "created topic "+k.Name("app")+".changelog: 3 partitions") {
+		t.Errorf("create --all:\n%s", out.String())
+	}
+	if err := ensureRunTopics(ctx, cfg, false, 0, 0); err != nil {
+		t.Fatalf("dwell run's check after create --all: %v", err)
+	}
+	out.Reset()
+	if err := topicsDescribe(ctx, conn, topicsDescribeOptions{Topics: []string{events, k.Name("app") + ".changelog"}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"retention.ms=-1", "cleanup.policy=compact,delete", "topic " + events + ": 3 partitions"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("describe lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Log(out.String())
 }
