@@ -77,7 +77,7 @@ func EnsureTopicsWith(ctx context.Context, cfg LiveConfig, plan TopicsPlan) erro
 	outputs := OutputTopics(cfg)
 	details, err := adm.ListTopics(ctx, append(slices.Clone(inputs), outputs...)...)
 	if err != nil {
-		return fmt.Errorf("pipeline: listing topics on %v: %w; check --brokers and that the brokers are up", cfg.Brokers, err)
+		return fmt.Errorf("pipeline: listing topics on %v: %w; check --brokers or DWELL_BROKERS and that the brokers are up", cfg.Brokers, err)
 	}
 	if plan.Create && plan.InputPartitions > 0 {
 		var missingIn []string

@@ -50,6 +50,18 @@ func connectKafka(ctx context.Context, o connectOptions, extra ...kgo.Opt) (*kgo
 	return cl, adm, nil
 }
 
+// checkBrokers is connectKafka for the commands that make their own clients (reset,
+// savepoints, log, move, deliver, config apply): called first, it turns an unreachable cluster
+// into the same error, within seconds, instead of the library's retries.
+func checkBrokers(ctx context.Context, o connectOptions) error {
+	_, adm, err := connectKafka(ctx, o)
+	if err != nil {
+		return err
+	}
+	adm.Close()
+	return nil
+}
+
 // pingKafka asks for the cluster's brokers and nothing else.
 func pingKafka(ctx context.Context, adm *kadm.Client, o connectOptions, hook *dialHook) error {
 	timeout := o.Timeout

@@ -207,12 +207,9 @@ func topicsCreateAll(ctx context.Context, cfg pipeline.LiveConfig, plan pipeline
 // missing inputs too, with inputPartitions partitions (--partitions), then the outputs and
 // internal topics with the inputs' count. It replaces cmdRun's call of pipeline.EnsureTopics.
 func ensureRunTopics(ctx context.Context, cfg pipeline.LiveConfig, create bool, inputPartitions int32, connectTimeout time.Duration) error {
-	conn := connectOptions{Brokers: cfg.Brokers, ClientOpts: cfg.ClientOpts, Timeout: connectTimeout}
-	_, adm, err := connectKafka(ctx, conn)
-	if err != nil {
+	if err := checkBrokers(ctx, connectOptions{Brokers: cfg.Brokers, ClientOpts: cfg.ClientOpts, Timeout: connectTimeout}); err != nil {
 		return err
 	}
-	adm.Close()
 	if inputPartitions == 0 {
 		inputPartitions = defaultPartitions
 	}
