@@ -3,127 +3,144 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/pprof"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/dwellhq/dwell/bench"
 )
 
-const benchUsage = `dwell bench measures dwell on a generated workload and prints what it measured.
-
-Usage:
-  dwell bench web [flags]       web tracking: decode + sessionize against a warm state
-  dwell bench nexmark [flags]   Nexmark Query 11 (bids per bidder session, 10s gap)
-  dwell bench restore [flags]   changelog replay, restore from Pebble, cold reads
+const benchLong = `dwell bench measures dwell on a generated workload and prints what it measured.
 
 Levels (--level, web and nexmark): operators (in-process, one goroutine; default), kfake (the
-live processor on an embedded test broker), broker (the live processor on the brokers in
-DWELL_TEST_BROKERS, with uniquely named topics, deleted afterwards).
-
-Run 'dwell bench WORKLOAD -h' for a workload's flags.
-`
+live processor on an embedded test broker), broker (the live processor on the brokers of
+--brokers or DWELL_BROKERS, with uniquely named topics, deleted afterwards).`
 
 // benchCommon are the flags every workload has.
 type benchCommon struct {
 	json, cpuprofile string
 }
 
-func bindBenchCommon(fs *flag.FlagSet, c *benchCommon) {
-	fs.StringVar(&c.json, "json", "", "also write the result to this file as JSON")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+func bindBenchCommon(fs *pflag.FlagSet, c *benchCommon) {
+	inGroup(fs, groupBench, func() {
+		fs.StringVar(&c.json, "json", "", "also write the result to this `FILE` as JSON")
+		fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this `FILE`")
+	})
 }
 
-func bindPipeline(fs *flag.FlagSet, c *bench.PipelineConfig) {
+func bindPipeline(fs *pflag.FlagSet, c *bench.PipelineConfig) {
 	c.EnsureDefaults()
-	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the input and output topics (pipeline levels)")
-	fs.StringVar(&c.Guarantee, "guarantee", c.Guarantee, "exactly-once or at-least-once (pipeline levels)")
-	fs.StringVar(&c.Compression, "compression", c.Compression, "lz4, zstd, snappy or none (pipeline levels)")
-	fs.IntVar(&c.MaxPollRecords, "max-poll-records", c.MaxPollRecords, "records per cycle, one transaction (pipeline levels)")
+	inGroup(fs, groupKafka, func() {
+		fs.Var(&brokerList{&c.Brokers}, "brokers", "seed brokers `HOST:PORT,...` of --level broker (default: DWELL_TEST_BROKERS)")
+		fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the input and output topics (pipeline levels)")
+		fs.StringVar(&c.Guarantee, "guarantee", c.Guarantee, "exactly-once or at-least-once (pipeline levels)")
+		fs.StringVar(&c.Compression, "compression", c.Compression, "lz4, zstd, snappy or none (pipeline levels)")
+		fs.IntVar(&c.MaxPollRecords, "max-poll-records", c.MaxPollRecords, "records per cycle, one transaction (pipeline levels)")
+	})
 }
 
-func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprint(stdout, benchUsage)
-			return errHelp
+// brokerList is bench's --brokers: a list whose default, empty, leaves bench to
+// DWELL_TEST_BROKERS.
+type brokerList struct{ l *[]string }
+
+func (b brokerList) String() string     { return strings.Join(*b.l, ",") }
+func (b brokerList) Type() string       { return "list" }
+func (b brokerList) Set(s string) error { *b.l = splitList(s); return nil }
+
+func newBenchCmd(e *cliEnv) *cobra.Command {
+	cmd := parentCmd("bench", "measure throughput, latency and memory")
+	cmd.Long = benchLong
+	add := func(use, short string, bind func(fs *pflag.FlagSet) (run func(context.Context) (*bench.Result, error), validate func() error, level *string)) {
+		c := &cobra.Command{Use: use, Short: short, Args: noArgs}
+		fs := c.Flags()
+		var common benchCommon
+		run, validate, level := bind(fs)
+		bindBenchCommon(fs, &common)
+		c.RunE = func(c *cobra.Command, _ []string) error {
+			if b := c.Flags().Lookup("brokers"); b != nil && level != nil && *level == bench.LevelBroker &&
+				b.Value.String() == "" && len(bench.BrokersFromEnv()) == 0 {
+				return usageError{errBenchBrokers}
+			}
+			return runBench(c.Context(), e.stdout, common, run, validate, level)
 		}
-		fmt.Fprint(stderr, benchUsage)
-		return usageError{errors.New("bench: name a workload: web, nexmark or restore")}
+		cmd.AddCommand(c)
 	}
-	workload, args := args[0], args[1:]
-	fs := newFlags("bench "+workload, stderr)
-	var common benchCommon
-	bindBenchCommon(fs, &common)
-	var run func(context.Context) (*bench.Result, error)
-	var validate func() error
-	switch workload {
-	case "web":
+	add("web [flags]", "web tracking: decode + sessionize against a warm state", func(fs *pflag.FlagSet) (func(context.Context) (*bench.Result, error), func() error, *string) {
 		// The defaults of the README's figures: 1M known profiles, 250 events/s of event time.
-		cfg := bench.WebRunConfig{Operators: bench.OperatorsConfig{Web: bench.WebConfig{Profiles: 1_000_000, Rate: 250}}}
-		fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "operators, kfake or broker")
-		fs.Int64Var(&cfg.Events, "events", 1_000_000, "records measured")
-		fs.BoolVar(&cfg.Encode, "encode", true, "encode every output as JSON (operators level; bytes out)")
+		cfg := &bench.WebRunConfig{Operators: bench.OperatorsConfig{Web: bench.WebConfig{Profiles: 1_000_000, Rate: 250}}}
+		inGroup(fs, groupBench, func() {
+			fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "operators, kfake or broker")
+			fs.Int64Var(&cfg.Events, "events", 1_000_000, "records measured")
+			fs.BoolVar(&cfg.Encode, "encode", true, "encode every output as JSON (operators level; bytes out)")
+		})
 		bindWeb(fs, &cfg.Operators.Web)
 		bindOperators(fs, &cfg.Operators.Operators)
 		bindPipeline(fs, &cfg.Pipeline)
-		validate = func() error {
+		validate := func() error {
 			return errors.Join(cfg.Operators.Web.Validate(), cfg.Operators.Operators.Validate(), positive("events", cfg.Events))
 		}
-		run = func(ctx context.Context) (*bench.Result, error) { return bench.RunWeb(ctx, cfg) }
-	case "nexmark":
-		var cfg bench.NexmarkRunConfig
+		return func(ctx context.Context) (*bench.Result, error) { return bench.RunWeb(ctx, *cfg) }, validate, &cfg.Level
+	})
+	add("nexmark [flags]", "Nexmark Query 11 (bids per bidder session, 10s gap)", func(fs *pflag.FlagSet) (func(context.Context) (*bench.Result, error), func() error, *string) {
+		cfg := &bench.NexmarkRunConfig{}
 		cfg.Q11.EnsureDefaults()
 		n := &cfg.Q11.Nexmark
-		fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "operators, kfake or broker")
-		fs.Int64Var(&cfg.Events, "events", 10_000_000, "Nexmark events measured (persons, auctions and bids)")
-		fs.Uint64Var(&n.Seed, "seed", n.Seed, "random seed: the same seed gives the same stream")
-		fs.Float64Var(&n.Rate, "rate", n.Rate, "events per second of event time (the Nexmark V2 guide uses 100,000)")
-		fs.IntVar(&n.ActivePeople, "active-people", n.ActivePeople, "people who bid and sell at any time")
-		fs.IntVar(&n.HotBiddersRatio, "hot-bidders-ratio", n.HotBiddersRatio, "1 - 1/ratio of bids are by a hot bidder")
-		fs.IntVar(&n.HotAuctionRatio, "hot-auction-ratio", n.HotAuctionRatio, "1 - 1/ratio of bids are for a hot auction")
-		fs.DurationVar(&cfg.Q11.Gap, "gap", cfg.Q11.Gap, "session gap")
-		fs.DurationVar(&cfg.Q11.MaxOutOfOrderness, "max-out-of-orderness", cfg.Q11.MaxOutOfOrderness, "how far the watermark trails (Flink's Nexmark DDL: 4s)")
-		fs.BoolVar(&cfg.Q11.Encode, "encode", true, "encode every output as JSON (operators level; bytes out)")
+		inGroup(fs, groupBench, func() {
+			fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "operators, kfake or broker")
+			fs.Int64Var(&cfg.Events, "events", 10_000_000, "Nexmark events measured (persons, auctions and bids)")
+			fs.BoolVar(&cfg.Q11.Encode, "encode", true, "encode every output as JSON (operators level; bytes out)")
+		})
+		inGroup(fs, groupGen, func() {
+			fs.Uint64Var(&n.Seed, "seed", n.Seed, "random seed: the same seed gives the same stream")
+			fs.Float64Var(&n.Rate, "rate", n.Rate, "events per second of event time (the Nexmark V2 guide uses 100,000)")
+			fs.IntVar(&n.ActivePeople, "active-people", n.ActivePeople, "people who bid and sell at any time")
+			fs.IntVar(&n.HotBiddersRatio, "hot-bidders-ratio", n.HotBiddersRatio, "1 - 1/ratio of bids are by a hot bidder")
+			fs.IntVar(&n.HotAuctionRatio, "hot-auction-ratio", n.HotAuctionRatio, "1 - 1/ratio of bids are for a hot auction")
+		})
+		inGroup(fs, groupSessions, func() {
+			fs.DurationVar(&cfg.Q11.Gap, "gap", cfg.Q11.Gap, "session gap")
+			fs.DurationVar(&cfg.Q11.MaxOutOfOrderness, "max-out-of-orderness", cfg.Q11.MaxOutOfOrderness, "how far the watermark trails (Flink's Nexmark DDL: 4s)")
+		})
 		bindPipeline(fs, &cfg.Pipeline)
-		validate = func() error { return errors.Join(n.Validate(), positive("events", cfg.Events)) }
-		run = func(ctx context.Context) (*bench.Result, error) {
+		validate := func() error { return errors.Join(n.Validate(), positive("events", cfg.Events)) }
+		return func(ctx context.Context) (*bench.Result, error) {
 			cfg.Q11.Warmup = 0 // follow --rate, --gap and --max-out-of-orderness
-			return bench.RunNexmark(ctx, cfg)
-		}
-	case "restore":
-		var cfg bench.RestoreConfig
+			return bench.RunNexmark(ctx, *cfg)
+		}, validate, &cfg.Level
+	})
+	add("restore [flags]", "changelog replay, restore from Pebble, cold reads", func(fs *pflag.FlagSet) (func(context.Context) (*bench.Result, error), func() error, *string) {
+		cfg := &bench.RestoreConfig{}
 		cfg.EnsureDefaults()
-		fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "keys in the partition, each with an open visit and session (10M needs about 25 GB for the load; see --skip-load)")
-		fs.IntVar(&cfg.ColdReads, "cold-reads", cfg.ColdReads, "random point reads from Pebble")
-		fs.BoolVar(&cfg.SkipLoad, "skip-load", cfg.SkipLoad, "do not restore into memory (replay and cold reads only)")
-		fs.StringVar(&cfg.Dir, "dir", "", "Pebble directory (default: a temporary one, removed afterwards)")
-		validate = func() error {
+		inGroup(fs, groupBench, func() {
+			fs.IntVar(&cfg.Keys, "keys", cfg.Keys, "keys in the partition, each with an open visit and session (10M needs about 25 GB for the load; see --skip-load)")
+			fs.IntVar(&cfg.ColdReads, "cold-reads", cfg.ColdReads, "random point reads from Pebble")
+			fs.BoolVar(&cfg.SkipLoad, "skip-load", cfg.SkipLoad, "do not restore into memory (replay and cold reads only)")
+			fs.StringVar(&cfg.Dir, "dir", "", "Pebble `DIR` (default: a temporary one, removed afterwards)")
+		})
+		validate := func() error {
 			return errors.Join(positive("keys", int64(cfg.Keys)), positive("cold-reads", int64(cfg.ColdReads)+1))
 		}
-		run = func(ctx context.Context) (*bench.Result, error) { return bench.RunRestore(ctx, cfg) }
-	default:
-		fmt.Fprint(stderr, benchUsage)
-		return usageError{fmt.Errorf("bench: unknown workload %q (web, nexmark, restore)", workload)}
-	}
-	if err := parse(fs, args); err != nil {
-		return err
-	}
+		return func(ctx context.Context) (*bench.Result, error) { return bench.RunRestore(ctx, *cfg) }, validate, nil
+	})
+	return cmd
+}
+
+var errBenchBrokers = errors.New("bench: --level broker needs brokers: pass --brokers HOST:PORT,... (or set DWELL_BROKERS)")
+
+func runBench(ctx context.Context, stdout io.Writer, common benchCommon, run func(context.Context) (*bench.Result, error), validate func() error, level *string) error {
 	if err := validate(); err != nil {
 		return usageError{err}
 	}
-	if lv := fs.Lookup("level"); lv != nil {
-		switch l := lv.Value.String(); l {
-		case bench.LevelOperators, bench.LevelKfake:
-		case bench.LevelBroker:
-			if len(bench.BrokersFromEnv()) == 0 {
-				return usageError{bench.ErrNoBrokers}
-			}
+	if level != nil {
+		switch *level {
+		case bench.LevelOperators, bench.LevelKfake, bench.LevelBroker:
 		default:
-			return usageError{fmt.Errorf("bench: unknown level %q (operators, kfake, broker)", l)}
+			return usageError{fmt.Errorf("bench: unknown level %q (operators, kfake, broker)", *level)}
 		}
 	}
 	if common.cpuprofile != "" {
@@ -138,6 +155,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 	r, err := run(ctx)
+	if errors.Is(err, bench.ErrNoBrokers) {
+		return usageError{errBenchBrokers}
+	}
 	if err != nil {
 		return err
 	}

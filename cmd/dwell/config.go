@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -16,53 +17,65 @@ import (
 	"github.com/dwellhq/dwell/pipeline/rulesrc"
 )
 
-const configUsage = `Usage:
-  dwell config validate FILE [--registry FILE]     check a rules file (and a registry file)
-  dwell config apply FILE [--registry FILE] [flags]
-                                                   check them, then publish them to the config
-                                                   topic: every dwell run --config-topic applies
-                                                   them at its next cycle boundary
-FILE may be left out when --registry is given. Exit 0: ok; 1: invalid (the error says where)
-or not published; 2: usage.
-`
+// newConfigCmd is dwell config: validate rule sets and publish them to the config topic
+// (pipeline/rulesrc).
+func newConfigCmd(e *cliEnv) *cobra.Command {
+	cmd := parentCmd("config", "check rules; publish them to running instances")
+	cmd.Long = `Check rules; publish them to running instances.
 
-// cmdConfig validates rule sets and publishes them to the config topic (pipeline/rulesrc).
-func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, configUsage)
-		if len(args) == 0 {
-			return usageError{errors.New("config: validate or apply?")}
-		}
-		return errHelp
+FILE may be left out when --registry is given. Exit 0: ok; 1: invalid (the error says where)
+or not published; 2: usage.`
+	newSub := func(use, short string) (*cobra.Command, *configFlags) {
+		c := &cobra.Command{Use: use, Short: short, Args: maxArgs(1, "FILE")}
+		f := &configFlags{}
+		fs := c.Flags()
+		inGroup(fs, groupRules, func() {
+			f.registry = fs.String("registry", "", "event registry `FILE` (unless the rules file has a registry section)")
+			f.prefix = fs.String("queue-topic-prefix", pipeline.DefaultTopics().QueuePrefix, "`PREFIX` of queue topics, to name the topics the rules write to")
+		})
+		return c, f
 	}
-	sub := args[0]
-	if sub != "validate" && sub != "apply" {
-		fmt.Fprint(stderr, configUsage)
-		return usageError{fmt.Errorf("config: unknown subcommand %q", sub)}
+	validate, vf := newSub("validate FILE [--registry FILE]", "check a rules file (and a registry file)")
+	validate.RunE = func(cmd *cobra.Command, args []string) error {
+		return runConfig(cmd.Context(), e, "validate", firstArg(args), vf)
 	}
-	var file string
-	rest := args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		file, rest = rest[0], rest[1:]
+	apply, af := newSub("apply FILE [--registry FILE] [flags]",
+		"check rules, then publish them to the config topic: every dwell run --config-topic applies them at its next cycle boundary")
+	fs := apply.Flags()
+	af.brokers = bindBrokers(fs)
+	af.kafka = bindKafka(fs)
+	inGroup(fs, groupKafka, func() {
+		af.topic = fs.String("topic", rulesrc.DefaultTopic, "config `TOPIC` (compacted, one partition)")
+		af.create = fs.Bool("create-topic", false, "create the config topic if it is missing")
+	})
+	inGroup(fs, groupRules, func() {
+		af.by = fs.String("by", whoami(), "who publishes (`NAME`), recorded with the rule set")
+	})
+	apply.RunE = func(cmd *cobra.Command, args []string) error {
+		return runConfig(cmd.Context(), e, "apply", firstArg(args), af)
 	}
-	fs := newFlags("config "+sub, stderr)
-	registry := fs.String("registry", "", "event registry file (unless the rules file has a registry section)")
-	prefix := fs.String("queue-topic-prefix", pipeline.DefaultTopics().QueuePrefix, "prefix of queue topics, to name the topics the rules write to")
-	var (
-		brokers, topic, by *string
-		create             *bool
-		kafka              *kafkaFlags
-	)
-	if sub == "apply" {
-		brokers = bindBrokers(fs)
-		topic = fs.String("topic", rulesrc.DefaultTopic, "config topic (compacted, one partition)")
-		create = fs.Bool("create-topic", false, "create the config topic if it is missing")
-		by = fs.String("by", whoami(), "who publishes, recorded with the rule set")
-		kafka = bindKafka(fs)
+	cmd.AddCommand(validate, apply)
+	return cmd
+}
+
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
 	}
-	if err := parse(fs, rest); err != nil {
-		return err
-	}
+	return args[0]
+}
+
+// configFlags are dwell config's flags; apply's only for apply.
+type configFlags struct {
+	registry, prefix   *string
+	brokers, topic, by *string
+	create             *bool
+	kafka              *kafkaFlags
+}
+
+func runConfig(ctx context.Context, e *cliEnv, sub, file string, f *configFlags) error {
+	stdout, stderr := e.stdout, e.stderr
+	registry, prefix, brokers, topic, create, by, kafka := f.registry, f.prefix, f.brokers, f.topic, f.create, f.by, f.kafka
 	if file == "" && *registry == "" {
 		return usageError{fmt.Errorf("config %s: name the rules FILE (or --registry FILE)", sub)}
 	}

@@ -9,41 +9,61 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/dwellhq/dwell/pipeline/deliver"
 )
 
-// cmdDeliver delivers one queue's records as webhooks until ctx is cancelled: deliveries in
-// flight finish (bounded by --drain-timeout), offsets are committed, and it exits 0.
-func cmdDeliver(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("deliver", stderr)
-	cfg := deliver.DefaultConfig() // each flag's default is the field's value
-	fs.StringVar(&cfg.Queue, "queue", "", "the queue to deliver (required); its topic is dwell.queue.NAME")
-	brokers := bindBrokers(fs)
-	fs.StringVar(&cfg.Topic, "topic", "", "the queue topic (default dwell.queue.NAME)")
-	fs.StringVar(&cfg.Group, "group", "", "consumer group (default dwell-deliver-NAME)")
-	fs.StringVar(&cfg.DeadTopic, "dlq-topic", cfg.DeadTopic, "dead-letter topic for what cannot be delivered")
-	url := fs.String("url", "", "default endpoint: records without a channel listed in --endpoints are POSTed here")
-	endpoints := fs.String("endpoints", "", "YAML file: a default URL and URLs (with headers) per notification channel")
-	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "deliveries at once")
-	fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "pause a partition with this many uncommitted records")
-	fs.DurationVar(&cfg.AttemptTimeout, "attempt-timeout", cfg.AttemptTimeout, "timeout of one HTTP request")
-	fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "attempts per record before it is dead-lettered")
-	fs.DurationVar(&cfg.MaxElapsed, "max-elapsed", cfg.MaxElapsed, "time from a record's first attempt to its last")
-	fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", cfg.InitialBackoff, "wait before the first retry, doubling per retry")
-	fs.DurationVar(&cfg.MaxBackoff, "max-backoff", cfg.MaxBackoff, "cap of the computed wait; a longer Retry-After is honoured")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on shutdown or revocation, wait this long for deliveries in flight")
-	metricsAddr := fs.String("metrics-addr", "localhost:9091", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
-	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
-	verbose := fs.Bool("v", false, "log at debug level")
-	kafka := bindKafka(fs)
-	if err := parse(fs, args); err != nil {
-		return err
+// newDeliverCmd is dwell deliver: it delivers one queue's records as webhooks until ctx is
+// cancelled: deliveries in flight finish (bounded by --drain-timeout), offsets are committed,
+// and it exits 0.
+func newDeliverCmd(e *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deliver --queue NAME --url URL [flags]",
+		Short: "deliver a queue's records as webhooks",
+		Args:  noArgs,
 	}
+	fs := cmd.Flags()
+	cfg := deliver.DefaultConfig() // each flag's default is the field's value
+	var url, endpoints, metricsAddr *string
+	var verbose *bool
+	brokers := bindBrokers(fs)
+	kafka := bindKafka(fs)
+	inGroup(fs, groupIO, func() {
+		fs.StringVar(&cfg.Queue, "queue", "", "the queue to deliver (required); its topic is dwell.queue.`NAME`")
+		fs.StringVar(&cfg.Topic, "topic", "", "the queue `TOPIC` (default dwell.queue.NAME)")
+		fs.StringVar(&cfg.Group, "group", "", "consumer `GROUP` (default dwell-deliver-NAME)")
+		fs.StringVar(&cfg.DeadTopic, "dlq-topic", cfg.DeadTopic, "dead-letter `TOPIC` for what cannot be delivered")
+		url = fs.String("url", "", "default endpoint: records without a channel listed in --endpoints are POSTed to this `URL`")
+		endpoints = fs.String("endpoints", "", "YAML `FILE`: a default URL and URLs (with headers) per notification channel")
+	})
+	inGroup(fs, groupDelivery, func() {
+		fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "deliveries at once")
+		fs.IntVar(&cfg.MaxPending, "max-pending", cfg.MaxPending, "pause a partition with this many uncommitted records")
+		fs.DurationVar(&cfg.AttemptTimeout, "attempt-timeout", cfg.AttemptTimeout, "timeout of one HTTP request")
+		fs.IntVar(&cfg.MaxAttempts, "max-attempts", cfg.MaxAttempts, "attempts per record before it is dead-lettered")
+		fs.DurationVar(&cfg.MaxElapsed, "max-elapsed", cfg.MaxElapsed, "time from a record's first attempt to its last")
+		fs.DurationVar(&cfg.InitialBackoff, "initial-backoff", cfg.InitialBackoff, "wait before the first retry, doubling per retry")
+		fs.DurationVar(&cfg.MaxBackoff, "max-backoff", cfg.MaxBackoff, "cap of the computed wait; a longer Retry-After is honoured")
+		fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on shutdown or revocation, wait this long for deliveries in flight")
+	})
+	inGroup(fs, groupObserve, func() {
+		metricsAddr = fs.String("metrics-addr", "localhost:9091", "serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
+		verbose = fs.BoolP("verbose", "v", false, "log at debug level")
+	})
+	bindConfigFlag(fs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runDeliver(cmd.Context(), e.stderr, cfg, kafka, *brokers, *url, *endpoints, *metricsAddr, *verbose)
+	}
+	return cmd
+}
+
+func runDeliver(ctx context.Context, stderr io.Writer, cfg deliver.Config, kafka *kafkaFlags, brokers, url, endpoints, metricsAddr string, verbose bool) error {
 	if cfg.Queue == "" {
 		return usageError{errors.New("deliver: name the queue: dwell deliver --queue NAME --url URL")}
 	}
-	if *endpoints != "" {
-		b, err := os.ReadFile(*endpoints)
+	if endpoints != "" {
+		b, err := os.ReadFile(endpoints)
 		if err != nil {
 			return usageError{fmt.Errorf("deliver: --endpoints: %w", err)}
 		}
@@ -51,18 +71,18 @@ func cmdDeliver(ctx context.Context, args []string, stderr io.Writer) error {
 			return usageError{err}
 		}
 	}
-	if *url != "" {
-		if err := deliver.CheckURL(*url); err != nil {
+	if url != "" {
+		if err := deliver.CheckURL(url); err != nil {
 			return usageError{fmt.Errorf("deliver: --url: %w", err)}
 		}
-		cfg.Endpoints.Default = &deliver.Endpoint{URL: *url}
+		cfg.Endpoints.Default = &deliver.Endpoint{URL: url}
 	}
 	if cfg.Endpoints.Default == nil && len(cfg.Endpoints.Channels) == 0 {
 		return usageError{errors.New("deliver: no endpoint: pass --url or --endpoints FILE")}
 	}
-	cfg.Brokers = splitList(*brokers)
+	cfg.Brokers = splitList(brokers)
 	level := slog.LevelInfo
-	if *verbose {
+	if verbose {
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -87,8 +107,8 @@ func cmdDeliver(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return errors.Join(err, d.Close())
 	}
-	if *metricsAddr != "" {
-		_, stop, err := serveHTTP(*metricsAddr, reg, readyErr(d.Ready), cfg.Logger)
+	if metricsAddr != "" {
+		_, stop, err := serveHTTP(metricsAddr, reg, readyErr(d.Ready), cfg.Logger)
 		if err != nil {
 			return errors.Join(err, d.Close())
 		}

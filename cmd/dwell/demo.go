@@ -10,33 +10,35 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/dwellhq/dwell/bench"
 	"github.com/dwellhq/dwell/pipeline"
 )
 
-// cmdDemoOffline generates a realistic sample and runs the offline pipeline on it, then shows one
-// output of every kind. It needs no broker and no flags.
-func cmdDemoOffline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo --offline", stderr)
-	web := bench.WebConfig{Profiles: 20_000, Rate: 20, IdleEvery: 50_000, MalformedShare: 0.002, LateShare: 0.001}
-	bindWeb(fs, &web)
-	events := fs.Int("events", 200_000, "number of records to generate")
-	dir := fs.String("dir", "", "directory for the sample and the outputs (default: a new temporary directory)")
-	var cfg pipeline.OfflineConfig
-	bindOperators(fs, &cfg.Operators)
-	fs.IntVar(&cfg.Partitions, "key-partitions", 4, "hash keys over this many partitions")
-	if err := parse(fs, args); err != nil {
-		return err
+// runDemoOffline generates a realistic sample and runs the offline pipeline on it, then shows
+// one output of every kind. Without --dir it works in a temporary directory, removed at the end.
+func runDemoOffline(ctx context.Context, e *cliEnv, d *demoFlags) error {
+	stdout := e.stdout
+	web := d.web
+	web.Profiles, web.Rate = d.profiles, d.rate
+	if web.Rate == 0 {
+		web.Rate = 20
 	}
-	if *dir == "" {
-		d, err := os.MkdirTemp("", "dwell-demo-")
+	cfg := pipeline.OfflineConfig{Operators: d.ops, Partitions: d.partitions}
+	events := &d.events
+	dir := d.dir
+	if dir == "" {
+		t, err := os.MkdirTemp("", "dwell-demo-")
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		*dir = d
+		defer os.RemoveAll(t)
+		dir = t
+		cfg.TempDir = t
 	}
-	in := filepath.Join(*dir, "sample.jsonl")
-	out := filepath.Join(*dir, "out")
+	if err := cfg.Operators.Validate(); err != nil {
+		return usageError{err}
+	}
+	in := filepath.Join(dir, "sample.jsonl")
+	out := filepath.Join(dir, "out")
 	fmt.Fprintf(stdout, `dwell demo: offline mode (no broker). It generates %d web-tracking records
 (%d profiles, page views, carts, purchases, anonymous and ephemeral events, %.1f%% malformed,
 %.1f%% an hour late, a %s pause every %d records so visits end), processes them exactly as the

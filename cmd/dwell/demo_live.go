@@ -8,11 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -22,33 +23,92 @@ import (
 	"github.com/dwellhq/dwell/pipeline/deadletter"
 )
 
-// cmdDemo runs the whole live pipeline on an embedded Kafka-protocol test broker: a generator
-// produces web tracking at a target rate with event time running faster than the wall clock,
-// the exactly-once processor consumes it, and a summary line is printed every second with
-// samples of the outputs. It needs no flags; --duration or Ctrl-C ends it cleanly.
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if slices.Contains(args, "--offline") || slices.Contains(args, "-offline") {
-		return cmdDemoOffline(ctx, slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--offline" || a == "-offline" }), stdout, stderr)
+// demoFlags are dwell demo's flags, live and --offline.
+type demoFlags struct {
+	offline     bool
+	rate        float64
+	speed       float64
+	duration    time.Duration
+	profiles    int
+	metricsAddr string
+	ops         operators.Config
+	// --offline
+	events     int
+	dir        string
+	partitions int
+	web        bench.WebConfig
+}
+
+// newDemoCmd is dwell demo: the whole live pipeline on an embedded Kafka-protocol test broker
+// (runDemoLive), or with --offline the offline pipeline on a generated file (runDemoOffline).
+// It needs no flags; --duration or Ctrl-C ends it cleanly, exit 0.
+func newDemoCmd(e *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo [--offline] [--duration D] [flags]",
+		Short: "the live pipeline on an embedded test broker (--offline: a generated file)",
+		Long: `dwell demo runs the live pipeline on an embedded test broker: a generator produces web
+tracking, the exactly-once processor consumes it, and a summary line is printed every second.
+With --offline it generates a sample file, processes it offline and shows one output of each
+kind. It needs no flags; --duration or Ctrl-C ends it (exit 0).`,
+		Args: noArgs,
 	}
-	fs := newFlags("demo", stderr)
-	fs.Bool("offline", false, "process a generated file instead (no broker)")
-	rate := fs.Int("rate", 2000, "records produced per second")
-	speed := fs.Float64("speed", 120, "event time runs this many times faster than the wall clock, so visits end within seconds")
-	duration := fs.Duration("duration", 0, "stop after this long (default: until Ctrl-C)")
-	profiles := fs.Int("profiles", 20_000, "distinct profiles")
-	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
-	var opCfg operators.Config
-	bindOperators(fs, &opCfg)
-	if err := parse(fs, args); err != nil {
+	fs := cmd.Flags()
+	d := &demoFlags{web: bench.WebConfig{IdleEvery: 50_000, MalformedShare: 0.002, LateShare: 0.001}}
+	inGroup(fs, groupIO, func() {
+		fs.BoolVar(&d.offline, "offline", false, "process a generated file instead (no broker)")
+		fs.DurationVar(&d.duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+		fs.Float64Var(&d.rate, "rate", 0, "records produced per second, live (default 2000); events per second of event time, --offline (default 20)")
+		fs.IntVar(&d.profiles, "profiles", 20_000, "distinct profiles")
+		fs.Float64Var(&d.speed, "speed", 120, "live: event time runs this many times faster than the wall clock, so visits end within seconds")
+		fs.StringVar(&d.metricsAddr, "metrics-addr", "localhost:9090", "live: serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
+	})
+	const offline = "Offline (--offline)"
+	inGroup(fs, offline, func() {
+		fs.IntVar(&d.events, "events", 200_000, "number of records to generate")
+		fs.StringVar(&d.dir, "dir", "", "keep the sample and the outputs in this `DIR` (default: a temporary directory, removed at the end)")
+		fs.IntVar(&d.partitions, "key-partitions", 4, "hash keys over this many partitions")
+	})
+	web := newFlags("web", io.Discard)
+	bindWeb(web, &d.web)
+	web.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "rate" && f.Name != "profiles" {
+			f.Annotations = map[string][]string{groupAnn: {offline}}
+			fs.AddFlag(f)
+		}
+	})
+	bindOperators(fs, &d.ops)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		if d.duration > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d.duration)
+			defer cancel()
+		}
+		var err error
+		if d.offline {
+			err = runDemoOffline(ctx, e, d)
+		} else {
+			err = runDemoLive(ctx, e, d)
+		}
+		// Ctrl-C (or --duration) is how a demo ends: whatever it interrupted, the exit is clean.
+		if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			fmt.Fprintln(e.stdout, "\ndwell demo: stopped.")
+			return nil
+		}
 		return err
 	}
-	if *rate < 1 || *speed <= 0 {
-		return usageError{errors.New("demo: --rate and --speed must be positive")}
+	return cmd
+}
+
+func runDemoLive(ctx context.Context, e *cliEnv, d *demoFlags) error {
+	stdout, stderr := e.stdout, e.stderr
+	rate := int(d.rate)
+	if d.rate == 0 {
+		rate = 2000
 	}
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
+	speed, profiles, metricsAddr, opCfg := &d.speed, &d.profiles, &d.metricsAddr, d.ops
+	if rate < 1 || *speed <= 0 {
+		return usageError{errors.New("demo: --rate and --speed must be positive")}
 	}
 	topics := pipeline.DefaultTopics()
 	const partitions = 4
@@ -65,7 +125,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer os.RemoveAll(dir)
 
-	web := bench.WebConfig{Profiles: *profiles, Rate: float64(*rate) / *speed, MalformedShare: 0.002, LateShare: 0.002,
+	web := bench.WebConfig{Profiles: *profiles, Rate: float64(rate) / *speed, MalformedShare: 0.002, LateShare: 0.002,
 		Start: time.Now().UTC().Truncate(time.Second)}
 	fmt.Fprintf(stdout, `dwell demo: the live pipeline on an EMBEDDED TEST BROKER (franz-go's kfake, in this process;
 not Apache Kafka). A generator produces %d web-tracking records/s for %d profiles into topic
@@ -73,7 +133,7 @@ not Apache Kafka). A generator produces %d web-tracking records/s for %d profile
 than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once processor writes
 %s, %s, %s and %s; state lives in %s.
 
-`, *rate, *profiles, partitions, *speed, (30*time.Minute).Seconds() / *speed,
+`, rate, *profiles, partitions, *speed, (30*time.Minute).Seconds() / *speed,
 		topics.System, topics.Events, topics.Late, topics.Dead, dir)
 
 	var eventNow atomic.Int64 // the generator's event-time clock, which the processor follows
@@ -87,7 +147,7 @@ than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		prodErr <- produce(prodCtx, brokers, web, *rate, &eventNow, &produced)
+		prodErr <- produce(prodCtx, brokers, web, rate, &eventNow, &produced)
 	}()
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -208,7 +268,7 @@ type rates struct {
 	in, outs uint64
 }
 
-func (r *rates) line(st pipeline.LiveStats) string {
+func (r rates) line(st pipeline.LiveStats) string {
 	now := time.Now()
 	var outs uint64
 	for _, n := range st.System {

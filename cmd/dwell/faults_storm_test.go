@@ -230,9 +230,9 @@ func (f *faultRun) hostileRule() string {
 			f.t.Fatal(err)
 		}
 		var out, errs bytes.Buffer
-		if err := cmdConfig(context.Background(), []string{"apply", file, "--brokers", strings.Join(f.brokers, ","),
-			"--topic", topic, "--create-topic"}, &out, &errs); err != nil {
-			f.t.Fatalf("dwell config apply %s: %v\n%s", version, err, errs.String())
+		if code := run(context.Background(), []string{"config", "apply", file, "--brokers", strings.Join(f.brokers, ","),
+			"--topic", topic, "--create-topic"}, strings.NewReader(""), &out, &errs); code != exitOK {
+			f.t.Fatalf("dwell config apply %s: exit %d\n%s", version, code, errs.String())
 		}
 	}
 	apply("hostile-1", "{{range .event.properties.n}}x{{end}}")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,44 +11,54 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dwellhq/dwell/operators"
 )
 
-var errHelp = errors.New("help requested")
-
-// newFlags returns a flag set that prints its usage to stderr.
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("dwell "+name, flag.ContinueOnError)
+// newFlags returns a flag set that keeps the order flags were bound in (the help follows it)
+// and reports errors instead of printing them.
+func newFlags(name string, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("dwell "+name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.SortFlags = false
 	return fs
 }
 
-// parse parses args, then fills every flag not given on the command line from its DWELL_*
-// variable (--visit-gap from DWELL_VISIT_GAP), and then, for commands with --config, from the
-// YAML file: flag > environment > file > default.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return usageError{err}
+// parse parses args as one command's flags (no positional arguments), then applies the
+// DWELL_* variables and the --config file (applyEnvAndFile). The commands parse through cobra;
+// this is for tests of the flag layer alone.
+func parse(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(rewriteSingleDash(fs, args)); err != nil {
+		return usageError{flagError(fs, err)}
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return applyEnvAndFile(fs, os.LookupEnv)
+}
+
+// envName is the variable that sets a flag: --visit-gap from DWELL_VISIT_GAP.
+func envName(flag string) string {
+	return "DWELL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnvAndFile fills every flag not given on the command line from its DWELL_* variable
+// (--visit-gap from DWELL_VISIT_GAP), and then, for commands with --config, from the YAML
+// file: flag > environment > file > default.
+func applyEnvAndFile(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	fromEnv := map[string]bool{}
 	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
 			return
 		}
-		env := "DWELL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
+		env := envName(f.Name)
+		if v, ok := lookupEnv(env); ok {
+			fromEnv[f.Name] = true
 			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+				errs = append(errs, fmt.Errorf("%s=%q: %s", env, v, want(f, err)))
 			}
 		}
 	})
@@ -57,13 +66,11 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usageError{err}
 	}
 	if cf := fs.Lookup("config"); cf != nil && cf.Value.String() != "" {
-		fromEnv := map[string]bool{}
-		fs.VisitAll(func(f *flag.Flag) {
-			if _, ok := os.LookupEnv("DWELL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))); ok {
-				fromEnv[f.Name] = true
-			}
-		})
-		if err := applyConfigFile(fs, cf.Value.String(), func(name string) bool { return set[name] || fromEnv[name] }); err != nil {
+		given := func(name string) bool {
+			f := fs.Lookup(name)
+			return f.Changed || fromEnv[name]
+		}
+		if err := applyConfigFile(fs, cf.Value.String(), given); err != nil {
 			return usageError{err}
 		}
 	}
@@ -73,7 +80,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 // applyConfigFile sets flags from a YAML file whose keys are flag names (underscores may stand
 // for dashes); lists become comma-separated values. Flags for which given is true keep their
 // value. An unknown key is an error, so a typo is not silently ignored.
-func applyConfigFile(fs *flag.FlagSet, path string, given func(string) bool) error {
+func applyConfigFile(fs *pflag.FlagSet, path string, given func(string) bool) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -91,10 +98,10 @@ func applyConfigFile(fs *flag.FlagSet, path string, given func(string) bool) err
 	for _, k := range keys {
 		name := strings.ReplaceAll(k, "_", "-")
 		f := fs.Lookup(name)
-		if f == nil || name == "config" {
+		if f == nil || name == "config" || name == "help" {
 			var known []string
-			fs.VisitAll(func(f *flag.Flag) {
-				if f.Name != "config" {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if f.Name != "config" && f.Name != "help" {
 					known = append(known, f.Name)
 				}
 			})
@@ -118,49 +125,211 @@ func applyConfigFile(fs *flag.FlagSet, path string, given func(string) bool) err
 			v = fmt.Sprint(x)
 		}
 		if err := f.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Errorf("config %s: %s: %q: %w", path, k, v, err))
+			errs = append(errs, fmt.Errorf("config %s: %s: %q: %s", path, k, v, want(f, err)))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// bindOperators binds the sessionizer settings to flags on fs.
-func bindOperators(fs *flag.FlagSet, c *operators.Config) {
-	c.EnsureDefaults()
-	fs.DurationVar(&c.VisitGap, "visit-gap", c.VisitGap, "end a visit after this much event time without activity")
-	fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "close a session after this much event time without activity")
-	fs.DurationVar(&c.MaxVisitDuration, "max-visit-duration", c.MaxVisitDuration, "end a visit that lasts this long")
-	fs.DurationVar(&c.MaxSessionDuration, "max-session-duration", c.MaxSessionDuration, "close a session that lasts this long")
-	fs.DurationVar(&c.ProfileTTL, "profile-ttl", c.ProfileTTL, "forget a profile unseen for this long (profile-created again)")
-	fs.DurationVar(&c.MaxOutOfOrderness, "max-out-of-orderness", c.MaxOutOfOrderness, "how far the watermark trails the largest event time")
-	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "an event further behind its partition's watermark than this is late (beyond-allowed-lateness) and creates nothing; 0: the visit gap")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "wall-clock silence after which the watermark follows the clock")
-	fs.DurationVar(&c.MaxFutureSkew, "max-future-skew", c.MaxFutureSkew, "replace event times this far ahead of the record timestamp; live, dead-letter those this far ahead of the clock")
-	fs.DurationVar(&c.MaxTimeJump, "max-time-jump", c.MaxTimeJump, "dead-letter events this far ahead of their partition's watermark (negative: off)")
-	fs.Func("session-end-types", "comma-separated event types that close their session (default logout)", func(s string) error {
-		c.SessionEndTypes = splitList(s)
-		return nil
-	})
-	fs.Func("disable", "comma-separated system-event types not to emit", func(s string) error {
-		c.Disabled = c.Disabled[:0]
-		for _, n := range splitList(s) {
-			t, ok := operators.ParseSystemType(n)
-			if !ok {
-				return fmt.Errorf("unknown system-event type %q (known: profile-created, session-opened, visit-started, visit-ended, session-closed)", n)
-			}
-			c.Disabled = append(c.Disabled, t)
+// want says what a flag's value should look like, after a value was refused: the expected
+// format for the usual kinds, else the refusal itself (a list flag's own check).
+func want(f *pflag.Flag, err error) string {
+	switch f.Value.Type() {
+	case "duration":
+		return "want a duration such as 30m, 1h30m or 90s"
+	case "int", "int64":
+		if strings.HasSuffix(f.Name, "-bytes") {
+			return "want a size in bytes, a whole number such as 1048576"
 		}
-		return nil
+		return "want a whole number such as 100"
+	case "uint64":
+		return "want a whole number, 0 or more"
+	case "float64":
+		return "want a number such as 0.5 or 250"
+	case "bool":
+		return "want true or false"
+	}
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err.Error()
+	}
+	return err.Error()
+}
+
+// flagError turns pflag's parse errors into short ones that name the flag and what it wants.
+func flagError(fs *pflag.FlagSet, err error) error {
+	var (
+		inv *pflag.InvalidValueError
+		req *pflag.ValueRequiredError
+		nx  *pflag.NotExistError
+	)
+	switch {
+	case errors.As(err, &inv):
+		return fmt.Errorf("invalid value %q for --%s: %s", inv.GetValue(), inv.GetFlag().Name, want(inv.GetFlag(), errors.Unwrap(inv)))
+	case errors.As(err, &req):
+		f := req.GetFlag()
+		return fmt.Errorf("--%s needs a value: %s", f.Name, strings.TrimPrefix(want(f, errors.New("")), "want "))
+	case errors.As(err, &nx):
+		name := nx.GetSpecifiedName()
+		if nx.GetSpecifiedShortnames() != "" {
+			return fmt.Errorf("unknown flag -%s", nx.GetSpecifiedShortnames())
+		}
+		if s := suggestFlag(fs, name); s != "" {
+			return fmt.Errorf("unknown flag --%s; did you mean --%s?", name, s)
+		}
+		return fmt.Errorf("unknown flag --%s", name)
+	}
+	return err
+}
+
+// suggestFlag returns the known flag closest to name, or "".
+func suggestFlag(fs *pflag.FlagSet, name string) string {
+	best, bestD := "", 3
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Hidden {
+			return
+		}
+		d := levenshtein(name, f.Name)
+		if len(name) >= 3 && strings.HasPrefix(f.Name, name) {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = f.Name, d
+		}
 	})
-	fs.IntVar(&c.MaxEventBytes, "max-event-bytes", c.MaxEventBytes, "dead-letter records larger than this")
+	return best
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// rewriteSingleDash turns the Go-style single-dash long flags of old scripts (-brokers x,
+// -visit-gap=5m) into --brokers and --visit-gap=5m when fs knows the name; anything else,
+// and everything after --, is left alone.
+func rewriteSingleDash(fs *pflag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if len(name) > 1 && (fs.Lookup(name) != nil || name == "help") {
+				a = "-" + a
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Flag groups: the help lists a command's flags under these headings, in the order bound.
+const (
+	groupKafka    = "Kafka"
+	groupIO       = "Input and outputs"
+	groupSessions = "Sessions and time"
+	groupRules    = "Rules"
+	groupState    = "State"
+	groupLimits   = "Limits"
+	groupObserve  = "Observability"
+	groupGen      = "Generated stream"
+	groupSelect   = "Selection"
+	groupDelivery = "Delivery"
+	groupBench    = "Measurement"
+	groupOther    = "Other"
+	groupAnn      = "dwell_group" // the pflag annotation that holds a flag's group
+)
+
+// inGroup runs bind and files every flag it adds to fs, and not already in a group, under
+// group.
+func inGroup(fs *pflag.FlagSet, group string, bind func()) {
+	before := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { before[f.Name] = true })
+	bind()
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !before[f.Name] && len(f.Annotations[groupAnn]) == 0 {
+			_ = fs.SetAnnotation(f.Name, groupAnn, []string{group})
+		}
+	})
+}
+
+// listValue is a comma-separated list flag whose elements set checks.
+type listValue struct {
+	s   string
+	set func([]string) error
+}
+
+func (l *listValue) String() string { return l.s }
+func (l *listValue) Type() string   { return "list" }
+func (l *listValue) Set(s string) error {
+	if err := l.set(splitList(s)); err != nil {
+		return err
+	}
+	l.s = s
+	return nil
+}
+
+// bindOperators binds the sessionizer settings to flags on fs.
+func bindOperators(fs *pflag.FlagSet, c *operators.Config) {
+	c.EnsureDefaults()
+	inGroup(fs, groupSessions, func() {
+		fs.DurationVar(&c.VisitGap, "visit-gap", c.VisitGap, "end a visit after this much event time without activity")
+		fs.DurationVar(&c.SessionTimeout, "session-timeout", c.SessionTimeout, "close a session after this much event time without activity")
+		fs.DurationVar(&c.MaxVisitDuration, "max-visit-duration", c.MaxVisitDuration, "end a visit that lasts this long")
+		fs.DurationVar(&c.MaxSessionDuration, "max-session-duration", c.MaxSessionDuration, "close a session that lasts this long")
+		fs.DurationVar(&c.ProfileTTL, "profile-ttl", c.ProfileTTL, "forget a profile unseen for this long (profile-created again)")
+		fs.DurationVar(&c.MaxOutOfOrderness, "max-out-of-orderness", c.MaxOutOfOrderness, "how far the watermark trails the largest event time")
+		fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "an event further behind its partition's watermark than this is late (beyond-allowed-lateness) and creates nothing; 0: the visit gap")
+		fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "wall-clock silence after which the watermark follows the clock")
+		fs.DurationVar(&c.MaxFutureSkew, "max-future-skew", c.MaxFutureSkew, "replace event times this far ahead of the record timestamp; live, dead-letter those this far ahead of the clock")
+		fs.DurationVar(&c.MaxTimeJump, "max-time-jump", c.MaxTimeJump, "dead-letter events this far ahead of their partition's watermark (negative: off)")
+		fs.Var(&listValue{s: strings.Join(c.SessionEndTypes, ","), set: func(l []string) error {
+			c.SessionEndTypes = l
+			return nil
+		}}, "session-end-types", "event `TYPE,...` that close their session")
+		fs.Var(&listValue{set: func(l []string) error {
+			var d []operators.SystemType
+			for _, n := range l {
+				t, ok := operators.ParseSystemType(n)
+				if !ok {
+					return fmt.Errorf("unknown system-event type %q (known: profile-created, session-opened, visit-started, visit-ended, session-closed)", n)
+				}
+				d = append(d, t)
+			}
+			c.Disabled = d
+			return nil
+		}}, "disable", "system-event `TYPE,...` not to emit")
+	})
+	inGroup(fs, groupLimits, func() {
+		fs.IntVar(&c.MaxEventBytes, "max-event-bytes", c.MaxEventBytes, "dead-letter records larger than this many `BYTES`")
+	})
 }
 
 // defaultBrokers is where every command looks for Kafka unless told otherwise.
 const defaultBrokers = "localhost:9092"
 
 // bindBrokers binds --brokers, the same in every command that talks to Kafka.
-func bindBrokers(fs *flag.FlagSet) *string {
-	return fs.String("brokers", defaultBrokers, "comma-separated seed brokers")
+func bindBrokers(fs *pflag.FlagSet) *string {
+	var s *string
+	inGroup(fs, groupKafka, func() { s = fs.String("brokers", defaultBrokers, "seed brokers `HOST:PORT,...`") })
+	return s
 }
 
 func splitList(s string) []string {

@@ -4,11 +4,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -22,17 +22,21 @@ type kafkaFlags struct {
 	saslUser, saslPassword string
 }
 
-func bindKafka(fs *flag.FlagSet) *kafkaFlags {
+func bindKafka(fs *pflag.FlagSet) *kafkaFlags {
 	k := &kafkaFlags{}
-	fs.BoolVar(&k.tls, "tls", false, "connect to the brokers with TLS")
-	fs.StringVar(&k.tlsCA, "tls-ca", "", "PEM file of CA certificates to trust (default: the system's); implies --tls")
-	fs.StringVar(&k.tlsCert, "tls-cert", "", "PEM client certificate for mutual TLS (with --tls-key); implies --tls")
-	fs.StringVar(&k.tlsKey, "tls-key", "", "PEM client key for mutual TLS")
-	fs.BoolVar(&k.tlsSkipVerify, "tls-insecure-skip-verify", false, "do not verify the brokers' certificates (testing only)")
-	fs.StringVar(&k.saslMechanism, "sasl-mechanism", "", "SASL mechanism: plain, scram-sha-256 or scram-sha-512")
-	fs.StringVar(&k.saslUser, "sasl-user", "", "SASL user")
-	fs.StringVar(&k.saslPassword, "sasl-password", "", "SASL password (prefer DWELL_SASL_PASSWORD)")
+	inGroup(fs, groupKafka, func() { k.bind(fs) })
 	return k
+}
+
+func (k *kafkaFlags) bind(fs *pflag.FlagSet) {
+	fs.BoolVar(&k.tls, "tls", false, "connect to the brokers with TLS")
+	fs.StringVar(&k.tlsCA, "tls-ca", "", "`FILE` of PEM CA certificates to trust (default: the system's); implies --tls")
+	fs.StringVar(&k.tlsCert, "tls-cert", "", "`FILE`: PEM client certificate for mutual TLS (with --tls-key); implies --tls")
+	fs.StringVar(&k.tlsKey, "tls-key", "", "`FILE`: PEM client key for mutual TLS")
+	fs.BoolVar(&k.tlsSkipVerify, "tls-insecure-skip-verify", false, "do not verify the brokers' certificates (testing only)")
+	fs.StringVar(&k.saslMechanism, "sasl-mechanism", "", "SASL `MECHANISM`: plain, scram-sha-256 or scram-sha-512")
+	fs.StringVar(&k.saslUser, "sasl-user", "", "SASL `USER`")
+	fs.StringVar(&k.saslPassword, "sasl-password", "", "SASL `PASSWORD` (prefer DWELL_SASL_PASSWORD)")
 }
 
 // opts turns the settings into franz-go options.

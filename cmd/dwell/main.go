@@ -8,7 +8,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes.
@@ -34,85 +37,99 @@ func main() {
 // usageError marks errors that exit with exitUsage.
 type usageError struct{ error }
 
-const usage = `dwell turns customer-journey events into system events.
+func (e usageError) Unwrap() error { return e.error }
 
-Usage:
-  dwell run --brokers HOST:PORT [flags]            the live processor (exactly-once)
-  dwell process --in FILE|- [--out DIR] [flags]   process JSON Lines offline
-  dwell demo [--offline] [--duration D]            the live pipeline on an embedded test broker
-  dwell produce --brokers H:P --topic T [--rps N]  generated web tracking into any Kafka
-  dwell tail TOPIC --brokers H:P [--from-start]    print committed records as JSON lines
-  dwell gen [--events N] [--out FILE] [flags]      write a generated web-tracking stream
-  dwell bench web|nexmark|restore [flags]          measure throughput, latency and memory
-  dwell deliver --queue NAME --url URL [flags]     deliver a queue's records as webhooks
-  dwell move --from T --to T [--filter EXPR]       copy matching records (dead letters) for reprocessing
-  dwell reset --group G --to-earliest|--to-datetime T [--execute]
-                                                   rewind a stopped group: offsets and state together
-  dwell log [--type T] [--profile P] [--state S]   search the event log (--since 1h, --json)
-  dwell savepoints list [--group G] [--json]       list the savepoints dwell run writes, per partition
-  dwell config validate|apply FILE [--registry F]  check rules; publish them to running instances
-  dwell version
+// cmdError is an error of the command line that names its command itself ("dwell run: ...").
+type cmdError struct {
+	cmd string // "dwell run"
+	err error
+}
 
-Run 'dwell COMMAND -h' for a command's flags.
-`
+func (e cmdError) Error() string { return e.cmd + ": " + e.err.Error() }
+func (e cmdError) Unwrap() error { return e.err }
 
+// cliEnv is what every command gets from run: the standard streams and the environment.
+type cliEnv struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+	// preRan is set once the command line parsed and the environment and the config file
+	// applied: errors before that are usage errors.
+	preRan bool
+}
+
+// run runs the command line args and returns the exit code: 0 ok, 1 failure, 2 usage.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
+	root := newRootCmd(e)
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, rootUsage(root))
 		return exitUsage
 	}
-	var err error
-	switch args[0] {
-	case "run":
-		err = cmdRun(ctx, args[1:], stderr)
-	case "process":
-		err = cmdProcess(ctx, args[1:], stdin, stdout, stderr)
-	case "demo":
-		err = cmdDemo(ctx, args[1:], stdout, stderr)
-	case "produce":
-		err = cmdProduce(ctx, args[1:], stdout, stderr)
-	case "tail":
-		err = cmdTail(ctx, args[1:], stdout, stderr)
-	case "gen":
-		err = cmdGen(ctx, args[1:], stdout, stderr)
-	case "bench":
-		err = cmdBench(ctx, args[1:], stdout, stderr)
-	case "deliver":
-		err = cmdDeliver(ctx, args[1:], stderr)
-	case "move":
-		err = cmdMove(ctx, args[1:], stdout, stderr)
-	case "reset":
-		err = cmdReset(ctx, args[1:], stdout, stderr)
-	case "log":
-		err = cmdLog(ctx, args[1:], stdout, stderr)
-	case "savepoints":
-		err = cmdSavepoints(ctx, args[1:], stdout, stderr)
-	case "registry":
-		err = cmdRegistry(args[1:], stdout, stderr)
-	case "config":
-		err = cmdConfig(ctx, args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "dwell", version())
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "dwell: unknown command %q\n\n%s", args[0], usage)
-		return exitUsage
+	if err := checkCommand(root, args); err != nil {
+		return report(stderr, err)
 	}
-	var ue usageError
+	if target, _, err := root.Find(args); err == nil {
+		target.InitDefaultHelpFlag()
+		args = rewriteSingleDash(target.Flags(), args)
+	}
+	root.SetArgs(args)
+	_, err := root.ExecuteContextC(ctx)
+	if err != nil && !e.preRan {
+		var ue usageError
+		if !errors.As(err, &ue) {
+			err = usageError{err}
+		}
+	}
+	return report(stderr, err)
+}
+
+// checkCommand refuses an unknown command, suggesting the closest one.
+func checkCommand(root *cobra.Command, args []string) error {
+	name := args[0]
+	if strings.HasPrefix(name, "-") {
+		return nil
+	}
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == name || c.HasAlias(name) {
+			return nil
+		}
+	}
+	if name == cobra.ShellCompRequestCmd || name == cobra.ShellCompNoDescRequestCmd {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q", name)
+	if s := root.SuggestionsFor(name); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	} else {
+		msg += "; see 'dwell -h'"
+	}
+	return usageError{errors.New(msg)}
+}
+
+// report prints err, if any, and returns its exit code.
+func report(stderr io.Writer, err error) int {
+	var (
+		ue usageError
+		ce cmdError
+	)
+	prefix := "dwell: "
+	if errors.As(err, &ce) {
+		prefix = ""
+	}
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, errHelp):
-		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintln(stderr, "dwell:", err)
+		fmt.Fprintln(stderr, prefix+err.Error())
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "dwell: interrupted")
 		return exitFailure
 	default:
-		fmt.Fprintln(stderr, "dwell:", err)
+		fmt.Fprintln(stderr, prefix+err.Error())
 		return exitFailure
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
 	"github.com/dwellhq/dwell/pipeline"
@@ -20,24 +22,40 @@ import (
 // Output file names under --out.
 var outputFiles = [6]string{"system-events.jsonl", "events.jsonl", "late.jsonl", "dlq.jsonl", "rules.jsonl", "event-log.jsonl"}
 
-func cmdProcess(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("process", stderr)
-	var cfg pipeline.OfflineConfig
-	bindOperators(fs, &cfg.Operators)
-	in := fs.String("in", "", "JSON Lines input file, or - for standard input (required)")
-	outDir := fs.String("out", "", "write system-events, events, late, dlq, rules and event-log .jsonl files into this directory (default: system events to stdout)")
-	fs.IntVar(&cfg.Partitions, "key-partitions", 1, "hash keys over this many partitions, as a keyed Kafka topic would")
-	rulesFile := fs.String("rules", "", "run the rules (and registry section) of this YAML file on every event")
-	registryFile := fs.String("registry", "", "check event types against this registry file")
-	fs.StringVar(&cfg.EventLog, "event-log", "", "which events the event log records: all, errors or none (default: all with --rules or --registry, else none)")
-	cfg.MaxCachedKeys = pipeline.DefaultLiveConfig().MaxCachedKeys
-	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", cfg.MaxCachedKeys, "keys kept in memory per partition; the rest wait in a temporary Pebble store under --temp-dir")
-	fs.StringVar(&cfg.TempDir, "temp-dir", os.TempDir(), "directory for the temporary store of keys over --max-cached-keys (removed at the end)")
-	if err := parse(fs, args); err != nil {
-		return err
+func newProcessCmd(e *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "process --in FILE|- [--out DIR] [flags]",
+		Short: "process JSON Lines offline, as the live pipeline would",
+		Args:  noArgs,
 	}
-	if *rulesFile != "" || *registryFile != "" {
-		rs, err := pipeline.LoadRuleSet(*rulesFile, *registryFile, rules.Options{})
+	fs := cmd.Flags()
+	var cfg pipeline.OfflineConfig
+	var in, outDir, rulesFile, registryFile *string
+	inGroup(fs, groupIO, func() {
+		in = fs.String("in", "", "JSON Lines input `FILE`, or - for standard input (required)")
+		outDir = fs.String("out", "", "write system-events, events, late, dlq, rules and event-log .jsonl files into this `DIR` (default: system events to stdout)")
+		fs.StringVar(&cfg.EventLog, "event-log", "", "which events the event log records: all, errors or none (default: all with --rules or --registry, else none)")
+		fs.IntVar(&cfg.Partitions, "key-partitions", 1, "hash keys over this many partitions, as a keyed Kafka topic would")
+	})
+	bindOperators(fs, &cfg.Operators)
+	inGroup(fs, groupRules, func() {
+		rulesFile = fs.String("rules", "", "run the rules (and registry section) of this YAML `FILE` on every event")
+		registryFile = fs.String("registry", "", "check event types against this registry `FILE`")
+	})
+	inGroup(fs, groupState, func() {
+		cfg.MaxCachedKeys = pipeline.DefaultLiveConfig().MaxCachedKeys
+		fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", cfg.MaxCachedKeys, "keys kept in memory per partition; the rest wait in a temporary Pebble store under --temp-dir")
+		fs.StringVar(&cfg.TempDir, "temp-dir", os.TempDir(), "`DIR` for the temporary store of keys over --max-cached-keys (removed at the end)")
+	})
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runProcess(cmd.Context(), e, cfg, *in, *outDir, *rulesFile, *registryFile)
+	}
+	return cmd
+}
+
+func runProcess(ctx context.Context, e *cliEnv, cfg pipeline.OfflineConfig, in, outDir, rulesFile, registryFile string) error {
+	if rulesFile != "" || registryFile != "" {
+		rs, err := pipeline.LoadRuleSet(rulesFile, registryFile, rules.Options{})
 		if err != nil {
 			return err
 		}
@@ -46,7 +64,7 @@ func cmdProcess(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			cfg.EventLog = "all"
 		}
 	}
-	if *in == "" {
+	if in == "" {
 		return usageError{errors.New("process: --in is required (a file, or - for standard input)")}
 	}
 	if cfg.Partitions < 1 {
@@ -58,7 +76,7 @@ func cmdProcess(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err := cfg.Operators.Validate(); err != nil {
 		return usageError{err}
 	}
-	_, err := processFile(ctx, cfg, *in, *outDir, stdin, stdout, stderr)
+	_, err := processFile(ctx, cfg, in, outDir, e.stdin, e.stdout, e.stderr)
 	return err
 }
 

@@ -11,48 +11,48 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
 )
 
-const registryUsage = `Usage:
-  dwell registry list FILE [--json]              the event types a registry file registers
-                                                 (or a rules file's registry section)
-  dwell registry validate FILE [--events JSONL]  check a registry file; with --events, also
-                                                 check each event of a JSON Lines file against it
-`
+// newRegistryCmd is dwell registry: list or validate an event registry file (see
+// operators/rules.LoadRegistry). validate exits 0 when the file loads (and, with --events,
+// every event passes), 1 otherwise.
+func newRegistryCmd(e *cliEnv) *cobra.Command {
+	cmd := parentCmd("registry", "list or check an event registry file")
+	list := &cobra.Command{
+		Use:   "list FILE [--json]",
+		Short: "the event types a registry file (or a rules file's registry section) registers",
+		Args:  registryArgs,
+	}
+	asJSON := list.Flags().Bool("json", false, "print JSON lines instead of a table")
+	list.RunE = func(_ *cobra.Command, args []string) error {
+		return runRegistry(e.stdout, "list", args[0], *asJSON, "")
+	}
+	validate := &cobra.Command{
+		Use:   "validate FILE [--events JSONL]",
+		Short: "check a registry file, and with --events each event of a JSON Lines file against it",
+		Args:  registryArgs,
+	}
+	events := validate.Flags().String("events", "", "a JSON Lines `FILE` of events to check against the registry")
+	validate.RunE = func(_ *cobra.Command, args []string) error {
+		return runRegistry(e.stdout, "validate", args[0], false, *events)
+	}
+	cmd.AddCommand(list, validate)
+	return cmd
+}
 
-// cmdRegistry lists or validates an event registry file (see operators/rules.LoadRegistry).
-// validate exits 0 when the file loads (and, with --events, every event passes), 1 otherwise.
-func cmdRegistry(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, registryUsage)
-		if len(args) == 0 {
-			return usageError{errors.New("registry: list or validate?")}
-		}
-		return errHelp
+func registryArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return usageError{fmt.Errorf("registry %s: name the registry FILE", cmd.Name())}
 	}
-	sub := args[0]
-	if sub != "list" && sub != "validate" {
-		fmt.Fprint(stderr, registryUsage)
-		return usageError{fmt.Errorf("registry: unknown subcommand %q", sub)}
-	}
-	var file string
-	rest := args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		file, rest = rest[0], rest[1:]
-	}
-	fs := newFlags("registry "+sub, stderr)
-	asJSON := fs.Bool("json", false, "list: print JSON lines instead of a table")
-	events := fs.String("events", "", "validate: a JSON Lines file of events to check against the registry")
-	if err := parse(fs, rest); err != nil {
-		return err
-	}
-	if file == "" {
-		return usageError{fmt.Errorf("registry %s: name the registry FILE", sub)}
-	}
+	return maxArgs(1, "FILE")(cmd, args)
+}
+
+func runRegistry(stdout io.Writer, sub, file string, asJSON bool, events string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
@@ -62,13 +62,13 @@ func cmdRegistry(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	if sub == "list" {
-		return listRegistry(reg, *asJSON, stdout)
+		return listRegistry(reg, asJSON, stdout)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d types, version %s, unregistered types: %s\n", file, len(reg.Types()), reg.Version, reg.Unregistered)
-	if *events == "" {
+	if events == "" {
 		return nil
 	}
-	return checkEvents(reg, *events, stdout)
+	return checkEvents(reg, events, stdout)
 }
 
 // loadRegistryFile loads a registry file, or the registry section of a rules file (one

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,77 +12,112 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/rulesrc"
 )
 
-// cmdRun runs the live processor until ctx is cancelled (SIGINT/SIGTERM): the cycle in flight
-// finishes and commits, then it exits 0. With --rules/--registry or --config-topic, new rule
-// versions are applied while it runs (SIGHUP reloads the files).
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("run", stderr)
-	cfg := pipeline.DefaultLiveConfig() // each flag's default is the field's value
-	bindOperators(fs, &cfg.Operators)
-	brokers := bindBrokers(fs)
-	inputs := fs.String("inputs", "events", "comma-separated input topics (co-partitioned, keyed by profile id)")
-	fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer group")
-	fs.StringVar(&cfg.DataDir, "data-dir", "data", "directory of the local state (Pebble); rebuildable from the changelog")
-	fs.StringVar(&cfg.Topics.System, "system-topic", cfg.Topics.System, "system events output topic")
-	fs.StringVar(&cfg.Topics.Events, "events-topic", cfg.Topics.Events, "processed events output topic")
-	fs.StringVar(&cfg.Topics.Late, "late-topic", cfg.Topics.Late, "late events output topic")
-	fs.StringVar(&cfg.Topics.Dead, "dlq-topic", cfg.Topics.Dead, "dead-letter output topic")
-	fs.StringVar(&cfg.ApplicationID, "application-id", "", "names the internal topics (<id>.changelog, <id>.savepoints, <id>.savepoint-data) and is recorded in the data dir; default the --group")
-	cfg.Topics.Changelog, cfg.Topics.Savepoints, cfg.Topics.SavepointData = "", "", ""
-	fs.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "state changelog topic (compacted); default <application-id>.changelog")
-	fs.DurationVar(&cfg.SavepointInterval, "savepoint-interval", cfg.SavepointInterval, "how often each partition writes a savepoint (its state and input offsets, for dwell reset --to-datetime); negative: never")
-	fs.IntVar(&cfg.SavepointCycleBytes, "savepoint-cycle-bytes", cfg.SavepointCycleBytes, "savepoint data one partition writes per processing cycle, so that a savepoint spreads over cycles and slows none much")
-	fs.DurationVar(&cfg.SavepointRetention, "savepoint-retention", cfg.SavepointRetention, "how long the savepoint topics keep savepoints (retention.ms of the topics --create-topics makes)")
-	fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", cfg.Topics.EventLog, "event log topic (one record per processed event; see --event-log)")
-	fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", cfg.Topics.QueuePrefix, "queue topics are this prefix plus the queue name (notifications, routed events)")
-	createTopics := fs.Bool("create-topics", false, "create missing output and internal topics (the changelog compacted), the topics a rule set writes to, and the config topic")
-	rf := bindRules(fs)
-	eventLog := fs.String("event-log", "", "which events go to the event log: all, errors or none (default: all with a rules source, else none)")
-	fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", cfg.MaxPollRecords, "records per processing cycle (one transaction)")
-	fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", cfg.MaxCachedKeys, "keys kept in memory per partition; the rest are read from Pebble")
-	fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "compression of produced batches: lz4, zstd, snappy or none")
-	fs.StringVar(&cfg.Guarantee, "guarantee", cfg.Guarantee, "exactly-once (a transaction per cycle) or at-least-once (no transactions; repeats after a crash carry the same ids)")
-	fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", cfg.TransactionTimeout, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
-	fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", cfg.GroupSessionTimeout, "how long the group waits for a silent instance before moving its partitions")
-	fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs: none, error, warn, info or debug")
-	fs.DurationVar(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "how long processing may keep failing (brokers unreachable, a restore that cannot read the changelog, a record that cannot be written), retrying with backoff, before dwell exits 1")
-	fs.IntVar(&cfg.MaxCycleWork, "max-cycle-work", cfg.MaxCycleWork, "work one partition may do in one cycle: events processed, timers fired, cold keys loaded; the rest goes on at the next cycle, with the same output")
-	fs.IntVar(&cfg.MaxCycleLoads, "max-cycle-loads", cfg.MaxCycleLoads, "evicted keys one partition may load back from Pebble in one cycle (they stay in memory until it ends)")
-	fs.DurationVar(&cfg.MaxCycleTime, "max-cycle-time", 0, "time one cycle may spend processing before the rest goes on at the next cycle (default a third of --transaction-timeout)")
-	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
-	metricsAddr := fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz here (empty: do not serve)")
-	fs.String("config", "", "YAML file of settings keyed by flag name (flags and DWELL_* variables win)")
-	verbose := fs.Bool("v", false, "log at debug level")
-	kafka := bindKafka(fs)
-	if err := parse(fs, args); err != nil {
-		return err
+// newRunCmd is dwell run, the live processor: it runs until ctx is cancelled (SIGINT/SIGTERM):
+// the cycle in flight finishes and commits, then it exits 0. With --rules/--registry or
+// --config-topic, new rule versions are applied while it runs (SIGHUP reloads the files).
+func newRunCmd(e *cliEnv) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run --brokers HOST:PORT [flags]",
+		Short: "the live processor: Kafka in, system events out, exactly once",
+		Args:  noArgs,
 	}
-	cfg.Brokers = splitList(*brokers)
-	cfg.Inputs = splitList(*inputs)
+	fs := cmd.Flags()
+	cfg := pipeline.DefaultLiveConfig() // each flag's default is the field's value
+	var (
+		brokers, inputs, eventLog, metricsAddr *string
+		createTopics, verbose                  *bool
+	)
+	brokers = bindBrokers(fs)
+	kafka := bindKafka(fs)
+	inGroup(fs, groupKafka, func() {
+		fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer `GROUP`")
+		fs.StringVar(&cfg.Guarantee, "guarantee", cfg.Guarantee, "exactly-once (a transaction per cycle) or at-least-once (no transactions; repeats after a crash carry the same ids)")
+		fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "compression of produced batches: lz4, zstd, snappy or none")
+		fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", cfg.TransactionTimeout, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
+		fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", cfg.GroupSessionTimeout, "how long the group waits for a silent instance before moving its partitions")
+		createTopics = fs.Bool("create-topics", false, "create missing output and internal topics (the changelog compacted), the topics a rule set writes to, and the config topic")
+	})
+	inGroup(fs, groupIO, func() {
+		inputs = fs.String("inputs", "events", "input `TOPIC,...` (co-partitioned, keyed by profile id)")
+		fs.StringVar(&cfg.Topics.System, "system-topic", cfg.Topics.System, "system events output `TOPIC`")
+		fs.StringVar(&cfg.Topics.Events, "events-topic", cfg.Topics.Events, "processed events output `TOPIC`")
+		fs.StringVar(&cfg.Topics.Late, "late-topic", cfg.Topics.Late, "late events output `TOPIC`")
+		fs.StringVar(&cfg.Topics.Dead, "dlq-topic", cfg.Topics.Dead, "dead-letter output `TOPIC`")
+		fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", cfg.Topics.EventLog, "event log `TOPIC` (one record per processed event; see --event-log)")
+		eventLog = fs.String("event-log", "", "which events go to the event log: all, errors or none (default: all with a rules source, else none)")
+		fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", cfg.Topics.QueuePrefix, "queue topics are this `PREFIX` plus the queue name (notifications, routed events)")
+	})
+	bindOperators(fs, &cfg.Operators)
+	rf := &ruleFlags{}
+	inGroup(fs, groupRules, func() { rf.bind(fs) })
+	inGroup(fs, groupState, func() {
+		fs.StringVar(&cfg.DataDir, "data-dir", "data", "`DIR` of the local state (Pebble); rebuildable from the changelog")
+		fs.StringVar(&cfg.ApplicationID, "application-id", "", "`ID` that names the internal topics (<id>.changelog, <id>.savepoints, <id>.savepoint-data) and is recorded in the data dir; default the --group")
+		cfg.Topics.Changelog, cfg.Topics.Savepoints, cfg.Topics.SavepointData = "", "", ""
+		fs.StringVar(&cfg.Topics.Changelog, "changelog-topic", "", "state changelog `TOPIC` (compacted); default <application-id>.changelog")
+		fs.DurationVar(&cfg.SavepointInterval, "savepoint-interval", cfg.SavepointInterval, "how often each partition writes a savepoint (its state and input offsets, for dwell reset --to-datetime); negative: never")
+		fs.IntVar(&cfg.SavepointCycleBytes, "savepoint-cycle-bytes", cfg.SavepointCycleBytes, "savepoint data one partition writes per processing cycle, so that a savepoint spreads over cycles and slows none much")
+		fs.DurationVar(&cfg.SavepointRetention, "savepoint-retention", cfg.SavepointRetention, "how long the savepoint topics keep savepoints (retention.ms of the topics --create-topics makes)")
+		fs.IntVar(&cfg.MaxCachedKeys, "max-cached-keys", cfg.MaxCachedKeys, "keys kept in memory per partition; the rest are read from Pebble")
+	})
+	inGroup(fs, groupLimits, func() {
+		fs.IntVar(&cfg.MaxPollRecords, "max-poll-records", cfg.MaxPollRecords, "records per processing cycle (one transaction)")
+		fs.IntVar(&cfg.MaxCycleWork, "max-cycle-work", cfg.MaxCycleWork, "work one partition may do in one cycle: events processed, timers fired, cold keys loaded; the rest goes on at the next cycle, with the same output")
+		fs.IntVar(&cfg.MaxCycleLoads, "max-cycle-loads", cfg.MaxCycleLoads, "evicted keys one partition may load back from Pebble in one cycle (they stay in memory until it ends)")
+		fs.DurationVar(&cfg.MaxCycleTime, "max-cycle-time", 0, "time one cycle may spend processing before the rest goes on at the next cycle (default a third of --transaction-timeout)")
+		fs.DurationVar(&cfg.FailureTimeout, "failure-timeout", cfg.FailureTimeout, "how long processing may keep failing (brokers unreachable, a restore that cannot read the changelog, a record that cannot be written), retrying with backoff, before dwell exits 1")
+	})
+	inGroup(fs, groupObserve, func() {
+		metricsAddr = fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
+		fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
+		fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs: none, error, warn, info or debug")
+		verbose = fs.BoolP("verbose", "v", false, "log at debug level")
+	})
+	bindConfigFlag(fs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return runLive(cmd.Context(), e.stderr, cfg, rf, kafka, *brokers, *inputs, *eventLog, *metricsAddr, *createTopics, *verbose)
+	}
+	return cmd
+}
+
+// bindConfigFlag binds --config, which applyEnvAndFile reads.
+func bindConfigFlag(fs *pflag.FlagSet) {
+	inGroup(fs, groupOther, func() {
+		fs.String("config", "", "YAML `FILE` of settings keyed by flag name (flags and DWELL_* variables win)")
+	})
+}
+
+func runLive(ctx context.Context, stderr io.Writer, cfg pipeline.LiveConfig, rf *ruleFlags, kafka *kafkaFlags,
+	brokers, inputs, eventLog, metricsAddr string, createTopics, verbose bool,
+) error {
+	cfg.Brokers = splitList(brokers)
+	cfg.Inputs = splitList(inputs)
 	if rf.fromFiles() && rf.topic != "" {
 		return usageError{errors.New("run: rules come from files (--rules, --registry) or from --config-topic, not both")}
 	}
-	switch *eventLog {
+	switch eventLog {
 	case "":
 		cfg.EventLog = "none"
 		if rf.given() {
 			cfg.EventLog = "all"
 		}
 	case "all", "errors", "none":
-		cfg.EventLog = *eventLog
+		cfg.EventLog = eventLog
 	default:
-		return usageError{fmt.Errorf("run: --event-log %q: use all, errors or none", *eventLog)}
+		return usageError{fmt.Errorf("run: --event-log %q: use all, errors or none", eventLog)}
 	}
-	cfg.CreateTopics = *createTopics
+	cfg.CreateTopics = createTopics
 	cfg.ConfigTopic = rf.topic
 	level := slog.LevelInfo
-	if *verbose {
+	if verbose {
 		level = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
@@ -96,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{err}
 	}
 	cfg.ClientOpts = kopts
-	if err := pipeline.EnsureTopics(ctx, cfg, *createTopics); err != nil {
+	if err := pipeline.EnsureTopics(ctx, cfg, createTopics); err != nil {
 		return err
 	}
 	reg := newRegistry()
@@ -138,8 +172,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		})
 	}
-	if *metricsAddr != "" {
-		_, stop, err := serveHTTP(*metricsAddr, reg, live.Readiness, cfg.Logger)
+	if metricsAddr != "" {
+		_, stop, err := serveHTTP(metricsAddr, reg, live.Readiness, cfg.Logger)
 		if err != nil {
 			stopWatch()
 			watching.Wait()
@@ -165,13 +199,11 @@ type ruleFlags struct {
 	interval               time.Duration
 }
 
-func bindRules(fs *flag.FlagSet) *ruleFlags {
-	r := &ruleFlags{}
-	fs.StringVar(&r.rules, "rules", "", "rules file (workflows); reloaded on SIGHUP and when it changes")
-	fs.StringVar(&r.registry, "registry", "", "event registry file (unless the rules file has a registry section); reloaded with the rules")
-	fs.StringVar(&r.topic, "config-topic", "", "follow the rule sets `dwell config apply` publishes to this topic (e.g. "+rulesrc.DefaultTopic+") instead of files")
+func (r *ruleFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&r.rules, "rules", "", "rules `FILE` (workflows); reloaded on SIGHUP and when it changes")
+	fs.StringVar(&r.registry, "registry", "", "event registry `FILE` (unless the rules file has a registry section); reloaded with the rules")
+	fs.StringVar(&r.topic, "config-topic", "", "follow the rule sets dwell config apply publishes to this `TOPIC` (e.g. "+rulesrc.DefaultTopic+") instead of files")
 	fs.DurationVar(&r.interval, "reload-interval", 2*time.Second, "how often --rules and --registry are checked for changes (0: only on SIGHUP)")
-	return r
 }
 
 func (r *ruleFlags) fromFiles() bool { return r.rules != "" || r.registry != "" }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -20,50 +21,51 @@ import (
 	"github.com/dwellhq/dwell/pipeline/topicscan"
 )
 
-const savepointsUsage = `Usage:
-  dwell savepoints list --brokers H:P [--group G] [--application-id A] [--json]
-
-Lists the savepoints dwell run has written (every --savepoint-interval, per partition), which
+// newSavepointsCmd is dwell savepoints, whose list lists an application's savepoints
+// (pipeline/savepoint).
+func newSavepointsCmd(e *cliEnv) *cobra.Command {
+	cmd := parentCmd("savepoints", "list the savepoints dwell run writes, per partition")
+	list := &cobra.Command{
+		Use:   "list --brokers HOST:PORT [--group GROUP] [--application-id ID] [--json]",
+		Short: "list an application's savepoints",
+		Long: `Lists the savepoints dwell run has written (every --savepoint-interval, per partition), which
 dwell reset rewinds a stopped group's state to: one line per savepoint of each partition, by
-partition then time.
-`
-
-// cmdSavepoints lists an application's savepoints (pipeline/savepoint).
-func cmdSavepoints(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, savepointsUsage)
-		if len(args) == 0 {
-			return usageError{errors.New("savepoints: list?")}
-		}
-		return errHelp
+partition then time.`,
+		Args: noArgs,
 	}
-	if args[0] != "list" {
-		fmt.Fprint(stderr, savepointsUsage)
-		return usageError{fmt.Errorf("savepoints: unknown subcommand %q", args[0])}
-	}
-	fs := newFlags("savepoints list", stderr)
+	fs := list.Flags()
 	brokers := bindBrokers(fs)
-	group := fs.String("group", pipeline.DefaultLiveConfig().Group, "the processor's consumer group (the application id defaults to it)")
-	app := fs.String("application-id", "", "the application whose savepoints to list (topics <id>.savepoints and <id>.savepoint-data); default the --group")
-	asJSON := fs.Bool("json", false, "print one JSON object per savepoint (the descriptor, with expired)")
 	kafka := bindKafka(fs)
-	if err := parse(fs, args[1:]); err != nil {
-		return err
+	var group, app *string
+	var asJSON *bool
+	inGroup(fs, groupSelect, func() {
+		group = fs.String("group", pipeline.DefaultLiveConfig().Group, "the processor's consumer `GROUP` (the application id defaults to it)")
+		app = fs.String("application-id", "", "the application `ID` whose savepoints to list (topics <id>.savepoints and <id>.savepoint-data); default the --group")
+		asJSON = fs.Bool("json", false, "print one JSON object per savepoint (the descriptor, with expired)")
+	})
+	list.RunE = func(cmd *cobra.Command, _ []string) error {
+		return listSavepoints(cmd.Context(), e, kafka, *brokers, *group, *app, *asJSON)
 	}
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func listSavepoints(ctx context.Context, e *cliEnv, kafka *kafkaFlags, brokers, group, app string, asJSON bool) error {
+	stdout, stderr := e.stdout, e.stderr
 	kopts, err := kafka.opts()
 	if err != nil {
 		return usageError{err}
 	}
-	id := *app
+	id := app
 	if id == "" {
-		id = *group
+		id = group
 	}
 	if id == "" {
 		return usageError{errors.New("savepoints: --group or --application-id is required")}
 	}
 	_, descriptors, data := pipeline.InternalTopics(id)
 	topics := savepoint.Topics{Descriptors: descriptors, Data: data}
-	seeds := splitList(*brokers)
+	seeds := splitList(brokers)
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, kopts...)...)
 	if err != nil {
 		return fmt.Errorf("savepoints: %w", err)
@@ -78,7 +80,7 @@ func cmdSavepoints(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil && len(ds) == 0 {
 		return fmt.Errorf("savepoints: %w", err)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, d := range ds {
 			if werr := enc.Encode(d); werr != nil {
