@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -127,6 +128,14 @@ type Store struct {
 	// sync is how writes that must survive a crash are made: pebble.Sync, or pebble.NoSync
 	// without a WAL (Pebble refuses to sync what it does not log).
 	sync *pebble.WriteOptions
+	// lock holds the data dir's lock file (lockDir) until Close; nil on an in-memory FS.
+	lock *os.File
+}
+
+func closeLock(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
 }
 
 // Open opens (or creates) the store in o.Dir.
@@ -156,16 +165,26 @@ func Open(o Options) (*Store, error) {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	opts.EnsureDefaults()
+	var lock *os.File
+	if o.FS == nil || o.FS == vfs.Default {
+		var err error
+		if lock, err = lockDir(o.Dir); err != nil {
+			return nil, err
+		}
+	}
 	db, err := pebble.Open(o.Dir, opts)
 	if err != nil {
+		closeLock(lock)
 		return nil, fmt.Errorf("state: opening %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, sync: pebble.Sync}
+	s := &Store{db: db, sync: pebble.Sync, lock: lock}
 	if o.DisableWAL {
 		s.sync = pebble.NoSync
 	}
 	if err := s.checkFormat(); err != nil {
-		return nil, errors.Join(err, db.Close())
+		err = errors.Join(err, db.Close())
+		closeLock(lock)
+		return nil, err
 	}
 	return s, nil
 }
@@ -240,6 +259,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	err := s.db.Close()
+	closeLock(s.lock)
 	if err != nil {
 		return fmt.Errorf("state: closing: %w", err)
 	}

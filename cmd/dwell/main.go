@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dwellhq/dwell/state"
 )
 
 // Exit codes.
@@ -112,9 +114,13 @@ func checkCommand(root *cobra.Command, args []string) error {
 // report prints err, if any, and returns its exit code.
 func report(stderr io.Writer, err error) int {
 	var (
-		ue usageError
-		ce cmdError
+		ue    usageError
+		ce    cmdError
+		inUse *state.InUseError
 	)
+	if errors.As(err, &inUse) { // whatever wraps it, the one thing to say
+		err = inUse
+	}
 	prefix := "dwell: "
 	if errors.As(err, &ce) {
 		prefix = ""
