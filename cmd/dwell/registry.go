@@ -87,7 +87,12 @@ func loadRegistryFile(data []byte) (*rules.Registry, error) {
 			return cfg.Registry, nil
 		}
 	}
-	return rules.LoadRegistry(data)
+	reg, err := rules.LoadRegistry(data)
+	var le *rules.LoadError
+	if errors.As(err, &le) {
+		le.Registry = true // a registry file's error, not a rules file's
+	}
+	return reg, err
 }
 
 func listRegistry(reg *rules.Registry, asJSON bool, stdout io.Writer) error {

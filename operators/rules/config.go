@@ -116,11 +116,18 @@ type LoadError struct {
 	Type         string // registry files: the event type
 	Line, Column int
 	Msg          string
+	// Registry labels the error registry: rather than rules:, for callers that load a
+	// registry file on its own (dwell registry).
+	Registry bool
 }
 
 func (e *LoadError) Error() string {
 	var b strings.Builder
-	b.WriteString("rules: ")
+	if e.Registry {
+		b.WriteString("registry: ")
+	} else {
+		b.WriteString("rules: ")
+	}
 	if e.Line > 0 {
 		fmt.Fprintf(&b, "line %d, column %d: ", e.Line, e.Column)
 	}
