@@ -19,9 +19,11 @@ all: lint test
 build:
 	$(GO) build -o bin/dwell ./cmd/dwell
 
-## demo: generate a realistic sample and process it, showing every output stream
-demo:
-	$(GO) run ./cmd/dwell demo
+## demo: the live pipeline on an embedded test broker, a summary every second; Ctrl-C ends it.
+## Built, then run: go run exits 1 when interrupted, whatever its program exits with, so a clean
+## Ctrl-C would end in "make: *** Error 1".
+demo: build
+	bin/dwell demo
 
 ## test: every test with the race detector, fuzz seed corpora included; then the 200k-event
 ## crash and reset tests once without it (under -race they run on 30k and 5k events)
