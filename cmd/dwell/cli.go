@@ -167,36 +167,56 @@ func writeFlagGroups(w io.Writer, fs *pflag.FlagSet) {
 	if i := indexOf(order, groupOther); i >= 0 {
 		order = append(append(order[:i:i], order[i+1:]...), groupOther)
 	}
+	var all []*pflag.Flag
+	for _, g := range order {
+		all = append(all, groups[g]...)
+	}
+	col := flagColumn(all)
 	for _, g := range order {
 		title := g + ":"
 		if len(order) == 1 {
 			title = "Flags:"
 		}
 		fmt.Fprintf(w, "\n%s\n", title)
-		writeFlags(w, groups[g])
+		writeFlags(w, groups[g], col)
 	}
+}
+
+const maxFlagColumn = 34
+
+// flagName is a flag's names and placeholder as the help shows them: "-v, --verbose",
+// "    --visit-gap DURATION".
+func flagName(f *pflag.Flag) string {
+	n := "    "
+	if f.Shorthand != "" {
+		n = "-" + f.Shorthand + ", "
+	}
+	n += "--" + f.Name
+	if p, _ := flagPlaceholder(f); p != "" {
+		n += " " + p
+	}
+	return n
+}
+
+// flagColumn is the width of the names column: the longest name up to maxFlagColumn (longer
+// ones take a line of their own).
+func flagColumn(flags []*pflag.Flag) int {
+	col := 0
+	for _, f := range flags {
+		if n := len(flagName(f)); n <= maxFlagColumn {
+			col = max(col, n)
+		}
+	}
+	return col
 }
 
 // writeFlags writes one line (wrapped) per flag: its names and placeholder, what it does,
 // and its default.
-func writeFlags(w io.Writer, flags []*pflag.Flag) {
-	const width, maxCol = 100, 34
+func writeFlags(w io.Writer, flags []*pflag.Flag, col int) {
+	const width = 100
 	names := make([]string, len(flags))
-	col := 0
 	for i, f := range flags {
-		n := "    "
-		if f.Shorthand != "" {
-			n = "-" + f.Shorthand + ", "
-		}
-		placeholder, _ := flagPlaceholder(f)
-		n += "--" + f.Name
-		if placeholder != "" {
-			n += " " + placeholder
-		}
-		names[i] = n
-		if len(n) <= maxCol {
-			col = max(col, len(n))
-		}
+		names[i] = flagName(f)
 	}
 	for i, f := range flags {
 		_, usage := flagPlaceholder(f)

@@ -39,8 +39,9 @@ or not published; 2: usage.`
 	validate.RunE = func(cmd *cobra.Command, args []string) error {
 		return runConfig(cmd.Context(), e, "validate", firstArg(args), vf)
 	}
-	apply, af := newSub("apply FILE [--registry FILE] [flags]",
-		"check rules, then publish them to the config topic: every dwell run --config-topic applies them at its next cycle boundary")
+	apply, af := newSub("apply FILE [--registry FILE] [flags]", "check rules, then publish them to the config topic")
+	apply.Long = `Check rules, then publish them to the config topic: every dwell run --config-topic applies
+them at its next cycle boundary.`
 	fs := apply.Flags()
 	af.brokers = bindBrokers(fs)
 	af.kafka = bindKafka(fs)

@@ -82,6 +82,9 @@ live pipeline would, and writes every output stream to %s.
 		}
 		fmt.Fprintf(stdout, "%s (%s):\n  %s\n", s.label, s.file, line)
 	}
+	if d.dir == "" {
+		fmt.Fprintf(stdout, "\n%s is removed now; dwell demo --offline --dir DIR keeps the sample and the outputs.\n", dir)
+	}
 	fmt.Fprintf(stdout, "\nRun it on your own data: dwell process --in FILE --out DIR\n")
 	return nil
 }
