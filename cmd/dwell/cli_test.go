@@ -282,3 +282,31 @@ func TestPrecedenceThroughTheCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestVerboseOldNames: -v, DWELL_V and a v: key still set --verbose, as when the flag was -v.
+func TestVerboseOldNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dwell.yaml")
+	if err := os.WriteFile(path, []byte("v: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  string
+		args []string
+	}{
+		{"", []string{"-v"}},
+		{"", []string{"--verbose"}},
+		{"true", nil},
+		{"", []string{"--config", path}},
+	} {
+		fs := newFlags("run", nil)
+		verbose := fs.BoolP("verbose", "v", false, "")
+		fs.String("config", "", "")
+		if tc.env != "" {
+			t.Setenv("DWELL_V", tc.env)
+		}
+		if err := parse(fs, tc.args); err != nil || !*verbose {
+			t.Errorf("DWELL_V=%q %v: %v, verbose %t", tc.env, tc.args, err, *verbose)
+		}
+		os.Unsetenv("DWELL_V")
+	}
+}

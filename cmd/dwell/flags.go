@@ -55,7 +55,12 @@ func applyEnvAndFile(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) e
 			return
 		}
 		env := envName(f.Name)
-		if v, ok := lookupEnv(env); ok {
+		v, ok := lookupEnv(env)
+		if !ok && f.Shorthand != "" { // DWELL_V, from when -v was the flag's name
+			env = envName(f.Shorthand)
+			v, ok = lookupEnv(env)
+		}
+		if ok {
 			fromEnv[f.Name] = true
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %s", env, v, want(f, err)))
@@ -98,6 +103,11 @@ func applyConfigFile(fs *pflag.FlagSet, path string, given func(string) bool) er
 	for _, k := range keys {
 		name := strings.ReplaceAll(k, "_", "-")
 		f := fs.Lookup(name)
+		if f == nil && len(name) == 1 { // v: from when -v was the flag's name
+			if f = fs.ShorthandLookup(name); f != nil {
+				name = f.Name
+			}
+		}
 		if f == nil || name == "config" || name == "help" {
 			var known []string
 			fs.VisitAll(func(f *pflag.Flag) {
