@@ -36,10 +36,10 @@ func bindBenchCommon(fs *pflag.FlagSet, c *benchCommon) {
 func bindPipeline(fs *pflag.FlagSet, c *bench.PipelineConfig) {
 	c.EnsureDefaults()
 	inGroup(fs, groupKafka, func() {
-		fs.Var(&brokerList{&c.Brokers}, "brokers", "seed brokers `HOST:PORT,...` of --level broker (default: DWELL_TEST_BROKERS)")
+		fs.Var(&brokerList{&c.Brokers}, "brokers", "`HOST:PORT,...`: the seed brokers of --level broker (default: DWELL_TEST_BROKERS)")
 		fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of the input and output topics (pipeline levels)")
-		fs.StringVar(&c.Guarantee, "guarantee", c.Guarantee, "exactly-once or at-least-once (pipeline levels)")
-		fs.StringVar(&c.Compression, "compression", c.Compression, "lz4, zstd, snappy or none (pipeline levels)")
+		fs.StringVar(&c.Guarantee, "guarantee", c.Guarantee, "`MODE`: exactly-once or at-least-once (pipeline levels)")
+		fs.StringVar(&c.Compression, "compression", c.Compression, "`CODEC`: lz4, zstd, snappy or none (pipeline levels)")
 		fs.IntVar(&c.MaxPollRecords, "max-poll-records", c.MaxPollRecords, "records per cycle, one transaction (pipeline levels)")
 	})
 }
@@ -74,7 +74,7 @@ func newBenchCmd(e *cliEnv) *cobra.Command {
 		// The defaults of the README's figures: 1M known profiles, 250 events/s of event time.
 		cfg := &bench.WebRunConfig{Operators: bench.OperatorsConfig{Web: bench.WebConfig{Profiles: 1_000_000, Rate: 250}}}
 		inGroup(fs, groupBench, func() {
-			fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "operators, kfake or broker")
+			fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "`LEVEL`: operators, kfake or broker")
 			fs.Int64Var(&cfg.Events, "events", 1_000_000, "records measured")
 			fs.BoolVar(&cfg.Encode, "encode", true, "encode every output as JSON (operators level; bytes out)")
 		})
@@ -91,7 +91,7 @@ func newBenchCmd(e *cliEnv) *cobra.Command {
 		cfg.Q11.EnsureDefaults()
 		n := &cfg.Q11.Nexmark
 		inGroup(fs, groupBench, func() {
-			fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "operators, kfake or broker")
+			fs.StringVar(&cfg.Level, "level", bench.LevelOperators, "`LEVEL`: operators, kfake or broker")
 			fs.Int64Var(&cfg.Events, "events", 10_000_000, "Nexmark events measured (persons, auctions and bids)")
 			fs.BoolVar(&cfg.Q11.Encode, "encode", true, "encode every output as JSON (operators level; bytes out)")
 		})

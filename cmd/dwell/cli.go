@@ -250,7 +250,8 @@ func writeFlags(w io.Writer, flags []*pflag.Flag, col int) {
 func flagPlaceholder(f *pflag.Flag) (string, string) {
 	name, usage := pflag.UnquoteUsage(f)
 	if strings.Contains(f.Usage, "`") {
-		return name, usage
+		// "`MODE`: exactly-once or ..." reads "--guarantee MODE  exactly-once or ...".
+		return name, strings.TrimPrefix(usage, name+": ")
 	}
 	switch f.Value.Type() {
 	case "bool":

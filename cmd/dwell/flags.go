@@ -338,7 +338,7 @@ const defaultBrokers = "localhost:9092"
 // bindBrokers binds --brokers, the same in every command that talks to Kafka.
 func bindBrokers(fs *pflag.FlagSet) *string {
 	var s *string
-	inGroup(fs, groupKafka, func() { s = fs.String("brokers", defaultBrokers, "seed brokers `HOST:PORT,...`") })
+	inGroup(fs, groupKafka, func() { s = fs.String("brokers", defaultBrokers, "`HOST:PORT,...`: the seed brokers") })
 	return s
 }
 

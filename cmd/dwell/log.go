@@ -27,7 +27,7 @@ func newLogCmd(e *cliEnv) *cobra.Command {
 	inGroup(fs, groupSelect, func() {
 		fs.StringVar(&cfg.Type, "type", cfg.Type, "event `TYPE`; * matches any run of characters (cart-*)")
 		fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "profile `ID` (the record key: the session id for profile-less events)")
-		fs.StringVar(&cfg.State, "state", cfg.State, "processed, error, ignored, dead-lettered, late or transferred")
+		fs.StringVar(&cfg.State, "state", cfg.State, "`STATE`: processed, error, ignored, dead-lettered, late or transferred")
 		fs.StringVar(&cfg.ID, "id", cfg.ID, "event `ID`")
 		fs.StringVar(&cfg.Rule, "rule", cfg.Rule, "only events this `RULE` fired on")
 		since = fs.String("since", "1h", "entries logged from this `TIME`: RFC 3339 or a duration ago (90m, 2h, 7d); empty: the whole log")

@@ -37,7 +37,7 @@ func newMoveCmd(e *cliEnv) *cobra.Command {
 		fs.StringVar(&cfg.EventLogTopic, "event-log-topic", cfg.EventLogTopic, "event-log `TOPIC`: each moved record is logged as transferred (empty: do not log)")
 	})
 	inGroup(fs, groupSelect, func() {
-		fs.StringVar(&cfg.Filter, "filter", cfg.Filter, moveFilterHelp)
+		fs.StringVar(&cfg.Filter, "filter", cfg.Filter, "`EXPR`: "+moveFilterHelp)
 		since = fs.String("since", "", "only records from this `TIME`: RFC 3339, or a duration ago (90m, 2h, 7d)")
 		until = fs.String("until", "", "only records before this `TIME`: RFC 3339, or a duration ago")
 	})

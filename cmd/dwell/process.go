@@ -34,7 +34,7 @@ func newProcessCmd(e *cliEnv) *cobra.Command {
 	inGroup(fs, groupIO, func() {
 		in = fs.String("in", "", "JSON Lines input `FILE`, or - for standard input (required)")
 		outDir = fs.String("out", "", "write system-events, events, late, dlq, rules and event-log .jsonl files into this `DIR` (default: system events to stdout)")
-		fs.StringVar(&cfg.EventLog, "event-log", "", "which events the event log records: all, errors or none (default: all with --rules or --registry, else none)")
+		fs.StringVar(&cfg.EventLog, "event-log", "", "`WHICH` events the event log records: all, errors or none (default: all with --rules or --registry, else none)")
 		fs.IntVar(&cfg.Partitions, "key-partitions", 1, "hash keys over this many partitions, as a keyed Kafka topic would")
 	})
 	bindOperators(fs, &cfg.Operators)

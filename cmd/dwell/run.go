@@ -39,8 +39,8 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 	kafka := bindKafka(fs)
 	inGroup(fs, groupKafka, func() {
 		fs.StringVar(&cfg.Group, "group", cfg.Group, "consumer `GROUP`")
-		fs.StringVar(&cfg.Guarantee, "guarantee", cfg.Guarantee, "exactly-once (a transaction per cycle) or at-least-once (no transactions; repeats after a crash carry the same ids)")
-		fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "compression of produced batches: lz4, zstd, snappy or none")
+		fs.StringVar(&cfg.Guarantee, "guarantee", cfg.Guarantee, "`MODE`: exactly-once (a transaction per cycle) or at-least-once (no transactions; repeats after a crash carry the same ids)")
+		fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "`CODEC` of produced batches: lz4, zstd, snappy or none")
 		fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", cfg.TransactionTimeout, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
 		fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", cfg.GroupSessionTimeout, "how long the group waits for a silent instance before moving its partitions")
 		createTopics = fs.Bool("create-topics", false, "create missing output and internal topics (the changelog compacted), the topics a rule set writes to, and the config topic")
@@ -52,7 +52,7 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 		fs.StringVar(&cfg.Topics.Late, "late-topic", cfg.Topics.Late, "late events output `TOPIC`")
 		fs.StringVar(&cfg.Topics.Dead, "dlq-topic", cfg.Topics.Dead, "dead-letter output `TOPIC`")
 		fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", cfg.Topics.EventLog, "event log `TOPIC` (one record per processed event; see --event-log)")
-		eventLog = fs.String("event-log", "", "which events go to the event log: all, errors or none (default: all with a rules source, else none)")
+		eventLog = fs.String("event-log", "", "`WHICH` events go to the event log: all, errors or none (default: all with a rules source, else none)")
 		fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", cfg.Topics.QueuePrefix, "queue topics are this `PREFIX` plus the queue name (notifications, routed events)")
 	})
 	bindOperators(fs, &cfg.Operators)
@@ -78,7 +78,7 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 	inGroup(fs, groupObserve, func() {
 		metricsAddr = fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
 		fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
-		fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs: none, error, warn, info or debug")
+		fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs, a `LEVEL`: none, error, warn, info or debug")
 		verbose = fs.BoolP("verbose", "v", false, "log at debug level")
 	})
 	bindConfigFlag(fs)
