@@ -68,7 +68,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("validate of a bad file: exit %d: %s", code, errs)
 	}
 	code, _, errs = runCLI(t, "", "config", "validate", good, "--registry", bad)
-	if code != exitFailure || !strings.Contains(errs, bad+`: rules: line 2, column 1: unknown key "rules"`) {
+	if code != exitFailure || !strings.Contains(errs, bad+`: registry: line 2, column 1: unknown key "rules"`) {
 		t.Fatalf("validate with a bad registry: exit %d: %s; want the registry file named", code, errs)
 	}
 	for _, tc := range [][]string{{"config"}, {"config", "show"}, {"config", "validate"}, {"config", "apply", good, "--bogus"}} {
@@ -154,7 +154,7 @@ func startRun(t *testing.T, args ...string) *dwellRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &dwellRun{t: t, stderr: &syncBuffer{}, done: make(chan int, 1), cancel: cancel}
 	go func() {
-		r.done <- run(ctx, append([]string{"run", "--metrics-addr", "127.0.0.1:0"}, args...), strings.NewReader(""), io.Discard, r.stderr)
+		r.done <- run(ctx, append([]string{"run", "--metrics-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...), strings.NewReader(""), io.Discard, r.stderr)
 	}()
 	t.Cleanup(func() {
 		if code := r.stop(); code != exitOK {
@@ -253,7 +253,7 @@ func TestRunReload(t *testing.T) {
 
 	// A bad file at start is an error, and says where.
 	replaceFile(t, rulesPath, configBadRules)
-	code, _, errs := runCLI(t, "", append([]string{"run", "--rules", rulesPath, "--metrics-addr", ""}, runArgs(t, k)...)...)
+	code, _, errs := runCLI(t, "", append([]string{"run", "--rules", rulesPath, "--metrics-addr", "", "--admin-addr", ""}, runArgs(t, k)...)...)
 	if code != exitFailure || !strings.Contains(errs, rulesPath+": rules: line 5, column 17") {
 		t.Fatalf("start with a bad rules file: exit %d: %s", code, errs)
 	}

@@ -87,12 +87,7 @@ func loadRegistryFile(data []byte) (*rules.Registry, error) {
 			return cfg.Registry, nil
 		}
 	}
-	reg, err := rules.LoadRegistry(data)
-	var le *rules.LoadError
-	if errors.As(err, &le) {
-		le.Registry = true // a registry file's error, not a rules file's
-	}
-	return reg, err
+	return rules.LoadRegistry(data) // its errors say registry:, not rules:
 }
 
 func listRegistry(reg *rules.Registry, asJSON bool, stdout io.Writer) error {

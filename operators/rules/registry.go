@@ -85,15 +85,25 @@ func LoadRegistry(data []byte) (*Registry, error) {
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &LoadError{Msg: "empty registry"}
+			return nil, &LoadError{Msg: "empty registry", Registry: true}
 		}
-		return nil, yamlError(err)
+		err = yamlError(err)
+		var le *LoadError
+		if errors.As(err, &le) {
+			le.Registry = true
+		}
+		return nil, err
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	return loadRegistryNode(root, "unversioned")
+	reg, err := loadRegistryNode(root, "unversioned")
+	var le *LoadError
+	if errors.As(err, &le) {
+		le.Registry = true // a registry file's error says registry:, not rules:
+	}
+	return reg, err
 }
 
 // loadRegistryNode loads a registry from its mapping: a file's root, or a rules file's

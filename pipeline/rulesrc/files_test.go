@@ -130,7 +130,7 @@ func TestFilesSignal(t *testing.T) {
 	writeFile(t, regPath, "version: r3\ntypes:\n  signup: {enabled: maybe}\n")
 	sig <- syscall.SIGHUP
 	pipelinetest.WaitFor(t, "the bad registry rejected", 10*time.Second, func() bool { return reloads(m, "file", "rejected") == 1 })
-	logContains(t, &log, "rules rejected", "line=3", "column=21", `type=signup`, `err="`+regPath+`: rules: line 3`)
+	logContains(t, &log, "rules rejected", "line=3", "column=21", `type=signup`, `err="`+regPath+`: registry: line 3`)
 
 	// A version the processor refuses (its topics are missing) is retried on the next signal.
 	rec.setRefuse(errors.New("pipeline: topics missing"))
