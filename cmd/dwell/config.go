@@ -96,6 +96,9 @@ func runConfig(ctx context.Context, e *cliEnv, sub, file string, f *configFlags)
 	if err != nil {
 		return usageError{err}
 	}
+	if err := checkBrokers(ctx, connectOptions{Brokers: splitList(*brokers), ClientOpts: kopts}); err != nil {
+		return err
+	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(*brokers)...)}, kopts...)...)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)

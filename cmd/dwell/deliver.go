@@ -97,6 +97,9 @@ func runDeliver(ctx context.Context, stderr io.Writer, cfg deliver.Config, kafka
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
+	if err := checkBrokers(ctx, connectOptions{Brokers: cfg.Brokers, ClientOpts: kopts}); err != nil {
+		return err
+	}
 	d, err := deliver.New(cfg)
 	if err != nil {
 		return err

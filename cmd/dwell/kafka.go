@@ -39,6 +39,15 @@ func (k *kafkaFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&k.saslPassword, "sasl-password", "", "SASL `PASSWORD` (prefer DWELL_SASL_PASSWORD)")
 }
 
+// conn is how a command connects: the seed brokers (--brokers) and these settings.
+func (k *kafkaFlags) conn(brokers string) (connectOptions, error) {
+	opts, err := k.opts()
+	if err != nil {
+		return connectOptions{}, usageError{err}
+	}
+	return connectOptions{Brokers: splitList(brokers), ClientOpts: opts}, nil
+}
+
 // opts turns the settings into franz-go options.
 func (k *kafkaFlags) opts() ([]kgo.Opt, error) {
 	var opts []kgo.Opt

@@ -53,6 +53,12 @@ func runLog(ctx context.Context, e *cliEnv, cfg eventlog.Config, kafka *kafkaFla
 		return usageError{err}
 	}
 	cfg.Brokers = splitList(brokers)
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := checkBrokers(ctx, connectOptions{Brokers: cfg.Brokers, ClientOpts: cfg.ClientOpts}); err != nil {
+		return err
+	}
 	_, err = eventlog.Search(ctx, cfg, e.stdout, e.stderr)
 	if errors.Is(err, eventlog.ErrConfig) {
 		return usageError{err}

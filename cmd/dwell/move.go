@@ -59,6 +59,12 @@ func runMove(ctx context.Context, e *cliEnv, cfg move.Config, kafka *kafkaFlags,
 		return usageError{err}
 	}
 	cfg.Brokers = splitList(brokers)
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := checkBrokers(ctx, connectOptions{Brokers: cfg.Brokers, ClientOpts: cfg.ClientOpts}); err != nil {
+		return err
+	}
 	_, err = move.Run(ctx, cfg, e.stdout, e.stderr)
 	if errors.Is(err, move.ErrConfig) {
 		return usageError{err}

@@ -1,51 +1,68 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/bench"
-	"github.com/dwellhq/dwell/pipeline/topicscan"
 )
 
 // newProduceCmd is dwell produce: it writes the web-tracking generator's records to a topic of
-// any Kafka at a target rate, keyed by profile (or session) as a collector would.
+// any Kafka at a target rate, keyed by profile (or session) as a collector would, or, with
+// --file, replays a JSON Lines file.
 func newProduceCmd(e *cliEnv) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "produce --brokers HOST:PORT --topic TOPIC [--rps N] [flags]",
-		Short: "produce generated web tracking into any Kafka",
+		Use:   "produce --topic TOPIC [--rps N | --file FILE] [flags]",
+		Short: "produce generated web tracking, or replay a JSON Lines file, into any Kafka",
 		Args:  noArgs,
 	}
 	fs := cmd.Flags()
 	brokers := bindBrokers(fs)
 	kafka := bindKafka(fs)
 	var (
-		topic       *string
+		topic, file *string
 		rate, count *int
 		web         bench.WebConfig
 	)
 	inGroup(fs, groupIO, func() {
 		topic = fs.String("topic", "events", "`TOPIC` to produce to")
-		rate = fs.Int("rps", 1000, "records per second of wall-clock time (0: as fast as possible); event time keeps pace")
-		count = fs.Int("count", 0, "stop after this many records (0: until Ctrl-C)")
+		file = fs.String("file", "", "replay this JSON Lines `FILE` (- for standard input) instead of generating: one record per line, keyed by profile id")
+		rate = fs.Int("rps", 1000, "generated records per second of wall-clock time (0: as fast as possible); event time keeps pace")
+		count = fs.Int("count", 0, "stop after this many generated records (0: until Ctrl-C)")
 	})
 	bindWeb(fs, &web)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runProduce(cmd.Context(), e.stderr, kafka, *brokers, *topic, *rate, *count, web)
+		conn, err := kafka.conn(*brokers)
+		if err != nil {
+			return err
+		}
+		if *file != "" {
+			if fs.Changed("rps") || fs.Changed("count") {
+				return usageError{errors.New("produce: --rps and --count are for generated records; --file replays the whole file")}
+			}
+			in, err := openProduceInput(*file, e.stdin)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			name := *file
+			if name == "-" {
+				name = "standard input"
+			}
+			_, err = produceFile(cmd.Context(), conn, produceFileOptions{Topic: *topic, Name: name}, in, e.stderr)
+			return err
+		}
+		return runProduce(cmd.Context(), e.stderr, conn, *topic, *rate, *count, web)
 	}
 	return cmd
 }
 
-func runProduce(ctx context.Context, stderr io.Writer, kafka *kafkaFlags, brokers, topic string, rate, count int, web bench.WebConfig) error {
+func runProduce(ctx context.Context, stderr io.Writer, conn connectOptions, topic string, rate, count int, web bench.WebConfig) error {
 	if rate < 0 || count < 0 {
 		return usageError{errors.New("produce: --rps and --count must not be negative")}
 	}
@@ -59,54 +76,13 @@ func runProduce(ctx context.Context, stderr io.Writer, kafka *kafkaFlags, broker
 	if err != nil {
 		return usageError{err}
 	}
-	kopts, err := kafka.opts()
-	if err != nil {
-		return usageError{err}
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(brokers)...), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerBatchCompression(kgo.ZstdCompression())}, kopts...)...)
-	if err != nil {
-		return fmt.Errorf("produce: %w", err)
-	}
-	defer cl.Close()
-	var firstErr atomic.Pointer[error] // promises run on the client's goroutines
-	sent := 0
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			firstErr.CompareAndSwap(nil, &err)
-		}
-	}
-	start := time.Now()
-	for count == 0 || sent < count {
-		if ctx.Err() != nil {
-			break
-		}
-		r := g.Next(nil)
-		cl.Produce(ctx, &kgo.Record{Key: bytes.Clone(r.Key), Value: r.Value, Timestamp: time.UnixMilli(r.Timestamp)}, promise)
-		sent++
-		if rate > 0 && sent%100 == 0 {
-			if ahead := time.Duration(sent)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
-				select {
-				case <-time.After(ahead):
-				case <-ctx.Done():
-				}
-			}
-		}
-	}
-	if err := cl.Flush(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("produce: %w", err)
-	}
-	if err := firstErr.Load(); err != nil {
-		return fmt.Errorf("produce: %w; check --brokers and that topic %q exists", *err, topic)
-	}
-	fmt.Fprintf(stderr, "dwell: produced %d records to %s in %s\n", sent, topic, time.Since(start).Round(time.Millisecond))
-	return nil
+	return produceGenerated(ctx, conn, produceGeneratedOptions{Topic: topic, Rate: rate, Count: count}, g, stderr)
 }
 
 // newTailCmd is dwell tail: it prints the committed records of a topic as JSON, one per line.
 func newTailCmd(e *cliEnv) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "tail TOPIC [--brokers HOST:PORT] [--from-start] [flags]",
+		Use:   "tail TOPIC [--offset start|end|N | --since WHEN] [--partition P,...] [--key K] [--count N]",
 		Short: "print a topic's committed records as JSON lines",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -119,53 +95,42 @@ func newTailCmd(e *cliEnv) *cobra.Command {
 	brokers := bindBrokers(fs)
 	kafka := bindKafka(fs)
 	var (
-		fromStart *bool
-		count     *int
+		fromStart              *bool
+		count                  *int
+		offset, since, key, ps *string
 	)
 	inGroup(fs, groupSelect, func() {
-		fromStart = fs.Bool("from-start", false, "start at the oldest record instead of the newest")
+		offset = fs.String("offset", "end", "where each partition starts: start, end (only new records) or an `OFFSET`")
+		fromStart = fs.Bool("from-start", false, "the same as --offset start")
+		since = fs.String("since", "", "start each partition at its first record at or after `WHEN`: RFC 3339 or a duration ago (90m, 2h, 7d)")
+		ps = fs.String("partition", "", "read only these `PARTITIONS` (comma-separated; default all)")
+		key = fs.String("key", "", "print only the records with this `KEY` (and, without --partition, read only the partition Kafka's default partitioner gives it)")
 		count = fs.Int("count", 0, "stop after this many records (0: until Ctrl-C)")
 	})
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return runTail(cmd.Context(), e.stdout, kafka, *brokers, args[0], *fromStart, *count)
+		conn, err := kafka.conn(*brokers)
+		if err != nil {
+			return err
+		}
+		o := tailOptions{Topic: args[0], Offset: *offset, Since: *since, Key: *key, KeySet: fs.Changed("key"), Count: *count}
+		if *fromStart {
+			if fs.Changed("offset") && *offset != "start" {
+				return usageError{errors.New("tail: --from-start and --offset " + *offset + " disagree; pass one")}
+			}
+			o.Offset = "start"
+		}
+		if *since != "" && fs.Changed("offset") {
+			return usageError{errors.New("tail: --since and --offset both say where to start; pass one")}
+		}
+		if *since != "" && !fs.Changed("offset") {
+			o.Offset = ""
+		}
+		if *ps != "" {
+			if o.Partitions, err = parsePartitions(*ps); err != nil {
+				return usageError{fmt.Errorf("tail: --partition: %w", err)}
+			}
+		}
+		return tailRecords(cmd.Context(), conn, o, e.stdout)
 	}
 	return cmd
-}
-
-func runTail(ctx context.Context, stdout io.Writer, kafka *kafkaFlags, brokers, topic string, fromStart bool, count int) error {
-	topicArgs := []string{topic}
-	start := kgo.NewOffset().AtEnd()
-	if fromStart {
-		start = kgo.NewOffset().AtStart()
-	}
-	kopts, err := kafka.opts()
-	if err != nil {
-		return usageError{err}
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitList(brokers)...), kgo.ConsumeTopics(topicArgs[0]),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(start)}, kopts...)...)
-	if err != nil {
-		return fmt.Errorf("tail: %w", err)
-	}
-	defer cl.Close()
-	enc := json.NewEncoder(stdout)
-	n := 0
-	for ctx.Err() == nil && (count == 0 || n < count) {
-		fetches := cl.PollFetches(ctx)
-		if errs := fetches.Errors(); len(errs) > 0 && ctx.Err() == nil {
-			return fmt.Errorf("tail: %s: %w", topicArgs[0], errs[0].Err)
-		}
-		var err error
-		fetches.EachRecord(func(r *kgo.Record) {
-			if err != nil || (count > 0 && n >= count) {
-				return
-			}
-			n++
-			err = enc.Encode(topicscan.Record(r))
-		})
-		if err != nil {
-			return fmt.Errorf("tail: %w", err)
-		}
-	}
-	return nil
 }

@@ -128,10 +128,10 @@ func produceFile(ctx context.Context, conn connectOptions, o produceFileOptions,
 		derr := dec.Decode(&operators.Record{Topic: o.Topic, Value: value, Timestamp: operators.NoTimestamp}, &ev)
 		switch {
 		case len(ev.Profile) > 0:
-			rec.Key = ev.Profile
+			rec.Key = bytes.Clone(ev.Profile) // the decoder may reuse its buffers
 			st.ByProfile++
 		case len(ev.Session) > 0:
-			rec.Key = ev.Session
+			rec.Key = bytes.Clone(ev.Session)
 			st.BySession++
 		default:
 			st.Unkeyed++

@@ -61,6 +61,12 @@ func runReset(ctx context.Context, stdout io.Writer, cfg reset.Config, kafka *ka
 		return usageError{err}
 	}
 	cfg.Brokers, cfg.Inputs = splitList(brokers), splitList(inputs)
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if err := checkBrokers(ctx, connectOptions{Brokers: cfg.Brokers, ClientOpts: cfg.ClientOpts}); err != nil {
+		return err
+	}
 	_, err = reset.Run(ctx, cfg, stdout)
 	if errors.Is(err, reset.ErrConfig) {
 		return usageError{err}

@@ -66,6 +66,9 @@ func listSavepoints(ctx context.Context, e *cliEnv, kafka *kafkaFlags, brokers, 
 	_, descriptors, data := pipeline.InternalTopics(id)
 	topics := savepoint.Topics{Descriptors: descriptors, Data: data}
 	seeds := splitList(brokers)
+	if err := checkBrokers(ctx, connectOptions{Brokers: seeds, ClientOpts: kopts}); err != nil {
+		return err
+	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, kopts...)...)
 	if err != nil {
 		return fmt.Errorf("savepoints: %w", err)

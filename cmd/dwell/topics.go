@@ -152,7 +152,7 @@ func configLine(configs map[string]*string) string {
 	return strings.Join(parts, " ")
 }
 
-// parseTopicConfigs reads repeated --config key=value settings.
+// parseTopicConfigs reads repeated --topic-config key=value settings.
 func parseTopicConfigs(kvs []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range kvs {

@@ -157,3 +157,9 @@ func (h *newest) Pop() any {
 	*h = old[:len(old)-1]
 	return x
 }
+
+// Validate reports what Search would refuse in cfg (marked with ErrConfig), reading nothing.
+func (c Config) Validate() error {
+	_, err := c.validate()
+	return err
+}

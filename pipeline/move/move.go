@@ -265,3 +265,9 @@ func newRecord(r *kgo.Record) Record {
 	}
 	return m
 }
+
+// Validate reports what Run would refuse in cfg (marked with ErrConfig), reading nothing.
+func (c Config) Validate() error {
+	_, err := c.validate()
+	return err
+}

@@ -581,3 +581,6 @@ func readOffsets(path string) (map[string]map[int32]int64, error) {
 	}
 	return out, nil
 }
+
+// Validate reports what Run would refuse in cfg (ErrConfig), contacting no broker.
+func (c Config) Validate() error { return c.validate() }
