@@ -227,7 +227,7 @@ func TestDataDirInUse(t *testing.T) {
 	}
 	defer st.Close()
 	code, _, stderr := runCLI(t, "", "run", "--brokers", strings.Join(c.ListenAddrs(), ","), "--data-dir", dir,
-		"--create-topics", "--metrics-addr", "")
+		"--create-topics", "--metrics-addr", "", "--admin-addr", "")
 	want := `dwell: data dir "` + dir + `" is in use by PID ` + strconv.Itoa(os.Getpid()) +
 		" (another dwell run?); stop it or pass another --data-dir\n"
 	if code != exitFailure || !strings.HasSuffix(stderr, want) {

@@ -321,7 +321,7 @@ func (f *faultRun) start(dataDir string) *dwellProc {
 	args := []string{"run", "--brokers", strings.Join(f.brokers, ","), "--inputs", f.input, "--group", f.group,
 		"--system-topic", f.topics.System, "--events-topic", f.topics.Events, "--late-topic", f.topics.Late,
 		"--dlq-topic", f.topics.Dead, "--changelog-topic", f.topics.Changelog, "--data-dir", dataDir,
-		"--guarantee", f.guarantee, "--metrics-addr", "", "--max-poll-records", "5000", "-v", "--kafka-log-level", cmp.Or(os.Getenv("DWELL_FAULT_KAFKA_LOG"), "info"),
+		"--guarantee", f.guarantee, "--metrics-addr", "", "--admin-addr", "127.0.0.1:0", "--max-poll-records", "5000", "-v", "--kafka-log-level", cmp.Or(os.Getenv("DWELL_FAULT_KAFKA_LOG"), "info"),
 		// Event time, not the wall clock, ends visits: the stream is in the past.
 		"--idle-timeout=-1s",
 		"--group-session-timeout", "3s", "--transaction-timeout", "20s"}

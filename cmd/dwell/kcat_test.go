@@ -73,7 +73,7 @@ func TestKcatInterop(t *testing.T) {
 		done <- run(ctx, []string{"run", "--brokers", brokers, "--inputs", k.Name("events"), "--group", k.Name("dwell"),
 			"--system-topic", topics.System, "--events-topic", topics.Events, "--late-topic", topics.Late,
 			"--dlq-topic", topics.Dead, "--changelog-topic", topics.Changelog, "--create-topics",
-			"--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "", "--idle-timeout=-1s"},
+			"--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "", "--admin-addr", "", "--idle-timeout=-1s"},
 			strings.NewReader(""), &bytes.Buffer{}, &errb)
 	}()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...))

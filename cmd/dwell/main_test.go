@@ -235,7 +235,7 @@ func TestConfigFile(t *testing.T) {
 		t.Fatalf("typo in the file: %v", err)
 	}
 	// The example file in deploy/ is valid for dwell run.
-	code, _, stderr := runCLI(t, "", "run", "--config", "../../deploy/dwell.example.yaml", "--brokers", "127.0.0.1:1", "--metrics-addr", "")
+	code, _, stderr := runCLI(t, "", "run", "--config", "../../deploy/dwell.example.yaml", "--brokers", "127.0.0.1:1", "--metrics-addr", "", "--admin-addr", "")
 	if strings.Contains(stderr, "unknown key") || strings.Contains(stderr, "config ") {
 		t.Fatalf("deploy/dwell.example.yaml is not a valid config: exit %d, %s", code, stderr)
 	}

@@ -26,7 +26,7 @@ func TestResetCLI(t *testing.T) {
 	dir := t.TempDir()
 	d := pipeline.DefaultTopics()
 	group := k.Name("dwell")
-	runArgs := []string{"run", "--brokers", brokers, "--create-topics", "--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "",
+	runArgs := []string{"run", "--brokers", brokers, "--create-topics", "--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "", "--admin-addr", "",
 		"--inputs", k.Name("events"), "--group", group, "--system-topic", k.Name(d.System), "--events-topic", k.Name(d.Events),
 		"--late-topic", k.Name(d.Late), "--dlq-topic", k.Name(d.Dead)}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.DefaultProduceTopic(k.Name("events")))

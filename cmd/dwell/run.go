@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/admin"
 	"github.com/dwellhq/dwell/pipeline/rulesrc"
 )
 
@@ -34,6 +36,8 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 	var (
 		brokers, inputs, eventLog, metricsAddr *string
 		createTopics, verbose                  *bool
+		partitions                             *int
+		adm                                    adminFlags
 	)
 	brokers = bindBrokers(fs)
 	kafka := bindKafka(fs)
@@ -43,15 +47,12 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 		fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "`CODEC` of produced batches: lz4, zstd, snappy or none")
 		fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", cfg.TransactionTimeout, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
 		fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", cfg.GroupSessionTimeout, "how long the group waits for a silent instance before moving its partitions")
-		createTopics = fs.Bool("create-topics", false, "create missing output and internal topics (the changelog compacted), the topics a rule set writes to, and the config topic")
+		createTopics = fs.Bool("create-topics", false, "create missing inputs (--partitions), output and internal topics (the changelog compacted), the topics a rule set writes to, and the config topic")
+		partitions = fs.Int("partitions", defaultPartitions, "`N` partitions of the input topics --create-topics creates (outputs take the inputs' count)")
 	})
 	inGroup(fs, groupIO, func() {
 		inputs = fs.String("inputs", "events", "input `TOPIC,...` (co-partitioned, keyed by profile id)")
-		fs.StringVar(&cfg.Topics.System, "system-topic", cfg.Topics.System, "system events output `TOPIC`")
-		fs.StringVar(&cfg.Topics.Events, "events-topic", cfg.Topics.Events, "processed events output `TOPIC`")
-		fs.StringVar(&cfg.Topics.Late, "late-topic", cfg.Topics.Late, "late events output `TOPIC`")
-		fs.StringVar(&cfg.Topics.Dead, "dlq-topic", cfg.Topics.Dead, "dead-letter output `TOPIC`")
-		fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", cfg.Topics.EventLog, "event log `TOPIC` (one record per processed event; see --event-log)")
+		bindOutputTopics(fs, &cfg)
 		eventLog = fs.String("event-log", "", "`WHICH` events go to the event log: all, errors or none (default: all with a rules source, else none)")
 		fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", cfg.Topics.QueuePrefix, "queue topics are this `PREFIX` plus the queue name (notifications, routed events)")
 	})
@@ -80,12 +81,25 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 		fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
 		fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs, a `LEVEL`: none, error, warn, info or debug")
 		verbose = fs.BoolP("verbose", "v", false, "log at debug level")
+		adm.bind(fs, true)
 	})
 	bindConfigFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runLive(cmd.Context(), e.stderr, cfg, rf, kafka, *brokers, *inputs, *eventLog, *metricsAddr, *createTopics, *verbose)
+		if *partitions <= 0 {
+			return usageError{fmt.Errorf("run: --partitions must be positive, got %d", *partitions)}
+		}
+		return runLive(cmd.Context(), e, cfg, rf, kafka, &adm, *brokers, *inputs, *eventLog, *metricsAddr, *createTopics, int32(*partitions), *verbose)
 	}
 	return cmd
+}
+
+// bindOutputTopics binds the output topics' names of dwell run (and dwell topics create --all).
+func bindOutputTopics(fs *pflag.FlagSet, cfg *pipeline.LiveConfig) {
+	fs.StringVar(&cfg.Topics.System, "system-topic", cfg.Topics.System, "system events output `TOPIC`")
+	fs.StringVar(&cfg.Topics.Events, "events-topic", cfg.Topics.Events, "processed events output `TOPIC`")
+	fs.StringVar(&cfg.Topics.Late, "late-topic", cfg.Topics.Late, "late events output `TOPIC`")
+	fs.StringVar(&cfg.Topics.Dead, "dlq-topic", cfg.Topics.Dead, "dead-letter output `TOPIC`")
+	fs.StringVar(&cfg.Topics.EventLog, "event-log-topic", cfg.Topics.EventLog, "event log `TOPIC` (one record per processed event; see --event-log)")
 }
 
 // bindConfigFlag binds --config, which applyEnvAndFile reads.
@@ -95,9 +109,10 @@ func bindConfigFlag(fs *pflag.FlagSet) {
 	})
 }
 
-func runLive(ctx context.Context, stderr io.Writer, cfg pipeline.LiveConfig, rf *ruleFlags, kafka *kafkaFlags,
-	brokers, inputs, eventLog, metricsAddr string, createTopics, verbose bool,
+func runLive(ctx context.Context, e *cliEnv, cfg pipeline.LiveConfig, rf *ruleFlags, kafka *kafkaFlags, adm *adminFlags,
+	brokers, inputs, eventLog, metricsAddr string, createTopics bool, partitions int32, verbose bool,
 ) error {
+	stderr := e.stderr
 	cfg.Brokers = splitList(brokers)
 	cfg.Inputs = splitList(inputs)
 	if rf.fromFiles() && rf.topic != "" {
@@ -130,7 +145,7 @@ func runLive(ctx context.Context, stderr io.Writer, cfg pipeline.LiveConfig, rf 
 		return usageError{err}
 	}
 	cfg.ClientOpts = kopts
-	if err := pipeline.EnsureTopics(ctx, cfg, createTopics); err != nil {
+	if err := ensureRunTopics(ctx, cfg, createTopics, partitions, 0); err != nil {
 		return err
 	}
 	reg := newRegistry()
@@ -150,12 +165,38 @@ func runLive(ctx context.Context, stderr io.Writer, cfg pipeline.LiveConfig, rf 
 			return err
 		}
 	}
+	// The admin API listens before the processor starts: a port in use is an error at once,
+	// and the URL it is reached at goes into the consumer's client id (forwarding).
+	var adminCfg admin.Config
+	var adminLn net.Listener
+	if adm.addr != "" {
+		token, made, err := adm.token(e.lookupEnv, cfg.DataDir, true)
+		if err != nil {
+			return err
+		}
+		if made {
+			cfg.Logger.Info("admin API token written; dwell profile reads it from there, or set DWELL_ADMIN_TOKEN", "file", filepath.Join(cfg.DataDir, adminTokenFile))
+		}
+		if adminLn, cfg.AdvertisedAdminURL, err = adm.listen(); err != nil {
+			return err
+		}
+		defer adminLn.Close() // when NewLive or admin.New fails; the server closes it otherwise
+		adminCfg = admin.Config{Listener: adminLn, Token: token, AdvertisedURL: cfg.AdvertisedAdminURL,
+			Pprof: adm.pprof, Logger: cfg.Logger, Registry: reg}
+	}
 	live, err := pipeline.NewLive(cfg)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrConfig) {
 			return usageError{err}
 		}
 		return err
+	}
+	var adminSrv *admin.Server
+	if adminLn != nil {
+		adminCfg.Owners = live
+		if adminSrv, err = admin.New(adminCfg, live); err != nil {
+			return errors.Join(usageError{err}, live.Close())
+		}
 	}
 	// The watcher stops before the processor closes; if it cannot go on, neither does the run,
 	// rather than run on with rules that no longer follow their source.
@@ -183,10 +224,25 @@ func runLive(ctx context.Context, stderr io.Writer, cfg pipeline.LiveConfig, rf 
 	}
 	cfg.Logger.Info("dwell running", "brokers", cfg.Brokers, "inputs", cfg.Inputs, "group", cfg.Group, "data_dir", cfg.DataDir,
 		"rules", live.RuleSetVersion(), "event_log", cfg.EventLog)
+	// The admin API serves until the processor stops; queries need the processor's Kafka
+	// client (forwarding), so both end before it closes.
+	var adminErr error
+	var serving sync.WaitGroup
+	adminCtx, stopAdmin := context.WithCancel(runCtx)
+	if adminSrv != nil {
+		serving.Go(func() {
+			if err := adminSrv.Run(adminCtx); err != nil {
+				adminErr = err
+				cancelRun()
+			}
+		})
+	}
 	runErr := live.Run(runCtx)
+	stopAdmin()
+	serving.Wait()
 	stopWatch()
 	watching.Wait()
-	if err := errors.Join(runErr, watchErr, live.Close()); err != nil {
+	if err := errors.Join(runErr, watchErr, adminErr, live.Close()); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	cfg.Logger.Info("dwell stopped cleanly")

@@ -73,7 +73,7 @@ func TestRunAgainstKafka(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"run", "--brokers", brokers, "--create-topics",
-			"--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "127.0.0.1:0"}, names...), strings.NewReader(""), &bytes.Buffer{}, &errb)
+			"--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, names...), strings.NewReader(""), &bytes.Buffer{}, &errb)
 	}()
 	out, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(k.Name(d.System)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
