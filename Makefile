@@ -45,7 +45,7 @@ test-kafka:
 	trap '$(HARNESS) down --dir $(KAFKA_TEST_DIR)' EXIT; \
 	echo "== Kafka integration suite on $$addr"; \
 	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
-		-run '^(TestLive|TestReset|TestSavepoints|TestCart|TestRunAgainstKafka|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
+		-run '^(TestLive|TestReset|TestSavepoints|TestCart|TestRunAgainstKafka|TestReadmeUsingIt|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
 		-skip '^TestDeliverRebalance$$' \
 		./pipeline ./pipeline/reset ./pipeline/deliver ./pipeline/rulesrc ./pipeline/topicscan ./cmd/dwell || exit 1; \
 	echo "== fault suite"; \
