@@ -170,6 +170,11 @@ func runLive(ctx context.Context, e *cliEnv, cfg pipeline.LiveConfig, rf *ruleFl
 	var adminCfg admin.Config
 	var adminLn net.Listener
 	if adm.addr != "" {
+		var err error
+		if adminLn, cfg.AdvertisedAdminURL, err = adm.listen(); err != nil {
+			return err
+		}
+		defer adminLn.Close() // when NewLive or admin.New fails; the server closes it otherwise
 		token, made, err := adm.token(e.lookupEnv, cfg.DataDir, true)
 		if err != nil {
 			return err
@@ -177,10 +182,6 @@ func runLive(ctx context.Context, e *cliEnv, cfg pipeline.LiveConfig, rf *ruleFl
 		if made {
 			cfg.Logger.Info("admin API token written; dwell profile reads it from there, or set DWELL_ADMIN_TOKEN", "file", filepath.Join(cfg.DataDir, adminTokenFile))
 		}
-		if adminLn, cfg.AdvertisedAdminURL, err = adm.listen(); err != nil {
-			return err
-		}
-		defer adminLn.Close() // when NewLive or admin.New fails; the server closes it otherwise
 		adminCfg = admin.Config{Listener: adminLn, Token: token, AdvertisedURL: cfg.AdvertisedAdminURL,
 			Pprof: adm.pprof, Logger: cfg.Logger, Registry: reg}
 	}
