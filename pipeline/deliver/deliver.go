@@ -75,6 +75,10 @@ func New(cfg Config) (*Deliverer, error) {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers come back as records so that they count as handled: without
+		// them the handled offsets stop one short of each commit marker, and the lag stays
+		// at 1 per partition after everything is delivered.
+		kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		// A resumed partition joins the next fetch request only after the one in flight
@@ -233,6 +237,10 @@ func (d *Deliverer) poll(ctx context.Context) {
 			}
 			d.mu.Unlock()
 			for _, r := range fp.Records {
+				if r.Attrs.IsControl() {
+					d.skipControl(p, r)
+					continue
+				}
 				if !d.handOut(p, r) {
 					continue
 				}
@@ -260,6 +268,19 @@ func (d *Deliverer) poll(ctx context.Context) {
 		if pause != nil {
 			d.cl.PauseFetchPartitions(map[string][]int32{d.cfg.Topic: pause})
 		}
+	}
+}
+
+// skipControl marks a transaction marker handled: nothing to deliver, but the committed
+// offset and the lag move past it.
+func (d *Deliverer) skipControl(p *partition, r *kgo.Record) {
+	if p == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !p.revoked && !d.mu.stopping && p.t.add(r.Offset) {
+		p.t.done(r.Offset)
 	}
 }
 
