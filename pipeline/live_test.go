@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -355,9 +356,18 @@ func TestLiveMetrics(t *testing.T) {
 		if strings.HasPrefix(f.GetName(), "dwell_kafka_") {
 			kafka++
 		}
+		// A gauge named like a counter misleads rate() and promtool; kprom names two so.
+		if f.GetType() == dto.MetricType_GAUGE && strings.HasSuffix(f.GetName(), "_total") {
+			t.Errorf("gauge %s ends in _total", f.GetName())
+		}
 	}
 	if kafka == 0 {
 		t.Error("no franz-go client series (kprom)")
+	}
+	for _, name := range []string{"dwell_kafka_buffered_produce_records", "dwell_kafka_buffered_fetch_records"} {
+		if _, series := value(name, nil); series != 1 {
+			t.Errorf("%s: %d series, want 1 (kprom's _total gauge renamed)", name, series)
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {

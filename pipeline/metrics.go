@@ -121,7 +121,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"committed", "aborted"} {
 		m.txns.WithLabelValues(r)
 	}
-	m.kprom = kprom.NewMetrics("dwell_kafka", kprom.Registerer(reg))
+	m.kprom = kprom.NewMetrics("dwell_kafka", kprom.Registerer(newRenamingRegisterer(reg)))
 	return m
 }
 
