@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -156,7 +157,7 @@ func Open(o Options) (*Store, error) {
 		L0StopWritesThreshold:       24,
 		MemTableStopWritesThreshold: 4,
 		LBaseMaxBytes:               256 << 20,
-		Logger:                      slogLogger{o.Logger},
+		Logger:                      slogLogger{o.Logger.With("component", "pebble")},
 		FormatMajorVersion:          pebble.FormatNewest,
 		DisableWAL:                  o.DisableWAL,
 	}
@@ -540,10 +541,16 @@ func (s *Store) Health() Health {
 	}
 }
 
-// slogLogger adapts slog to Pebble's Logger.
+// slogLogger adapts slog to Pebble's Logger. Pebble's INFO lines (format upgrades, WAL
+// recovery, compaction notes) are its own business: they go out at debug level, so that
+// --log-level info shows dwell's lines only; its errors stay errors.
 type slogLogger struct{ l *slog.Logger }
 
-func (l slogLogger) Infof(format string, args ...any)  { l.l.Info(fmt.Sprintf(format, args...)) }
+func (l slogLogger) Infof(format string, args ...any) {
+	if l.l.Enabled(context.Background(), slog.LevelDebug) {
+		l.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
 func (l slogLogger) Errorf(format string, args ...any) { l.l.Error(fmt.Sprintf(format, args...)) }
 func (l slogLogger) Fatalf(format string, args ...any) {
 	l.l.Error(fmt.Sprintf(format, args...))
