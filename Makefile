@@ -16,8 +16,14 @@ HARNESS        := $(GO) run ./deploy/kafka/cmd/kafka-harness
 
 all: lint test
 
+## build: bin/dwell, stamped with the version and commit (dwell version, dwell_build_info): the
+## go command stamps none where VCS stamping is off (GOFLAGS=-buildvcs=false, no .git)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
+
 build:
-	$(GO) build -o bin/dwell ./cmd/dwell
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/dwell ./cmd/dwell
 
 ## demo: the live pipeline on an embedded test broker, a summary every second; Ctrl-C ends it.
 ## Built, then run: go run exits 1 when interrupted, whatever its program exits with, so a clean

@@ -356,8 +356,8 @@ func parentCmd(use, short string) *cobra.Command {
 func newVersionCmd(e *cliEnv) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "print dwell's version",
+		Short: "print dwell's version, commit and Go version",
 		Args:  noArgs,
-		Run:   func(*cobra.Command, []string) { fmt.Fprintln(e.stdout, "dwell", version()) },
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(e.stdout, "dwell", readBuildInfo()) },
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"time"
 
@@ -26,7 +25,6 @@ func newDeliverCmd(e *cliEnv) *cobra.Command {
 	fs := cmd.Flags()
 	cfg := deliver.DefaultConfig() // each flag's default is the field's value
 	var url, endpoints, metricsAddr *string
-	var verbose *bool
 	brokers := bindBrokers(fs)
 	kafka := bindKafka(fs)
 	inGroup(fs, groupIO, func() {
@@ -49,16 +47,16 @@ func newDeliverCmd(e *cliEnv) *cobra.Command {
 	})
 	inGroup(fs, groupObserve, func() {
 		metricsAddr = fs.String("metrics-addr", "localhost:9091", "serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
-		verbose = fs.BoolP("verbose", "v", false, "log at debug level")
 	})
+	logf := bindLog(fs, "info")
 	bindConfigFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return runDeliver(cmd.Context(), e.stderr, cfg, kafka, *brokers, *url, *endpoints, *metricsAddr, *verbose)
+		return runDeliver(cmd.Context(), e.stderr, cfg, kafka, *brokers, *url, *endpoints, *metricsAddr, logf)
 	}
 	return cmd
 }
 
-func runDeliver(ctx context.Context, stderr io.Writer, cfg deliver.Config, kafka *kafkaFlags, brokers, url, endpoints, metricsAddr string, verbose bool) error {
+func runDeliver(ctx context.Context, stderr io.Writer, cfg deliver.Config, kafka *kafkaFlags, brokers, url, endpoints, metricsAddr string, logf *logFlags) error {
 	if cfg.Queue == "" {
 		return usageError{errors.New("deliver: name the queue: dwell deliver --queue NAME --url URL")}
 	}
@@ -81,11 +79,11 @@ func runDeliver(ctx context.Context, stderr io.Writer, cfg deliver.Config, kafka
 		return usageError{errors.New("deliver: no endpoint: pass --url or --endpoints FILE")}
 	}
 	cfg.Brokers = splitList(brokers)
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
+	logger, err := logf.logger(stderr)
+	if err != nil {
+		return err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = logger
 	kopts, err := kafka.opts()
 	if err != nil {
 		return usageError{err}

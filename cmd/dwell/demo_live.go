@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -31,6 +30,7 @@ type demoFlags struct {
 	duration    time.Duration
 	profiles    int
 	metricsAddr string
+	log         *logFlags // live: warn by default, the summary is the demo's output
 	ops         operators.Config
 	// --offline
 	events     int
@@ -77,6 +77,7 @@ kind. It needs no flags; --duration or Ctrl-C ends it (exit 0).`,
 		}
 	})
 	bindOperators(fs, &d.ops)
+	d.log = bindLog(fs, "warn")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
 		if d.duration > 0 {
@@ -109,6 +110,10 @@ func runDemoLive(ctx context.Context, e *cliEnv, d *demoFlags) error {
 	speed, profiles, metricsAddr, opCfg := &d.speed, &d.profiles, &d.metricsAddr, d.ops
 	if rate < 1 || *speed <= 0 {
 		return usageError{errors.New("demo: --rate and --speed must be positive")}
+	}
+	logger, err := d.log.logger(stderr)
+	if err != nil {
+		return err
 	}
 	topics := pipeline.DefaultTopics()
 	const partitions = 4
@@ -150,7 +155,6 @@ than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once 
 		prodErr <- produce(prodCtx, brokers, web, rate, &eventNow, &produced)
 	}()
 
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	reg := newRegistry()
 	live, err := pipeline.NewLive(pipeline.LiveConfig{
 		Brokers: brokers, Inputs: []string{"events"}, DataDir: dir, Operators: opCfg,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -35,7 +34,8 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 	cfg := pipeline.DefaultLiveConfig() // each flag's default is the field's value
 	var (
 		brokers, inputs, eventLog, metricsAddr *string
-		createTopics, verbose                  *bool
+		createTopics                           *bool
+		logf                                   *logFlags
 		partitions                             *int
 		adm                                    adminFlags
 	)
@@ -80,15 +80,15 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 		metricsAddr = fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
 		fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
 		fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs, a `LEVEL`: none, error, warn, info or debug")
-		verbose = fs.BoolP("verbose", "v", false, "log at debug level")
 		adm.bind(fs, true)
 	})
+	logf = bindLog(fs, "info")
 	bindConfigFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if *partitions <= 0 {
 			return usageError{fmt.Errorf("run: --partitions must be positive, got %d", *partitions)}
 		}
-		return runLive(cmd.Context(), e, cfg, rf, kafka, &adm, *brokers, *inputs, *eventLog, *metricsAddr, *createTopics, int32(*partitions), *verbose)
+		return runLive(cmd.Context(), e, cfg, rf, kafka, &adm, *brokers, *inputs, *eventLog, *metricsAddr, *createTopics, int32(*partitions), logf)
 	}
 	return cmd
 }
@@ -110,7 +110,7 @@ func bindConfigFlag(fs *pflag.FlagSet) {
 }
 
 func runLive(ctx context.Context, e *cliEnv, cfg pipeline.LiveConfig, rf *ruleFlags, kafka *kafkaFlags, adm *adminFlags,
-	brokers, inputs, eventLog, metricsAddr string, createTopics bool, partitions int32, verbose bool,
+	brokers, inputs, eventLog, metricsAddr string, createTopics bool, partitions int32, logf *logFlags,
 ) error {
 	stderr := e.stderr
 	cfg.Brokers = splitList(brokers)
@@ -131,11 +131,10 @@ func runLive(ctx context.Context, e *cliEnv, cfg pipeline.LiveConfig, rf *ruleFl
 	}
 	cfg.CreateTopics = createTopics
 	cfg.ConfigTopic = rf.topic
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
+	var err error
+	if cfg.Logger, err = logf.logger(stderr); err != nil {
+		return err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// Before any broker is contacted; the operators' settings as given (a zero is not a default).
 	if err := errors.Join(cfg.Operators.Validate(), cfg.Validate()); err != nil {
 		return usageError{err}

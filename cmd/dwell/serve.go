@@ -15,10 +15,11 @@ import (
 )
 
 // newRegistry is the process's metrics registry (no globals): Go runtime and process series,
-// plus whatever the pipeline registers.
+// dwell_build_info, plus whatever the pipeline registers.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newBuildInfoGauge(readBuildInfo()))
 	return reg
 }
 
