@@ -339,6 +339,9 @@ func TestLiveMetrics(t *testing.T) {
 	if v, _ := value("dwell_system_events_total", map[string]string{"type": "profile-created"}); v <= 0 {
 		t.Errorf("no profile-created counted")
 	}
+	if v, series := value("dwell_ready", nil); v != 1 || series != 1 {
+		t.Errorf("dwell_ready = %v over %d series, want 1 once ready", v, series)
+	}
 	if v, _ := value("dwell_assigned_partitions", nil); v != livePartitions {
 		t.Errorf("assigned partitions = %v, want %d", v, livePartitions)
 	}

@@ -137,6 +137,8 @@ func (m *Metrics) attach(l *Live) {
 		gauge("partitions_behind", "Partitions whose cycle budget (--max-cycle-work, --max-cycle-time) stopped work that goes on at the next cycle; their fetching is paused meanwhile.",
 			stats(func(s LiveStats) float64 { return float64(s.Behind) })),
 		gauge("held_records", "Records held while their partition's watermark catches up.", stats(func(s LiveStats) float64 { return float64(s.Held) })),
+		gauge("ready", "1 when /readyz answers 200 (every assigned partition restored, none stalled), else 0: restoring, waiting for an assignment, or stalled.",
+			func() float64 { return map[bool]float64{true: 1}[l.Readiness() == nil] }),
 		gauge("assigned_partitions", "Partitions this instance processes.", stats(func(s LiveStats) float64 { return float64(s.Partitions) })),
 		gauge("open_visits", "Visits open on this instance's partitions.", stats(func(s LiveStats) float64 { return float64(s.OpenVisits) })),
 		gauge("open_sessions", "Sessions open on this instance's partitions.", stats(func(s LiveStats) float64 { return float64(s.OpenSessions) })),
