@@ -12,7 +12,10 @@ KAFKA_TEST_DIR ?= /tmp/dwell-kafka-test
 BROKERS        ?= 1
 HARNESS        := $(GO) run ./deploy/kafka/cmd/kafka-harness
 
-.PHONY: all build demo test test-short test-kafka kafka-up kafka-down lint fuzz bench bench-gate clean
+HELM_VERSION ?= v4.3.2
+HELM_DIR     ?= $(HOME)/.cache/dwell/helm-$(HELM_VERSION)
+
+.PHONY: all build helm demo test test-short test-kafka kafka-up kafka-down lint fuzz bench bench-gate clean
 
 all: lint test
 
@@ -24,6 +27,14 @@ LDFLAGS := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/dwell ./cmd/dwell
+
+## helm: Helm $(HELM_VERSION), built from its Go module (pinned) into $(HELM_DIR) once; the chart
+## tests (deploy/helm) use it and skip, saying so, without it. About 5 minutes on the 2-core
+## machine the first time (module downloads included), nothing after.
+helm:
+	@test -x $(HELM_DIR)/helm || { echo "building helm $(HELM_VERSION) into $(HELM_DIR)"; \
+		GOFLAGS= GOBIN=$(HELM_DIR) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION); }
+	@$(HELM_DIR)/helm version --short
 
 ## demo: the live pipeline on an embedded test broker, a summary every second; Ctrl-C ends it.
 ## Built, then run: go run exits 1 when interrupted, whatever its program exits with, so a clean
