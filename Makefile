@@ -15,7 +15,7 @@ HARNESS        := $(GO) run ./deploy/kafka/cmd/kafka-harness
 HELM_VERSION ?= v4.3.2
 HELM_DIR     ?= $(HOME)/.cache/dwell/helm-$(HELM_VERSION)
 
-.PHONY: all build helm demo test test-short test-kafka kafka-up kafka-down lint fuzz bench bench-gate clean
+.PHONY: all build image helm demo test test-short test-kafka kafka-up kafka-down lint fuzz bench bench-gate clean
 
 all: lint test
 
@@ -27,6 +27,17 @@ LDFLAGS := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/dwell ./cmd/dwell
+
+## image: dwell's container image as an OCI archive, dist/dwell-oci.tar, built without a Docker
+## daemon (deploy/image, go-containerregistry): the static binary (CGO_ENABLED=0) on an empty
+## base with the CA certificates and a non-root user; then TestImage inspects it. Load it with
+## `docker load -i` (25+), `podman load -i`, or push it with skopeo (oci-archive:...).
+## GOARCH=arm64 make image for arm64. The Dockerfile builds the same for Docker users.
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o bin/dwell-linux-$(IMAGE_ARCH) ./cmd/dwell
+	$(GO) run ./deploy/image --binary bin/dwell-linux-$(IMAGE_ARCH) --arch $(IMAGE_ARCH) --out dist/dwell-oci.tar --version $(VERSION) --commit $(COMMIT)
+	DWELL_IMAGE=dist/dwell-oci.tar $(GO) test -count=1 -run '^TestImage$$' ./deploy/image
 
 ## helm: Helm $(HELM_VERSION), built from its Go module (pinned) into $(HELM_DIR) once; the chart
 ## tests (deploy/helm) use it and skip, saying so, without it. About 5 minutes on the 2-core
