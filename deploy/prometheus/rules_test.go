@@ -104,14 +104,14 @@ func TestAlertsCoveredAndLinked(t *testing.T) {
 	}
 }
 
-// TestAlertRules runs promtool check rules and promtool test rules (Debian package
-// prometheus; .ci/run installs it).
+// TestAlertRules runs promtool check rules, promtool test rules and promtool check config on
+// the example scrape configuration (Debian package prometheus; .ci/run installs it).
 func TestAlertRules(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
 		t.Skip("SKIPPED: promtool is not installed (Debian: apt-get install prometheus); the alert rules were not checked")
 	}
-	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}, {"check", "config", "prometheus.example.yml"}} {
 		out, err := exec.Command(promtool, args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
