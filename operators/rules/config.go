@@ -34,6 +34,8 @@ type Config struct {
 	// Registry is the file's `registry` section (same form as a registry file), nil when it
 	// has none: rules and registry in one file are one version, loaded and replaced together.
 	Registry *Registry
+	// Jobs are the file's scheduled jobs (`jobs:`), by name.
+	Jobs []*Job
 
 	exact    map[string][]int32 // event type -> rules with that exact type in `on`, in order
 	wildcard []int32            // rules with a wildcard pattern in `on`, in order
@@ -245,6 +247,26 @@ func Load(data []byte, opt Options) (*Config, error) {
 				names[r.Name] = true
 				cfg.Rules = append(cfg.Rules, r)
 			}
+		case "jobs":
+			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+				return nil
+			}
+			if v.Kind != yaml.SequenceNode {
+				return errAt(v, "", "jobs must be a list")
+			}
+			jobNames := map[string]bool{}
+			for _, jn := range v.Content {
+				j, err := loadJob(jn, cp)
+				if err != nil {
+					return err
+				}
+				if jobNames[j.Name] {
+					return errAt(jn, "job "+j.Name, "a job of this name is already defined")
+				}
+				jobNames[j.Name] = true
+				cfg.Jobs = append(cfg.Jobs, j)
+			}
+			slices.SortFunc(cfg.Jobs, func(a, b *Job) int { return strings.Compare(a.Name, b.Name) })
 		default:
 			return errAt(kn, "", "unknown key %q", k)
 		}
