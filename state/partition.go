@@ -11,33 +11,64 @@ import (
 
 // A partition record is what the store and the changelog keep for a partition (the value of
 // PartitionRecordKey, chunked by PartitionRecords when large): the next input offset per topic
-// that its state holds, then the sessionizer's partition snapshot.
+// that its state holds, the last fired time of each scheduled job the partition fires (version
+// 2 only), then the sessionizer's partition snapshot.
 //
 //	version byte (1) | uvarint topic count | per topic, sorted: uvarint len, name, uvarint next offset | snapshot
+//	version byte (2) | the same topics | uvarint job count | per job, sorted: uvarint len, name, varint last fired (Unix ms) | snapshot
 //
-// The version byte is never chunkedMarker, so a whole record never reads as a chunk descriptor.
-const partitionRecordVersion = 1
+// A partition without job state writes version 1, as dwell did before jobs, so its bytes do
+// not change; both versions are read. The version byte is never chunkedMarker, so a whole
+// record never reads as a chunk descriptor.
+const (
+	partitionRecordVersion     = 1
+	partitionRecordVersionJobs = 2
+)
 
 // AppendPartitionRecord appends the partition record of next and the sessionizer snapshot snap.
 func AppendPartitionRecord(dst []byte, next map[string]int64, snap []byte) []byte {
-	topics := make([]string, 0, len(next))
-	for t := range next {
-		topics = append(topics, t)
+	return AppendPartitionRecordJobs(dst, next, nil, snap)
+}
+
+// AppendPartitionRecordJobs appends the partition record of next, the jobs' last fired times
+// (Unix ms by job name; none: a version 1 record) and the sessionizer snapshot snap.
+func AppendPartitionRecordJobs(dst []byte, next, jobs map[string]int64, snap []byte) []byte {
+	version := byte(partitionRecordVersion)
+	if len(jobs) > 0 {
+		version = partitionRecordVersionJobs
 	}
-	slices.Sort(topics)
-	dst = append(dst, partitionRecordVersion)
-	dst = binary.AppendUvarint(dst, uint64(len(topics)))
-	for _, t := range topics {
-		dst = wire.AppendString(dst, t)
-		dst = binary.AppendUvarint(dst, uint64(next[t]))
+	dst = append(dst, version)
+	dst = appendSorted(dst, next, func(dst []byte, v int64) []byte { return binary.AppendUvarint(dst, uint64(v)) })
+	if version == partitionRecordVersionJobs {
+		dst = appendSorted(dst, jobs, binary.AppendVarint)
 	}
 	return append(dst, snap...)
 }
 
+func appendSorted(dst []byte, m map[string]int64, val func([]byte, int64) []byte) []byte {
+	names := make([]string, 0, len(m))
+	for t := range m {
+		names = append(names, t)
+	}
+	slices.Sort(names)
+	dst = binary.AppendUvarint(dst, uint64(len(names)))
+	for _, t := range names {
+		dst = wire.AppendString(dst, t)
+		dst = val(dst, m[t])
+	}
+	return dst
+}
+
 // ParsePartitionRecord fills next and returns the sessionizer snapshot (a view into b).
 func ParsePartitionRecord(b []byte, next map[string]int64) ([]byte, error) {
+	return ParsePartitionRecordJobs(b, next, nil)
+}
+
+// ParsePartitionRecordJobs fills next and jobs (when not nil; a version 1 record has no job
+// state) and returns the sessionizer snapshot (a view into b).
+func ParsePartitionRecordJobs(b []byte, next, jobs map[string]int64) ([]byte, error) {
 	errCorrupt := errors.New("state: corrupt partition record")
-	if len(b) == 0 || b[0] != partitionRecordVersion {
+	if len(b) == 0 || b[0] != partitionRecordVersion && b[0] != partitionRecordVersionJobs {
 		return nil, errCorrupt
 	}
 	r := wire.NewReader(b[1:])
@@ -48,6 +79,18 @@ func ParsePartitionRecord(b []byte, next map[string]int64) ([]byte, error) {
 			return nil, errCorrupt
 		}
 		next[topic] = int64(off)
+	}
+	if b[0] == partitionRecordVersionJobs {
+		n := r.UvarintMax(1 << 16)
+		for range n {
+			name, last := r.String(), r.Varint()
+			if !r.Ok() {
+				return nil, errCorrupt
+			}
+			if jobs != nil {
+				jobs[name] = last
+			}
+		}
 	}
 	if !r.Ok() {
 		return nil, errCorrupt
