@@ -58,6 +58,15 @@ type flow struct {
 	}
 
 	stats flowStats
+
+	// Scheduled jobs (jobs.go): the inputs' partition count (0: not known, no job fires), each
+	// job's last fired time (Unix ms; part of the partition record), the fires at hand, a
+	// job's rules running, and the live pipeline's hook for its metrics.
+	nparts    int32
+	jobLast   map[string]int64
+	fires     []int64
+	firingJob bool
+	onJob     func(job string, ok bool, delayMs int64)
 }
 
 // flowStats are a flow's counters, cumulative.
@@ -72,6 +81,8 @@ type RuleCounts struct {
 	// Outputs counts rule outputs by kind (rules.OutputKind); Scheduled the fired schedules.
 	Outputs   [rules.NumOutputKinds]uint64
 	Scheduled uint64
+	// Jobs counts the fires of scheduled jobs.
+	Jobs uint64
 	// RuleErrors counts rule run-time errors; RuleDead events dead-lettered for them.
 	RuleErrors, RuleDead uint64
 	// Logged counts event-log records.
@@ -87,6 +98,7 @@ func (c *RuleCounts) add(o *RuleCounts) {
 		c.Outputs[i] += o.Outputs[i]
 	}
 	c.Scheduled += o.Scheduled
+	c.Jobs += o.Jobs
 	c.RuleErrors += o.RuleErrors
 	c.RuleDead += o.RuleDead
 	c.Logged += o.Logged
@@ -247,9 +259,10 @@ func (f *flow) apply(o *operators.Output, fired *rules.Timer, began time.Time) {
 	// Counted in its final state, the one logged: metrics, the event log and dwell log agree.
 	f.stats.States[state]++
 	// Input events are logged at level all; system events and fired schedules only when a rule
-	// matched them, or they would double the log with events no rule cares about.
+	// matched them, or they would double the log with events no rule cares about. Every fire of
+	// a job is logged: the log is where a fire is seen.
 	system := o.Kind == operators.KindSystem || fired != nil
-	if f.logLevel.Logs(state) && (!system || len(out.Fired) > 0 || len(out.Errors) > 0) {
+	if f.logLevel.Logs(state) && (!system || len(out.Fired) > 0 || len(out.Errors) > 0 || f.firingJob) {
 		e := rules.LogEntry{EventID: f.env.Event.ID, Type: f.env.Event.Type, Key: f.env.Key, Time: f.env.Event.Time,
 			State: state, Outcome: out, Offset: -1, Partition: f.partition}
 		if ev := o.Event; ev != nil && o.Kind != operators.KindSystem {
@@ -262,7 +275,7 @@ func (f *flow) apply(o *operators.Output, fired *rules.Timer, began time.Time) {
 // state returns the rule state Apply works on: the key's extension, a fresh state for a key
 // without one, or a throwaway state for keyless events.
 func (f *flow) state(o *operators.Output) (_ *rules.ProfileState, keyed bool) {
-	if o.Kind == operators.KindPassThrough {
+	if o.Kind == operators.KindPassThrough || f.firingJob {
 		f.scratch.Reset()
 		return &f.scratch, false
 	}

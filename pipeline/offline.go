@@ -144,8 +144,10 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	run := &offlineRun{cfg: &cfg, cold: cold, out: w, sum: &sum}
 	run.parts = make([]*operators.Sessionizer, cfg.Partitions)
 	flows := make([]*flow, cfg.Partitions)
+	run.flows = flows
 	for i := range run.parts {
 		f := newFlow(cfg.Rules, cfg.Topics, int32(i), level, w)
+		f.nparts = int32(cfg.Partitions)
 		flows[i] = f
 		s, err := operators.NewSessionizer(opCfg, int32(i), f)
 		if err != nil {
@@ -189,6 +191,7 @@ type interrupted struct{}
 type offlineRun struct {
 	cfg      *OfflineConfig
 	parts    []*operators.Sessionizer
+	flows    []*flow
 	keyDec   *operators.Decoder
 	ev       operators.Event
 	cold     *coldKeys
@@ -276,7 +279,12 @@ func (o *offlineRun) process(l *line) {
 			}
 		}
 	}
-	o.parts[rec.Partition].Process(rec)
+	s := o.parts[rec.Partition]
+	s.Process(rec)
+	// Jobs fire on event time: the partition's watermark, after what it fired.
+	if wm := s.Watermark(); wm > 0 {
+		o.flows[rec.Partition].fireJobs(wm)
+	}
 }
 
 // spill moves the keys of every partition over the cap (or with more changed keys than the
@@ -319,6 +327,10 @@ func (o *offlineRun) flush(p int32) error {
 			return o.out.err
 		}
 		if err := s.Err(); err != nil || !s.Behind() {
+			// Jobs fire up to the largest event time seen, as schedules do.
+			if t, seen := s.MaxSeen(); err == nil && seen && t > 0 {
+				o.flows[p].fireJobs(t)
+			}
 			return err
 		}
 		if err := o.cold.spill(p, s); err != nil {
