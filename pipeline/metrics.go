@@ -37,6 +37,8 @@ type Metrics struct {
 	scheduled     prometheus.Counter
 	eventLog      prometheus.Counter
 	savepoints    *prometheus.CounterVec // result
+	jobFires      *prometheus.CounterVec // job, result
+	jobDelay      prometheus.Histogram
 	kprom         *kprom.Metrics
 }
 
@@ -101,6 +103,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.savepoints.WithLabelValues(r)
 	}
 	reg.MustRegister(m.savepoints)
+	m.jobFires = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Name: "job_fires_total",
+		Help: "Scheduled jobs fired, by job and result (fired; error: a property template failed, the event went out without it)."}, []string{"job", "result"})
+	m.jobDelay = histogram("job_fire_delay_seconds", "Time from a job's scheduled time to the cycle that fired it (wall clock live).",
+		prometheus.ExponentialBuckets(0.01, 2, 16))
+	reg.MustRegister(m.jobFires, m.jobDelay)
 	reg.MustRegister(m.recordsIn, m.recordsOut, m.system, m.dead, m.late, m.cycle, m.latency, m.txns,
 		m.rebalances, m.restores, m.watermarkLag, m.consumerLag, m.ruleEvents, m.ruleOutputs, m.ruleErrors, m.scheduled, m.eventLog, m.cycleFailures, m.skipped)
 	for _, s := range []rules.LogState{rules.Processed, rules.Errored, rules.Ignored, rules.DeadLettered, rules.Late} {
@@ -163,7 +170,15 @@ type cycleCounts struct {
 	stats   operators.Stats // the sessionizer's counters at the end of the cycle
 	flow    flowStats       // the flow's counters at the end of the cycle
 	times   []int64         // input record timestamps (Unix ms), for latency
+	jobs    []jobFire       // the cycle's job fires
 	skipped int             // input records skipped (skipInState)
+}
+
+// jobFire is one fire of a scheduled job, for the metrics once its cycle commits.
+type jobFire struct {
+	job     string
+	ok      bool
+	delayMs int64
 }
 
 func partitionLabel(p int32) string { return strconv.Itoa(int(p)) }
@@ -221,6 +236,15 @@ func (w *worker) applyMetrics() {
 		m.late.WithLabelValues(string(r)).Add(float64(n - prev.LateByReason[r]))
 	}
 	m.applyFlow(&c.flow, &w.prevFlow)
+	for _, f := range c.jobs {
+		result := "fired"
+		if !f.ok {
+			result = "error"
+		}
+		m.jobFires.WithLabelValues(f.job, result).Inc()
+		m.jobDelay.Observe(float64(f.delayMs) / 1000)
+	}
+	c.jobs = c.jobs[:0]
 	w.prevFlow = c.flow
 	now := time.Now().UnixMilli()
 	for _, t := range c.times {

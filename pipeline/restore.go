@@ -71,6 +71,15 @@ func (w *worker) restore(ctx context.Context) error {
 	}
 	w.f = newFlow(l.rules.Load(), l.cfg.Topics, w.partition, l.logLevel, &w.out)
 	w.f.clock = l.cfg.Now
+	if w.f.nparts, err = l.inputPartitions(ctx); err != nil {
+		return err
+	}
+	w.f.jobLast = map[string]int64{}
+	if l.cfg.Metrics != nil {
+		w.f.onJob = func(job string, ok bool, delayMs int64) {
+			w.counts.jobs = append(w.counts.jobs, jobFire{job: job, ok: ok, delayMs: delayMs})
+		}
+	}
 	s, err := operators.NewSessionizer(l.cfg.Operators, w.partition, w.f)
 	if err != nil {
 		return err
@@ -100,7 +109,7 @@ func (w *worker) restore(ctx context.Context) error {
 		w.reset = &m
 	}
 	if loaded.Snapshot != nil {
-		snap, err := state.ParsePartitionRecord(loaded.Snapshot, w.next)
+		snap, err := state.ParsePartitionRecordJobs(loaded.Snapshot, w.next, w.f.jobLast)
 		if err != nil {
 			return fmt.Errorf("pipeline: partition %d: %w", w.partition, err)
 		}

@@ -114,11 +114,12 @@ func (w *worker) work(j job) {
 	}
 	w.process(j.recs)
 	w.punctuate(j.now)
+	jobs := w.f.fireJobs(j.now.UnixMilli()) // jobs.go: on the wall clock
 	w.behind, w.held = w.s.Behind(), w.s.Held()
 	if w.err = w.s.Err(); w.err != nil {
 		return
 	}
-	w.writeChanges(len(j.recs) > 0 || w.s.Watermark() != before || w.s.Target() != target, j.promise)
+	w.writeChanges(len(j.recs) > 0 || jobs || w.s.Watermark() != before || w.s.Target() != target, j.promise)
 	if w.err == nil {
 		w.writeSavepoint(j.promise)
 	}
@@ -216,7 +217,7 @@ func (w *worker) writeChanges(changed bool, promise func(*kgo.Record, error)) {
 		w.batch = nil
 		return
 	}
-	w.partSnap = state.AppendPartitionRecord(w.partSnap[:0], w.next, w.s.AppendPartitionSnapshot(nil))
+	w.partSnap = state.AppendPartitionRecordJobs(w.partSnap[:0], w.next, w.f.jobLast, w.s.AppendPartitionSnapshot(nil))
 	// A large reorder buffer makes a snapshot larger than a Kafka record may be: it goes out in
 	// chunks, followed by the partition record (state.PartitionRecords).
 	keys, values := state.PartitionRecords(append([]byte(nil), w.partSnap...), state.MaxPartitionChunk)
