@@ -64,7 +64,7 @@ commands with --config, by a YAML file keyed by flag name: flag > variable > fil
 	add(cmdGroupProcess, newRunCmd(e), newProcessCmd(e), newDemoCmd(e))
 	add(cmdGroupKafka, newTopicsCmd(e), newProduceCmd(e), newTailCmd(e), newDeliverCmd(e), newMoveCmd(e), newResetCmd(e),
 		newLogCmd(e), newSavepointsCmd(e), newProfileCmd(e))
-	add(cmdGroupRules, newConfigCmd(e), newRegistryCmd(e))
+	add(cmdGroupRules, newConfigCmd(e), newRegistryCmd(e), newJobsCmd(e))
 	add(cmdGroupDev, newGenCmd(e), newBenchCmd(e))
 	add(cmdGroupOther, newVersionCmd(e))
 	setup(root)
