@@ -61,7 +61,8 @@ test:
 
 ## test-kafka: the Kafka suites on a real Apache Kafka (fetched from Maven Central; needs java,
 ## mvn and kcat): the end-to-end, crash, rebalance, reset, metrics, CLI, kcat, cart-abandonment (rules
-## across a crash and a rebalance), config topic, deliver, move and log tests that make test runs
+## across a crash and a rebalance), scheduled jobs (TestLiveJobsExactlyOnce, 14s), config topic,
+## deliver, move and log tests that make test runs
 ## on kfake, then the fault suite (kills of dwell and of brokers,
 ## scaling), which prints a table. The broker is stopped afterwards, also when a test fails.
 ## TestDeliverRebalance stays on kfake: on a real broker the first deliverer can finish the

@@ -85,6 +85,7 @@
 //	offline.go    RunOffline: JSON Lines through the same operators and flow
 //	offline_input.go  bounded lines, reads a cancelled run does not wait for
 //	offline_cold.go   the offline key cap: a temporary Pebble store of evicted keys
+//	jobs.go       scheduled jobs: the partition that fires each, what is due, the last fired times
 //	metrics.go    the processor's Prometheus series
 //
 // The wire formats the pipeline shares with other tools live once: dead-letter headers in

@@ -134,6 +134,15 @@
 // and description only. At the end of offline input (operators' Flush) schedules fire up to
 // the largest event time seen and later ones stay pending (operators.Stats.ExtPending).
 //
+// # Scheduled jobs
+//
+// A rules file's `jobs:` (jobs.go) are cron expressions in a time zone, or intervals, that emit
+// an event of a type with templated properties. Job.Next and Job.Due say when a job is due
+// (daylight saving time as Vixie cron; the catch-up policy for fires missed while nothing ran);
+// Engine.JobEvent renders the fired event, with an id from the job's name, scheduled time and
+// key (JobID), which the pipeline Applies like a fired schedule. Where and when a job fires,
+// and the record that it did, are the pipeline's (pipeline/jobs.go).
+//
 // # Persistence
 //
 // Changes is the seam for state/ and the changelog, like operators.Change: the pipeline notes
