@@ -153,3 +153,47 @@ func (s *Sessionizer) decodeExt(b []byte) (KeyExt, error) {
 	}
 	return s.extDec(b)
 }
+
+// KeyOutput returns an output (KindTimer, due at at) of the profile or session key named by
+// key (its state key: 'p' or 's', then the id), loading it back from the cold store if it was
+// evicted; nil when the partition does not hold it. It is how a scheduled job that fires for
+// each key reaches a key outside an event (pipeline/jobs.go): the caller reads and sets the
+// key's extension with Ext and SetExt, as while a timer of the key fires. The output is the
+// caller's; the key's open visit and session are as they are now.
+func (s *Sessionizer) KeyOutput(key []byte, at int64) *Output {
+	if len(key) < 2 {
+		return nil
+	}
+	k := s.lookup(key)
+	if k == nil {
+		return nil
+	}
+	o := &Output{Kind: KindTimer, Key: jsonx.Bytes(k.key[1:]), Due: at, k: k}
+	if k.visit != nil {
+		o.VisitID, o.Visit = k.visit.id[:], &k.visit.Summary
+	}
+	if ss := k.currentSession(); ss != nil {
+		o.Session, o.SessionID = &ss.Summary, ss.id
+	}
+	return o
+}
+
+// AppendKeys appends the state keys held in memory, in no order (offline: with the cold
+// store's, every key of the partition).
+func (s *Sessionizer) AppendKeys(dst []string) []string {
+	for k := range s.keys {
+		dst = append(dst, k)
+	}
+	return dst
+}
+
+// AppendDirtyKeys appends the state keys changed since the last DrainChanges, forgotten ones
+// left out: with the keys a store holds as of that drain, every key of the partition.
+func (s *Sessionizer) AppendDirtyKeys(dst []string) []string {
+	for _, k := range s.dirty {
+		if k != nil && !k.deleted {
+			dst = append(dst, k.key)
+		}
+	}
+	return dst
+}

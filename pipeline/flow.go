@@ -10,6 +10,7 @@ import (
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/operators/rules"
 	"github.com/dwellhq/dwell/pipeline/deadletter"
+	"github.com/dwellhq/dwell/state"
 )
 
 // A flow is one partition's processing, shared by the live and the offline pipelines: the
@@ -60,13 +61,21 @@ type flow struct {
 	stats flowStats
 
 	// Scheduled jobs (jobs.go): the inputs' partition count (0: not known, no job fires), each
-	// job's last fired time (Unix ms; part of the partition record), the fires at hand, a
-	// job's rules running, and the live pipeline's hook for its metrics.
-	nparts    int32
-	jobLast   map[string]int64
-	fires     []int64
-	firingJob bool
-	onJob     func(job string, ok bool, delayMs int64)
+	// job's state (part of the partition record), where a for_each job finds the partition's
+	// keys and how many it takes a cycle, the fires at hand, a job's rules running (keyless:
+	// against a throwaway state), the live pipeline's hook for its metrics, and the first
+	// error listing keys.
+	nparts     int32
+	jobState   map[string]state.JobState
+	keysAfter  func(after string, n int, fn func(key []byte)) error
+	sweepKeys  int
+	fires      []int64
+	keyBuf     []string
+	dirtyBuf   []string
+	firingJob  bool
+	jobKeyless bool
+	onJob      func(job string, ok bool, delayMs int64)
+	jobErr     error
 }
 
 // flowStats are a flow's counters, cumulative.
@@ -275,7 +284,7 @@ func (f *flow) apply(o *operators.Output, fired *rules.Timer, began time.Time) {
 // state returns the rule state Apply works on: the key's extension, a fresh state for a key
 // without one, or a throwaway state for keyless events.
 func (f *flow) state(o *operators.Output) (_ *rules.ProfileState, keyed bool) {
-	if o.Kind == operators.KindPassThrough || f.firingJob {
+	if o.Kind == operators.KindPassThrough || f.jobKeyless {
 		f.scratch.Reset()
 		return &f.scratch, false
 	}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -148,6 +150,8 @@ func RunOffline(ctx context.Context, cfg OfflineConfig, r io.Reader, out Offline
 	for i := range run.parts {
 		f := newFlow(cfg.Rules, cfg.Topics, int32(i), level, w)
 		f.nparts = int32(cfg.Partitions)
+		f.sweepKeys = math.MaxInt // offline: a fire goes over every key at once
+		f.keysAfter = run.keysAfter(int32(i))
 		flows[i] = f
 		s, err := operators.NewSessionizer(opCfg, int32(i), f)
 		if err != nil {
@@ -283,7 +287,7 @@ func (o *offlineRun) process(l *line) {
 	s.Process(rec)
 	// Jobs fire on event time: the partition's watermark, after what it fired.
 	if wm := s.Watermark(); wm > 0 {
-		o.flows[rec.Partition].fireJobs(wm)
+		o.flows[rec.Partition].fireAllJobs(wm)
 	}
 }
 
@@ -329,13 +333,35 @@ func (o *offlineRun) flush(p int32) error {
 		if err := s.Err(); err != nil || !s.Behind() {
 			// Jobs fire up to the largest event time seen, as schedules do.
 			if t, seen := s.MaxSeen(); err == nil && seen && t > 0 {
-				o.flows[p].fireJobs(t)
+				o.flows[p].fireAllJobs(t)
 			}
 			return err
 		}
 		if err := o.cold.spill(p, s); err != nil {
 			return err
 		}
+	}
+}
+
+// keysAfter lists partition p's keys for a for_each job (jobs.go): those in memory and those
+// evicted to the cold store, in byte order.
+func (o *offlineRun) keysAfter(p int32) func(after string, n int, fn func(key []byte)) error {
+	return func(after string, n int, fn func(key []byte)) error {
+		keys := o.parts[p].AppendKeys(nil)
+		if st := o.cold.store; st != nil {
+			if err := st.KeysAfter(p, after, math.MaxInt, func(k []byte) { keys = append(keys, string(k)) }); err != nil {
+				return err
+			}
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		for _, k := range keys {
+			if k > after && n > 0 {
+				fn([]byte(k))
+				n--
+			}
+		}
+		return nil
 	}
 }
 

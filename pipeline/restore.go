@@ -74,7 +74,11 @@ func (w *worker) restore(ctx context.Context) error {
 	if w.f.nparts, err = l.inputPartitions(ctx); err != nil {
 		return err
 	}
-	w.f.jobLast = map[string]int64{}
+	w.f.jobState = map[string]state.JobState{}
+	w.f.sweepKeys = sweepKeys
+	w.f.keysAfter = func(after string, n int, fn func(key []byte)) error {
+		return l.store.KeysAfter(w.partition, after, n, fn)
+	}
 	if l.cfg.Metrics != nil {
 		w.f.onJob = func(job string, ok bool, delayMs int64) {
 			w.counts.jobs = append(w.counts.jobs, jobFire{job: job, ok: ok, delayMs: delayMs})
@@ -109,7 +113,7 @@ func (w *worker) restore(ctx context.Context) error {
 		w.reset = &m
 	}
 	if loaded.Snapshot != nil {
-		snap, err := state.ParsePartitionRecordJobs(loaded.Snapshot, w.next, w.f.jobLast)
+		snap, err := state.ParsePartitionRecordJobs(loaded.Snapshot, w.next, w.f.jobState)
 		if err != nil {
 			return fmt.Errorf("pipeline: partition %d: %w", w.partition, err)
 		}

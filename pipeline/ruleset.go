@@ -32,11 +32,6 @@ func ParseRuleSet(rulesYAML, registryYAML []byte, opt rules.Options) (*RuleSet, 
 			return nil, err
 		}
 		rs.Rules, rs.Registry, rs.Version = cfg, cfg.Registry, cfg.Version
-		for _, j := range cfg.Jobs {
-			if j.ForEach != "" {
-				return nil, fmt.Errorf("pipeline: job %q: for_each is not supported yet (issue 15); fire the job once and let a rule act on it", j.Name)
-			}
-		}
 	}
 	if len(registryYAML) > 0 {
 		if rs.Registry != nil {

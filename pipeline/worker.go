@@ -115,6 +115,10 @@ func (w *worker) work(j job) {
 	w.process(j.recs)
 	w.punctuate(j.now)
 	jobs := w.f.fireJobs(j.now.UnixMilli()) // jobs.go: on the wall clock
+	if w.f.jobErr != nil {
+		w.err, w.f.jobErr = w.f.jobErr, nil
+		return
+	}
 	w.behind, w.held = w.s.Behind(), w.s.Held()
 	if w.err = w.s.Err(); w.err != nil {
 		return
@@ -217,7 +221,7 @@ func (w *worker) writeChanges(changed bool, promise func(*kgo.Record, error)) {
 		w.batch = nil
 		return
 	}
-	w.partSnap = state.AppendPartitionRecordJobs(w.partSnap[:0], w.next, w.f.jobLast, w.s.AppendPartitionSnapshot(nil))
+	w.partSnap = state.AppendPartitionRecordJobs(w.partSnap[:0], w.next, w.f.jobState, w.s.AppendPartitionSnapshot(nil))
 	// A large reorder buffer makes a snapshot larger than a Kafka record may be: it goes out in
 	// chunks, followed by the partition record (state.PartitionRecords).
 	keys, values := state.PartitionRecords(append([]byte(nil), w.partSnap...), state.MaxPartitionChunk)

@@ -36,8 +36,8 @@ func TestRecordFormats(t *testing.T) {
 	if rest, err := state.ParsePartitionRecord(part, got); err != nil || string(rest) != "snap" || len(got) != 3 || got["b"] != 1<<40 {
 		t.Errorf("partition record parses to %v, %q, %v", got, rest, err)
 	}
-	check("partition record with jobs", state.AppendPartitionRecordJobs(nil, map[string]int64{"events": 42}, map[string]int64{"tick": 1_767_229_200_000}, []byte("snap")),
-		"0201066576656e74732a01047469636b80da8cf1ee66736e6170")
+	check("partition record with jobs", state.AppendPartitionRecordJobs(nil, map[string]int64{"events": 42}, map[string]state.JobState{"tick": {Last: 1_767_229_200_000}}, []byte("snap")),
+		"0201066576656e74732a01047469636b80da8cf1ee660000736e6170")
 
 	value := bytes.Repeat([]byte("0123456789"), 30)
 	keys, values := state.PartitionRecords(value, 128)

@@ -11,11 +11,12 @@ import (
 
 // A partition record is what the store and the changelog keep for a partition (the value of
 // PartitionRecordKey, chunked by PartitionRecords when large): the next input offset per topic
-// that its state holds, the last fired time of each scheduled job the partition fires (version
-// 2 only), then the sessionizer's partition snapshot.
+// that its state holds, the state of each scheduled job the partition fires (JobState; version 2
+// only), then the sessionizer's partition snapshot.
 //
 //	version byte (1) | uvarint topic count | per topic, sorted: uvarint len, name, uvarint next offset | snapshot
-//	version byte (2) | the same topics | uvarint job count | per job, sorted: uvarint len, name, varint last fired (Unix ms) | snapshot
+//	version byte (2) | the same topics | uvarint job count | per job, sorted: uvarint len, name,
+//	                   varint last (Unix ms), varint sweep (Unix ms, 0: none), uvarint len, cursor | snapshot
 //
 // A partition without job state writes version 1, as dwell did before jobs, so its bytes do
 // not change; both versions are read. The version byte is never chunkedMarker, so a whole
@@ -30,9 +31,17 @@ func AppendPartitionRecord(dst []byte, next map[string]int64, snap []byte) []byt
 	return AppendPartitionRecordJobs(dst, next, nil, snap)
 }
 
-// AppendPartitionRecordJobs appends the partition record of next, the jobs' last fired times
-// (Unix ms by job name; none: a version 1 record) and the sessionizer snapshot snap.
-func AppendPartitionRecordJobs(dst []byte, next, jobs map[string]int64, snap []byte) []byte {
+// JobState is what a partition keeps of one scheduled job: the time up to which its fires are
+// decided (Last, Unix ms) and, while a for_each job's fire goes over the partition's keys, the
+// fire's scheduled time (Sweep, 0: none) and the last key it reached (Cursor).
+type JobState struct {
+	Last, Sweep int64
+	Cursor      string
+}
+
+// AppendPartitionRecordJobs appends the partition record of next, the jobs' states (by job
+// name; none: a version 1 record) and the sessionizer snapshot snap.
+func AppendPartitionRecordJobs(dst []byte, next map[string]int64, jobs map[string]JobState, snap []byte) []byte {
 	version := byte(partitionRecordVersion)
 	if len(jobs) > 0 {
 		version = partitionRecordVersionJobs
@@ -40,12 +49,16 @@ func AppendPartitionRecordJobs(dst []byte, next, jobs map[string]int64, snap []b
 	dst = append(dst, version)
 	dst = appendSorted(dst, next, func(dst []byte, v int64) []byte { return binary.AppendUvarint(dst, uint64(v)) })
 	if version == partitionRecordVersionJobs {
-		dst = appendSorted(dst, jobs, binary.AppendVarint)
+		dst = appendSorted(dst, jobs, func(dst []byte, j JobState) []byte {
+			dst = binary.AppendVarint(dst, j.Last)
+			dst = binary.AppendVarint(dst, j.Sweep)
+			return wire.AppendString(dst, j.Cursor)
+		})
 	}
 	return append(dst, snap...)
 }
 
-func appendSorted(dst []byte, m map[string]int64, val func([]byte, int64) []byte) []byte {
+func appendSorted[V any](dst []byte, m map[string]V, val func([]byte, V) []byte) []byte {
 	names := make([]string, 0, len(m))
 	for t := range m {
 		names = append(names, t)
@@ -66,7 +79,7 @@ func ParsePartitionRecord(b []byte, next map[string]int64) ([]byte, error) {
 
 // ParsePartitionRecordJobs fills next and jobs (when not nil; a version 1 record has no job
 // state) and returns the sessionizer snapshot (a view into b).
-func ParsePartitionRecordJobs(b []byte, next, jobs map[string]int64) ([]byte, error) {
+func ParsePartitionRecordJobs(b []byte, next map[string]int64, jobs map[string]JobState) ([]byte, error) {
 	errCorrupt := errors.New("state: corrupt partition record")
 	if len(b) == 0 || b[0] != partitionRecordVersion && b[0] != partitionRecordVersionJobs {
 		return nil, errCorrupt
@@ -83,12 +96,13 @@ func ParsePartitionRecordJobs(b []byte, next, jobs map[string]int64) ([]byte, er
 	if b[0] == partitionRecordVersionJobs {
 		n := r.UvarintMax(1 << 16)
 		for range n {
-			name, last := r.String(), r.Varint()
+			name := r.String()
+			j := JobState{Last: r.Varint(), Sweep: r.Varint(), Cursor: r.String()}
 			if !r.Ok() {
 				return nil, errCorrupt
 			}
 			if jobs != nil {
-				jobs[name] = last
+				jobs[name] = j
 			}
 		}
 	}

@@ -37,10 +37,10 @@ func TestPartitionRecordRoundTrip(t *testing.T) {
 // with no job state.
 func TestPartitionRecordJobs(t *testing.T) {
 	next := map[string]int64{"events": 42}
-	jobs := map[string]int64{"digest": 1_767_229_200_000, "tick": 0, "neg": -1}
+	jobs := map[string]state.JobState{"digest": {Last: 1_767_229_200_000}, "tick": {}, "vip": {Last: 5, Sweep: 3_600_000, Cursor: "pann"}}
 	snap := []byte("sessionizer snapshot")
 	rec := state.AppendPartitionRecordJobs(nil, next, jobs, snap)
-	gotNext, gotJobs := map[string]int64{}, map[string]int64{}
+	gotNext, gotJobs := map[string]int64{}, map[string]state.JobState{}
 	rest, err := state.ParsePartitionRecordJobs(rec, gotNext, gotJobs)
 	if err != nil || !bytes.Equal(rest, snap) || !maps.Equal(gotNext, next) || !maps.Equal(gotJobs, jobs) {
 		t.Fatalf("round trip: %v, %q, %v, %v", err, rest, gotNext, gotJobs)
@@ -54,7 +54,7 @@ func TestPartitionRecordJobs(t *testing.T) {
 	}
 	header := rec[:len(rec)-len(snap)]
 	for i := range len(header) {
-		if _, err := state.ParsePartitionRecordJobs(header[:i], map[string]int64{}, map[string]int64{}); err == nil {
+		if _, err := state.ParsePartitionRecordJobs(header[:i], map[string]int64{}, map[string]state.JobState{}); err == nil {
 			t.Errorf("a record cut to %d of its %d header bytes parses", i, len(header))
 		}
 	}
@@ -65,7 +65,7 @@ func TestPartitionRecordJobs(t *testing.T) {
 	}
 	// A version 1 record from before jobs (format_test.go's bytes) restores with none.
 	old := []byte("\x01\x03\x01b\x80\x80\x80\x80\x80\x20\x06clicks\x00\x06events\x2asnap")
-	gotNext, gotJobs = map[string]int64{}, map[string]int64{}
+	gotNext, gotJobs = map[string]int64{}, map[string]state.JobState{}
 	if rest, err := state.ParsePartitionRecordJobs(old, gotNext, gotJobs); err != nil || string(rest) != "snap" || len(gotNext) != 3 || len(gotJobs) != 0 {
 		t.Fatalf("version 1 record parses to %v, %v, %q, %v", gotNext, gotJobs, rest, err)
 	}

@@ -439,6 +439,26 @@ func (c coldStore) LoadKey(key string) ([]byte, bool, error) { return c.s.Get(c.
 
 var _ operators.ColdStore = coldStore{}
 
+// KeysAfter calls fn, in byte order, for at most n of partition's stored keys after after
+// (all from the first when after is empty); key is valid only during the call. It is how a
+// for_each job goes over a partition's keys a few at a time (pipeline/jobs.go).
+func (s *Store) KeysAfter(partition int32, after string, n int, fn func(key []byte)) error {
+	lower := keyKey(partition, after)
+	if after != "" {
+		lower = append(lower, 0) // the first key after after
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefix(tagKey, partition+1)})
+	if err != nil {
+		return fmt.Errorf("state: partition %d: listing keys: %w", partition, err)
+	}
+	skip := len(prefix(tagKey, partition))
+	for ok := it.First(); ok && n > 0; ok = it.Next() {
+		fn(it.Key()[skip:])
+		n--
+	}
+	return it.Close()
+}
+
 // DueTimers calls fn, in firing order (deadline, kind, key), for every indexed timer of
 // partition with a deadline before before; key is valid only during the call. The pipeline
 // uses it to load cold keys whose timers are due.
