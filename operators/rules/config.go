@@ -115,6 +115,7 @@ type Options struct {
 // unknown).
 type LoadError struct {
 	Rule         string
+	Job          string // the scheduled job (jobs:)
 	Type         string // registry files: the event type
 	Line, Column int
 	Msg          string
@@ -135,6 +136,9 @@ func (e *LoadError) Error() string {
 	}
 	if e.Rule != "" {
 		fmt.Fprintf(&b, "rule %q: ", e.Rule)
+	}
+	if e.Job != "" {
+		fmt.Fprintf(&b, "job %q: ", e.Job)
 	}
 	if e.Type != "" {
 		fmt.Fprintf(&b, "type %q: ", e.Type)
@@ -257,6 +261,9 @@ func Load(data []byte, opt Options) (*Config, error) {
 			jobNames := map[string]bool{}
 			for _, jn := range v.Content {
 				j, err := loadJob(jn, cp)
+				if le := (*LoadError)(nil); errors.As(err, &le) && strings.HasPrefix(le.Rule, "job ") {
+					le.Job, le.Rule = strings.TrimPrefix(le.Rule, "job "), "" // loadJob names its errors "job NAME"
+				}
 				if err != nil {
 					return err
 				}
