@@ -36,8 +36,8 @@ func BenchmarkProfileQuery(b *testing.B) {
 	defer closeClient(co)
 	var ownedA []int32
 	pipelinetest.WaitFor(b, "the partitions split between a and b", 60*time.Second, func() bool {
-		ownedA = ownedB(ca)
-		ownedO := ownedB(co)
+		ownedA = owned(b, ca)
+		ownedO := owned(b, co)
 		return len(ownedA) > 0 && len(ownedO) > 0 && len(ownedA)+len(ownedO) == partitions
 	})
 	id := profileOn(ownedA)
@@ -92,22 +92,6 @@ func BenchmarkProfileQuery(b *testing.B) {
 			}
 		})
 	}
-}
-
-// ownedB is owned for benchmarks: the running partitions an instance lists.
-func ownedB(c *admin.Client) []int32 {
-	pv, err := c.Partitions(context.Background())
-	if err != nil {
-		return nil
-	}
-	var ps []int32
-	for _, p := range pv.Partitions {
-		if p.State != "running" {
-			return nil
-		}
-		ps = append(ps, p.Partition)
-	}
-	return ps
 }
 
 // pump produces g's web stream until ctx ends, a batch of 1,000 at a time, paced to rate

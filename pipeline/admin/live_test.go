@@ -142,7 +142,7 @@ func client(url, tok string) *admin.Client {
 func closeClient(c *admin.Client) { c.HTTP.Transport.(*http.Transport).CloseIdleConnections() }
 
 // owned is the partitions an instance's admin API lists, all running; nil if one is not.
-func owned(t *testing.T, c *admin.Client) []int32 {
+func owned(t testing.TB, c *admin.Client) []int32 {
 	t.Helper()
 	pv, err := c.Partitions(context.Background())
 	if err != nil {

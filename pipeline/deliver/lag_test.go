@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/pipeline/pipelinetest"
 )
 
 // TestDeliverLagZeroAfterTransactions: a queue written by transactions (as dwell run writes
@@ -47,7 +48,7 @@ func TestDeliverLagZeroAfterTransactions(t *testing.T) {
 	cfg := rig.config(reg)
 	start(t, cfg)
 	deadline := time.Now().Add(10 * time.Second)
-	for !groupCaughtUp(t, rig.env.Brokers, cfg.Group, rig.queue) {
+	for !pipelinetest.CaughtUp(t, rig.env.Brokers, cfg.Group, rig.queue) {
 		if time.Now().After(deadline) {
 			ends, commits := committed(t, rig.env.Brokers, cfg.Group, rig.queue)
 			t.Fatalf("committed offsets %v never reached the ends %v (the commit markers)", commits, ends)
@@ -92,32 +93,4 @@ func lagLines(t *testing.T, reg *prometheus.Registry) string {
 		}
 	}
 	return b.String()
-}
-
-// groupCaughtUp: the group has committed the end offset of every partition that has records
-// (false while the group does not exist yet).
-func groupCaughtUp(t *testing.T, brokers []string, group, topic string) bool {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx := context.Background()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return false
-	}
-	fo, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		return false
-	}
-	ok := true
-	ends.Each(func(o kadm.ListedOffset) {
-		if c, found := fo.Lookup(topic, o.Partition); o.Offset > 0 && (!found || c.At < o.Offset) {
-			ok = false
-		}
-	})
-	return ok
 }
