@@ -118,6 +118,10 @@ func TestFaults(t *testing.T) {
 		// topic, meets n = 1e9; then a good version replaces it (faults_storm_test.go).
 		{hostileScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, 100_000,
 			func(f *faultRun) string { return f.hostileRule() }, nil, nil},
+		// Scheduled jobs on the wall clock (issue 15): a job every second and a for_each over
+		// about 200k profiles, through SIGKILLs and a scale 1 -> 3 -> 1 (faults_jobs_test.go).
+		{jobsScenario, func() *kafka.Cluster { return single }, pipeline.ExactlyOnce, jobsEvents,
+			func(f *faultRun) string { return f.jobs() }, nil, nil},
 	}
 	// DWELL_FAULT_SCALE=0.1 runs the suite on a tenth of the events, for a quick look.
 	scale := 1.0
@@ -138,6 +142,15 @@ func TestFaults(t *testing.T) {
 			v := f.finish()
 			row.elapsed = time.Since(started)
 			row.got, row.missing, row.dup = v.got, v.missing, v.duplicated
+			if jc := f.jobCounts; jc != nil {
+				// The row counts the job fires; the system events must still equal offline's.
+				if v.missing > 0 || v.duplicated > 0 {
+					v.problems = append(v.problems, fmt.Sprintf("system events: %d missing, %d duplicated", v.missing, v.duplicated))
+				}
+				row.want, row.got, row.missing, row.dup = jc.want, jc.got, jc.missing, jc.dup
+				v.missing, v.duplicated = jc.missing, jc.dup
+				v.problems = append(v.problems, jc.problems...)
+			}
 			if sc.check != nil {
 				v.problems = append(v.problems, sc.check(f)...)
 			}
@@ -202,13 +215,18 @@ type faultRun struct {
 	// replayFrom, set by a rewind, is the system topic's end offsets at the reset: finish
 	// checks what follows them (faults_reset_test.go).
 	replayFrom map[int32]int64
+	// jobCounts, set by the jobs row, are the job fires it read (faults_jobs_test.go).
+	jobCounts *jobCounts
 }
 
 // webFor is the generated stream of a scenario: visits end mid-stream (an hour of event time
 // in 200k events), so timers fire between kills; the storm's is a key per visit or so.
 func webFor(scenario string, events int) bench.WebConfig {
-	if scenario == stormScenario {
+	switch scenario {
+	case stormScenario:
 		return stormWeb(events)
+	case jobsScenario:
+		return jobsWeb(events)
 	}
 	return bench.WebConfig{Profiles: 20_000, Rate: float64(events) / 7200, MalformedShare: 0.002,
 		LateShare: 0.002, Jitter: time.Second}
