@@ -64,7 +64,7 @@ test:
 ## across a crash and a rebalance), scheduled jobs (TestLiveJobsExactlyOnce, 14s), config topic,
 ## deliver, move and log tests that make test runs
 ## on kfake, then the fault suite (kills of dwell and of brokers,
-## scaling, scheduled jobs on the wall clock: a real-time row of 78s), which prints a table. The broker is stopped afterwards, also when a test fails.
+## scaling, scheduled jobs on the wall clock: a real-time row of about 80s), which prints a table. The broker is stopped afterwards, also when a test fails.
 ## TestDeliverRebalance stays on kfake: on a real broker the first deliverer can finish the
 ## whole queue before the second one's join triggers a rebalance, so it would test nothing.
 test-kafka:
