@@ -54,3 +54,22 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// CheckDataDir reports an *InUseError when another process holds dir, without taking it: a
+// command checks it before it opens listeners, so that the error a user sees for a second
+// instance on one data dir is that one. A dir that does not exist yet is free.
+func CheckDataDir(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
+	if err != nil {
+		return nil // no lock file: nobody has opened the dir (Open reports real problems)
+	}
+	defer f.Close() // closing releases a lock taken here
+	held, err := tryLock(f)
+	if err != nil || !held {
+		return nil
+	}
+	b := make([]byte, 32)
+	n, _ := f.ReadAt(b, 0)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+	return &InUseError{Dir: dir, PID: pid}
+}

@@ -116,7 +116,7 @@ wrote to <data-dir>/` + adminTokenFile + `.`,
 		a       adminFlags
 		dataDir string
 	)
-	inGroup(fs, groupKafka, func() {
+	inGroup(fs, groupAdmin, func() {
 		a.bind(fs, false)
 		fs.StringVar(&dataDir, "data-dir", "data", "the `DIR` of a dwell run on this machine, to read its admin token from")
 	})

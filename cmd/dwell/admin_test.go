@@ -56,6 +56,13 @@ func TestRunAdminAPI(t *testing.T) {
 	}
 	t.Setenv("DWELL_ADMIN_TOKEN", "")
 
+	// A second instance on the same data dir and admin address is refused for the data dir,
+	// the mistake to fix, not for the port.
+	code, _, stderr = runCLI(t, "", append(append([]string{"run"}, runArgs(t, k)...), "--metrics-addr", "", "--data-dir", data, "--admin-addr", admin)...)
+	if code != exitFailure || !strings.Contains(stderr, "is in use by PID") {
+		t.Errorf("second instance on the data dir: exit %d: %s", code, stderr)
+	}
+
 	// The admin address is taken: the second instance fails before it starts.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

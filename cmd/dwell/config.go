@@ -48,6 +48,9 @@ them at its next cycle boundary.`
 	inGroup(fs, groupKafka, func() {
 		af.topic = fs.String("topic", rulesrc.DefaultTopic, "config `TOPIC` (compacted, one partition)")
 		af.create = fs.Bool("create-topic", false, "create the config topic if it is missing")
+		// dwell run and dwell topics say --create-topics; both spellings work here.
+		fs.BoolVar(af.create, "create-topics", false, "the same as --create-topic")
+		_ = fs.MarkHidden("create-topics")
 	})
 	inGroup(fs, groupRules, func() {
 		af.by = fs.String("by", whoami(), "who publishes (`NAME`), recorded with the rule set")

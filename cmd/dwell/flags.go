@@ -258,6 +258,7 @@ const (
 	groupState    = "State"
 	groupLimits   = "Limits"
 	groupObserve  = "Observability"
+	groupAdmin    = "Admin API"
 	groupGen      = "Generated stream"
 	groupSelect   = "Selection"
 	groupDelivery = "Delivery"

@@ -78,13 +78,16 @@ func runJobsList(ctx context.Context, stdout io.Writer, f *jobsFlags, now time.T
 		if err != nil {
 			return usageError{err}
 		}
+		if err := checkBrokers(ctx, connectOptions{Brokers: splitList(*f.brokers), ClientOpts: kopts}); err != nil {
+			return fmt.Errorf("jobs list: %w (or name a rules file: --rules FILE)", err)
+		}
 		t, err := rulesrc.NewTopic(rulesrc.TopicConfig{Brokers: splitList(*f.brokers), Topic: *f.topic, ClientOpts: kopts})
 		if err != nil {
 			return err
 		}
 		defer t.Close()
 		if rs, err = t.Load(ctx); err != nil {
-			return fmt.Errorf("jobs list: %w", err)
+			return fmt.Errorf("jobs list: %w; name a rules file with --rules FILE, or publish one with dwell config apply", err)
 		}
 		if rs == nil {
 			return fmt.Errorf("jobs list: no rule set in the config topic %s", *f.topic)
@@ -117,7 +120,10 @@ func listJobs(w io.Writer, rs *pipeline.RuleSet, now time.Time, n int, nparts in
 			sched += ", for each " + j.ForEach
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s", j.Name, sched, j.Type, j.CatchUp)
-		if nparts > 0 {
+		switch {
+		case nparts > 0 && j.ForEach != "":
+			fmt.Fprint(tw, "\tall") // every partition, for its own keys
+		case nparts > 0:
 			fmt.Fprintf(tw, "\t%d", pipeline.JobPartition(j.Name, nparts))
 		}
 		var next []string

@@ -66,14 +66,36 @@ func TestKafkaCommandsMissingTopic(t *testing.T) {
 		{[]string{"tail", "nosuch"}, `topic "nosuch" not found; create it with dwell topics create nosuch`},
 		{[]string{"produce", "--topic", "nosuch", "--count", "1"}, `topic "nosuch" not found; create it with dwell topics create nosuch`},
 		{[]string{"topics", "describe", "nosuch"}, `"nosuch"`},
+		{[]string{"tail", "present", "--offset", "99"}, `--offset 99 is past the end of present partition 0 (next offset 0); use --offset end`},
 		{[]string{"run", "--inputs", "nosuch", "--data-dir", filepath.Join(dir, "data"), "--metrics-addr", "", "--admin-addr", ""},
 			`"nosuch" not found`},
 	} {
-		t.Run(tc.args[0], func(t *testing.T) {
+		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
 			code, _, stderr := runCLI(t, "", append(tc.args, "--brokers", brokers)...)
 			if code != exitFailure || !strings.Contains(stderr, tc.want) {
 				t.Errorf("exit %d, stderr %q; want exit 1 and %q", code, stderr, tc.want)
 			}
 		})
+	}
+}
+
+// TestTopicsCreateAllWithRules: dwell topics create --all --rules creates what a dwell run
+// with those rules needs beyond the outputs: the queues the rules write to and the event log,
+// so that the run needs no --create-topics (a new user found the event log missing).
+func TestTopicsCreateAllWithRules(t *testing.T) {
+	conn, _ := fakeKafka(t, 1)
+	brokers := strings.Join(conn.Brokers, ",")
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte("rules:\n  - name: x\n    on: purchase\n    actions: [{route: orders}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "", "topics", "create", "--all", "--inputs", "events", "--partitions", "3", "--rules", rules, "--brokers", brokers)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"created topic events: 3 partitions", "created topic dwell.queue.orders: 3 partitions", "created topic dwell.event-log: 3 partitions", "created topic dwell.changelog: 3 partitions"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/admin"
 	"github.com/dwellhq/dwell/pipeline/rulesrc"
+	"github.com/dwellhq/dwell/state"
 )
 
 // newRunCmd is dwell run, the live processor: it runs until ctx is cancelled (SIGINT/SIGTERM):
@@ -47,7 +48,7 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 		fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "`CODEC` of produced batches: lz4, zstd, snappy or none")
 		fs.DurationVar(&cfg.TransactionTimeout, "transaction-timeout", cfg.TransactionTimeout, "how long a transaction may stay open: a cycle must end within it, and a crashed instance's open transaction holds back readers this long (a restart on the same data dir ends it at once)")
 		fs.DurationVar(&cfg.GroupSessionTimeout, "group-session-timeout", cfg.GroupSessionTimeout, "how long the group waits for a silent instance before moving its partitions")
-		createTopics = fs.Bool("create-topics", false, "create missing inputs (--partitions), output and internal topics (the changelog compacted), the topics a rule set writes to, and the config topic")
+		createTopics = fs.Bool("create-topics", false, "create missing inputs (--partitions), output and internal topics (the changelog compacted), the topics a rule set writes to, and the --config-topic")
 		partitions = fs.Int("partitions", defaultPartitions, "`N` partitions of the input topics --create-topics creates (outputs take the inputs' count)")
 	})
 	inGroup(fs, groupIO, func() {
@@ -80,8 +81,8 @@ func newRunCmd(e *cliEnv) *cobra.Command {
 		metricsAddr = fs.String("metrics-addr", "localhost:9090", "serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
 		fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout, "a partition whose cycles have not committed for this long is stalled: /readyz fails and dwell_partition_stalled is 1")
 		fs.StringVar(&cfg.KafkaLogLevel, "kafka-log-level", cfg.KafkaLogLevel, "what the Kafka client logs, a `LEVEL`: none, error, warn, info or debug")
-		adm.bind(fs, true)
 	})
+	inGroup(fs, groupAdmin, func() { adm.bind(fs, true) })
 	logf = bindLog(fs, "info")
 	bindConfigFlag(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -168,6 +169,10 @@ func runLive(ctx context.Context, e *cliEnv, cfg pipeline.LiveConfig, rf *ruleFl
 	// and the URL it is reached at goes into the consumer's client id (forwarding).
 	var adminCfg admin.Config
 	var adminLn net.Listener
+	// A second instance on this data dir is refused for that, not for the ports it shares.
+	if err := state.CheckDataDir(cfg.DataDir); err != nil {
+		return err
+	}
 	if adm.addr != "" {
 		var err error
 		if adminLn, cfg.AdvertisedAdminURL, err = adm.listen(); err != nil {

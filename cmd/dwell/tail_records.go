@@ -100,6 +100,19 @@ func tailRecords(ctx context.Context, conn connectOptions, o tailOptions, stdout
 	for _, p := range parts {
 		offsets[p] = start
 	}
+	// An offset past a partition's end would be reset to its start by the client, silently:
+	// say so instead.
+	if n, err := strconv.ParseInt(o.Offset, 10, 64); err == nil {
+		ends, err := adm.ListEndOffsets(ctx, o.Topic)
+		if err != nil {
+			return fmt.Errorf("tail: end offsets of %s: %w", o.Topic, err)
+		}
+		for _, p := range parts {
+			if e, ok := ends.Lookup(o.Topic, p); ok && n > e.Offset {
+				return fmt.Errorf("tail: --offset %d is past the end of %s partition %d (next offset %d); use --offset end to wait for new records", n, o.Topic, p, e.Offset)
+			}
+		}
+	}
 	if !since.IsZero() {
 		listed, err := adm.ListOffsetsAfterMilli(ctx, since.UnixMilli(), o.Topic)
 		if err != nil {

@@ -158,7 +158,7 @@ func parseTopicConfigs(kvs []string) (map[string]string, error) {
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || strings.TrimSpace(k) == "" {
-			return nil, usageError{fmt.Errorf("--config %q: use key=value, e.g. retention.ms=604800000", kv)}
+			return nil, usageError{fmt.Errorf("--topic-config %q: use key=value, e.g. retention.ms=604800000", kv)}
 		}
 		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	}
@@ -170,14 +170,17 @@ func parseTopicConfigs(kvs []string) (map[string]string, error) {
 // the inputs' partition count, exactly as dwell run --create-topics does) and prints the ones it
 // created. cfg carries the brokers, inputs, group/application id and topic names of dwell run's
 // flags.
-func topicsCreateAll(ctx context.Context, cfg pipeline.LiveConfig, plan pipeline.TopicsPlan, connectTimeout time.Duration, stdout io.Writer) error {
+//
+// ruleTopics are the topics a rule set writes to (pipeline.RuleSet.OutputTopics), created like
+// the outputs, as dwell run --create-topics creates them when it loads the rules.
+func topicsCreateAll(ctx context.Context, cfg pipeline.LiveConfig, plan pipeline.TopicsPlan, ruleTopics []string, connectTimeout time.Duration, stdout io.Writer) error {
 	conn := connectOptions{Brokers: cfg.Brokers, ClientOpts: cfg.ClientOpts, Timeout: connectTimeout}
 	_, adm, err := connectKafka(ctx, conn)
 	if err != nil {
 		return err
 	}
 	defer adm.Close()
-	want := append(slices.Clone(cfg.Inputs), pipeline.OutputTopics(cfg)...)
+	want := append(append(slices.Clone(cfg.Inputs), pipeline.OutputTopics(cfg)...), ruleTopics...)
 	before, err := adm.ListTopics(ctx, want...)
 	if err != nil {
 		return fmt.Errorf("topics create: listing topics: %w", err)
@@ -187,6 +190,9 @@ func topicsCreateAll(ctx context.Context, cfg pipeline.LiveConfig, plan pipeline
 		plan.InputPartitions = defaultPartitions
 	}
 	if err := pipeline.EnsureTopicsWith(ctx, cfg, plan); err != nil {
+		return err
+	}
+	if err := createRuleTopics(ctx, adm, cfg.Inputs[0], ruleTopics, plan.ReplicationFactor); err != nil {
 		return err
 	}
 	after, err := adm.ListTopics(ctx, want...)
@@ -390,4 +396,38 @@ func ints(xs []int32) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, ",")
+}
+
+// createRuleTopics creates the missing topics of a rule set with input's partition count.
+func createRuleTopics(ctx context.Context, adm *kadm.Client, input string, topics []string, rf int16) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	details, err := adm.ListTopics(ctx, append([]string{input}, topics...)...)
+	if err != nil {
+		return fmt.Errorf("topics create: listing topics: %w", err)
+	}
+	n := int32(len(details[input].Partitions))
+	var missing []string
+	for _, t := range topics {
+		if !details.Has(t) {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if rf == 0 {
+		rf = -1
+	}
+	resp, err := adm.CreateTopics(ctx, n, rf, nil, missing...)
+	if err != nil {
+		return fmt.Errorf("topics create: %w", err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("topics create: %s: %w", r.Topic, r.Err)
+		}
+	}
+	return pipeline.WaitForLeaders(ctx, adm, missing, n)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dwellhq/dwell/operators/rules"
 	"github.com/dwellhq/dwell/pipeline"
 )
 
@@ -19,7 +20,7 @@ func newTopicsCmd(e *cliEnv) *cobra.Command {
 
 func newTopicsCreateCmd(e *cliEnv) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "create TOPIC... [--partitions N] [--kind input|output] [--topic-config KEY=VALUE]... | create --all [--inputs T,...]",
+		Use:   "create TOPIC... [--partitions N] [--replication-factor N] [--kind input|output] [--topic-config KEY=VALUE]... [--if-not-exists] | create --all [--inputs T,...] [--group G]",
 		Short: "create topics and wait until every partition has a leader",
 		Long: `Create topics and wait until every partition has a leader.
 
@@ -37,10 +38,11 @@ and topic flags needs, exactly as its --create-topics would.`,
 	cfg := pipeline.DefaultLiveConfig()
 	cfg.Topics.Changelog, cfg.Topics.Savepoints, cfg.Topics.SavepointData = "", "", "" // from the application id
 	var (
-		partitions, rf   *int
-		kind, inputs     *string
-		configs          *[]string
-		ifNotExists, all *bool
+		partitions, rf               *int
+		kind, inputs                 *string
+		configs                      *[]string
+		ifNotExists, all             *bool
+		rulesFile, regFile, eventLog *string
 	)
 	inGroup(fs, groupIO, func() {
 		partitions = fs.Int("partitions", defaultPartitions, "`N` partitions per topic (outputs of --all take the inputs' count)")
@@ -56,6 +58,10 @@ and topic flags needs, exactly as its --create-topics would.`,
 		fs.StringVar(&cfg.ApplicationID, "application-id", "", "with --all: `ID` naming the internal topics; default the --group")
 		bindOutputTopics(fs, &cfg)
 		fs.DurationVar(&cfg.SavepointRetention, "savepoint-retention", cfg.SavepointRetention, "with --all: retention of the savepoint topics")
+		fs.StringVar(&cfg.Topics.QueuePrefix, "queue-topic-prefix", cfg.Topics.QueuePrefix, "with --all: queue topics are this `PREFIX` plus the queue name")
+		rulesFile = fs.String("rules", "", "with --all: the rules `FILE` dwell run will run, for the topics it writes to (queues) and the event log")
+		regFile = fs.String("registry", "", "with --all: the event registry `FILE`, for its queues")
+		eventLog = fs.String("event-log", "", "with --all: `WHICH` events dwell run logs (all, errors, none; default all with --rules, else none), for the event log topic")
 	})
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		conn, err := kafka.conn(*brokers)
@@ -73,12 +79,32 @@ and topic flags needs, exactly as its --create-topics would.`,
 				return usageError{errors.New("topics create: --all names its topics from --inputs and the topic flags; pass no TOPIC")}
 			}
 			cfg.Brokers, cfg.ClientOpts, cfg.Inputs = conn.Brokers, conn.ClientOpts, splitList(*inputs)
+			if len(cfg.Inputs) == 0 {
+				return usageError{errors.New("topics create: --all needs --inputs")}
+			}
+			var ruleTopics []string
+			cfg.EventLog = "none"
+			if *rulesFile != "" || *regFile != "" {
+				rs, err := pipeline.LoadRuleSet(*rulesFile, *regFile, rules.Options{})
+				if err != nil {
+					return err
+				}
+				ruleTopics = rs.OutputTopics(cfg.Topics.QueuePrefix)
+				cfg.EventLog = "all"
+			}
+			switch *eventLog {
+			case "":
+			case "all", "errors", "none":
+				cfg.EventLog = *eventLog
+			default:
+				return usageError{fmt.Errorf("topics create: --event-log %q: use all, errors or none", *eventLog)}
+			}
 			plan := pipeline.TopicsPlan{InputPartitions: int32(*partitions), ReplicationFactor: int16(*rf)}
-			return topicsCreateAll(cmd.Context(), cfg, plan, 0, e.stdout)
+			return topicsCreateAll(cmd.Context(), cfg, plan, ruleTopics, 0, e.stdout)
 		}
 		kv, err := parseTopicConfigs(*configs)
 		if err != nil {
-			return usageError{fmt.Errorf("topics create: --topic-config: %w", err)}
+			return usageError{fmt.Errorf("topics create: %w", err)}
 		}
 		return topicsCreate(cmd.Context(), conn, topicsCreateOptions{
 			Topics: args, Kind: *kind, Partitions: int32(*partitions), ReplicationFactor: int16(*rf),

@@ -155,7 +155,7 @@ func TestTopicsCreateAll(t *testing.T) {
 	cfg := pipeline.DefaultLiveConfig()
 	cfg.Brokers, cfg.Inputs, cfg.ApplicationID = conn.Brokers, []string{"clicks"}, "shop"
 	var out bytes.Buffer
-	if err := topicsCreateAll(ctx, cfg, pipeline.TopicsPlan{InputPartitions: 3}, time.Second, &out); err != nil {
+	if err := topicsCreateAll(ctx, cfg, pipeline.TopicsPlan{InputPartitions: 3}, nil, time.Second, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"created topic clicks: 3 partitions", "created topic shop.changelog: 3 partitions", "created topic dwell.system-events: 3 partitions"} {
@@ -222,7 +222,7 @@ func TestTopicsWorkflow(t *testing.T) {
 	cfg.Topics.System = k.Name("system")
 	cfg.Topics.Events, cfg.Topics.Late, cfg.Topics.Dead = k.Name("out"), k.Name("late"), k.Name("dlq")
 	out.Reset()
-	if err := topicsCreateAll(ctx, cfg, pipeline.TopicsPlan{}, 0, &out); err != nil {
+	if err := topicsCreateAll(ctx, cfg, pipeline.TopicsPlan{}, nil, 0, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "exists topic "+events+": 3 partitions") || !strings.Contains(out.String(), "created topic "+k.Name("app")+".changelog: 3 partitions") {
