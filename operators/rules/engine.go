@@ -589,15 +589,22 @@ func (r *run) schedule(a *Action) error {
 }
 
 // timerID derives a timer's id from key, name, deadline and cause.
-func timerID(key, name string, deadline int64, cause string) (id [16]byte) {
+func timerID(key, name string, deadline int64, cause string) [16]byte {
+	return derivedID("timer", deadline, key, name, cause)
+}
+
+// derivedID is the id of a rule output derived from what it is (kind), its strings and its
+// time: the first 16 bytes of SHA-256 over kind, each string after a NUL, a NUL and the time
+// big-endian. The same inputs give the same id in every run, replay and instance.
+func derivedID(kind string, t int64, parts ...string) (id [16]byte) {
 	var a [256]byte
-	b := append(a[:0], "timer"...)
-	for _, s := range [...]string{key, name, cause} {
+	b := append(a[:0], kind...)
+	for _, s := range parts {
 		b = append(b, 0)
 		b = append(b, s...)
 	}
 	b = append(b, 0)
-	b = binary.BigEndian.AppendUint64(b, uint64(deadline))
+	b = binary.BigEndian.AppendUint64(b, uint64(t))
 	sum := sha256.Sum256(b)
 	copy(id[:], sum[:])
 	return id

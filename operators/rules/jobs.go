@@ -1,8 +1,6 @@
 package rules
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -154,18 +152,8 @@ func (j *Job) Due(last, now int64, dst []int64, maxFires int) ([]int64, int64) {
 
 // JobID derives a fired job's event id from the job's name, the scheduled time and the key
 // ("" for a job without for_each), so a replay, or a fire repeated by mistake, has the same id.
-func JobID(name string, scheduled int64, key string) (id [16]byte) {
-	b := make([]byte, 0, 64+len(name)+len(key))
-	b = append(b, "job"...)
-	for _, s := range [...]string{name, key} {
-		b = append(b, 0)
-		b = append(b, s...)
-	}
-	b = append(b, 0)
-	b = binary.BigEndian.AppendUint64(b, uint64(scheduled))
-	sum := sha256.Sum256(b)
-	copy(id[:], sum[:])
-	return id
+func JobID(name string, scheduled int64, key string) [16]byte {
+	return derivedID("job", scheduled, name, key)
 }
 
 // loadJob loads one entry of `jobs:`.
