@@ -96,6 +96,7 @@ func EnsureTopicsWith(ctx context.Context, cfg LiveConfig, plan TopicsPlan) erro
 			if err := createTopicsRF(ctx, adm, missingIn, plan.InputPartitions, rf, perTopic); err != nil {
 				return err
 			}
+			cfg.Logger.Info("created input topics", "topics", missingIn, "partitions", plan.InputPartitions)
 			if details, err = adm.ListTopics(ctx, append(slices.Clone(inputs), outputs...)...); err != nil {
 				return fmt.Errorf("pipeline: listing topics on %v: %w", cfg.Brokers, err)
 			}
@@ -131,7 +132,11 @@ func EnsureTopicsWith(ctx context.Context, cfg LiveConfig, plan TopicsPlan) erro
 		return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (%s) or pass --create-topics",
 			missing, partitions, configsHelp(cfg))
 	}
-	return createTopicsRF(ctx, adm, missing, partitions, rf, topicConfigs(cfg))
+	if err := createTopicsRF(ctx, adm, missing, partitions, rf, topicConfigs(cfg)); err != nil {
+		return err
+	}
+	cfg.Logger.Info("created topics", "topics", missing, "partitions", partitions)
+	return nil
 }
 
 // topicConfigs are the settings of the internal topics --create-topics makes. The changelog is
