@@ -27,7 +27,7 @@ func TestJobsList(t *testing.T) {
 	file := filepath.Join(dir, "rules.yaml")
 	replaceFile(t, file, jobsRules)
 	want := []string{
-		"quarter         every 15m0s                           tick        all       3          2026-03-27T00:15:00Z, 2026-03-27T00:30:00Z\n",
+		"quarter         every 15m                             tick        all       3          2026-03-27T00:15:00Z, 2026-03-27T00:30:00Z\n",
 		"weekday-digest  cron \"0 9 * * MON-FRI\" Europe/Warsaw  digest-due  last      2          2026-03-27T08:00:00Z (2026-03-27 09:00 CET), 2026-03-30T07:00:00Z (2026-03-30 09:00 CEST)\n",
 		"version jobs-1: 2 jobs\n",
 	}

@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -180,8 +181,11 @@ func loadJob(n *yaml.Node, cp *compiler) (*Job, error) {
 			j.Cron, err = scalar(v, what, "cron")
 			cronNode = v
 		case "every":
-			j.Every, err = time.ParseDuration(v.Value)
-			if err != nil || v.Kind != yaml.ScalarNode || j.Every < time.Second || j.Every%time.Second != 0 {
+			j.Every, err = parseEvery(v.Value)
+			if err != nil || v.Kind != yaml.ScalarNode {
+				return errAt(v, what, "every: %q is not a duration: use Go's units (90s, 15m, 1h30m) or days (1d)", v.Value)
+			}
+			if j.Every < time.Second || j.Every%time.Second != 0 {
 				return errAt(v, what, "every must be a duration of whole seconds, at least 1s (15m, 1h)")
 			}
 		case "timezone":
@@ -283,7 +287,7 @@ func fixedHour(spec string) bool {
 // String describes the job's schedule: its cron expression and zone, or its interval.
 func (j *Job) String() string {
 	if j.Every > 0 {
-		return "every " + j.Every.String()
+		return "every " + shortDuration(j.Every)
 	}
 	return fmt.Sprintf("cron %q %s", j.Cron, j.Location)
 }
@@ -335,4 +339,31 @@ func (e *Engine) Matches(j *Job, env *Env, st *ProfileState) (bool, error) {
 		ctx.budget = e.cfg.Limits.MaxConditionBytes
 	}
 	return j.forEach.eval(&ctx)
+}
+
+// parseEvery reads a job's every: a Go duration, or a whole number of days ("1d", "7d").
+func parseEvery(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return 0, fmt.Errorf("bad day count %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// shortDuration writes d as a user writes it: 7d, 1h, 15m, 1h30m, 90s (not 1h0m0s).
+func shortDuration(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
