@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
@@ -267,6 +269,13 @@ func loadJob(n *yaml.Node, cp *compiler) (*Job, error) {
 		c, err := cp.compile(j.ForEach)
 		if err != nil {
 			return nil, errAt(forEachNode, what, "for_each: %v", err)
+		}
+		// A fire has no event of its own to test: a condition on event.* is never what was meant.
+		if tree, err := parser.Parse(j.ForEach); err == nil && ast.Find(tree.Node, func(n ast.Node) bool {
+			id, ok := n.(*ast.IdentifierNode)
+			return ok && id.Value == "event"
+		}) != nil {
+			return nil, errAt(forEachNode, what, "for_each is a condition on each profile's state (profile.*), not on event.*: a job's fire has no event to test")
 		}
 		j.forEach = c
 	}
