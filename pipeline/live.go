@@ -185,7 +185,7 @@ func (l *Live) SetRules(rs *RuleSet) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := ensureRuleTopics(ctx, l.adm, l.cfg.Inputs, rs.OutputTopics(l.cfg.Topics.QueuePrefix), l.cfg.CreateTopics); err != nil {
+	if err := ensureRuleTopics(ctx, l.adm, l.cfg.Inputs, rs.OutputTopics(l.cfg.Topics.QueuePrefix), l.cfg.CreateTopics, -1); err != nil {
 		return err
 	}
 	l.limits.load(ctx, l.adm, rs.OutputTopics(l.cfg.Topics.QueuePrefix)) // before the first record to them

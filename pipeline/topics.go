@@ -34,6 +34,9 @@ type TopicsPlan struct {
 	InputConfigs    map[string]*string
 	// ReplicationFactor of the topics created; 0 or -1: the brokers' default.
 	ReplicationFactor int16
+	// RuleTopics are the topics a rule set writes to (RuleSet.OutputTopics), checked, and with
+	// Create created, with the inputs' partition count as NewLive and SetRules do.
+	RuleTopics []string
 }
 
 // InputTopicConfigs are the settings of an input topic dwell creates: no time-based retention
@@ -93,7 +96,7 @@ func EnsureTopicsWith(ctx context.Context, cfg LiveConfig, plan TopicsPlan) erro
 			for _, in := range missingIn {
 				perTopic[in] = configs
 			}
-			if err := createTopicsRF(ctx, adm, missingIn, plan.InputPartitions, rf, perTopic); err != nil {
+			if err := createTopics(ctx, adm, missingIn, plan.InputPartitions, rf, perTopic); err != nil {
 				return err
 			}
 			cfg.Logger.Info("created input topics", "topics", missingIn, "partitions", plan.InputPartitions)
@@ -125,18 +128,17 @@ func EnsureTopicsWith(ctx context.Context, cfg LiveConfig, plan TopicsPlan) erro
 			return fmt.Errorf("pipeline: internal topic %q has %d partitions, the inputs %d; they must match", o, len(d.Partitions), partitions)
 		}
 	}
-	if len(missing) == 0 {
-		return nil
+	if len(missing) > 0 {
+		if !plan.Create {
+			return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (%s) or pass --create-topics",
+				missing, partitions, configsHelp(cfg))
+		}
+		if err := createTopics(ctx, adm, missing, partitions, rf, topicConfigs(cfg)); err != nil {
+			return err
+		}
+		cfg.Logger.Info("created topics", "topics", missing, "partitions", partitions)
 	}
-	if !plan.Create {
-		return fmt.Errorf("pipeline: topics %q not found; create them with %d partitions (%s) or pass --create-topics",
-			missing, partitions, configsHelp(cfg))
-	}
-	if err := createTopicsRF(ctx, adm, missing, partitions, rf, topicConfigs(cfg)); err != nil {
-		return err
-	}
-	cfg.Logger.Info("created topics", "topics", missing, "partitions", partitions)
-	return nil
+	return ensureRuleTopics(ctx, adm, inputs, plan.RuleTopics, plan.Create, rf)
 }
 
 // topicConfigs are the settings of the internal topics --create-topics makes. The changelog is
@@ -159,14 +161,10 @@ func configsHelp(cfg LiveConfig) string {
 		cfg.Topics.Changelog, cfg.Topics.Savepoints, cfg.Topics.SavepointData, cfg.SavepointRetention.Milliseconds())
 }
 
-// createTopics creates topics with partitions each, with the settings configs holds for them
-// (a topic that exists by now is fine), and waits until they have leaders.
-func createTopics(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, configs map[string]map[string]*string) error {
-	return createTopicsRF(ctx, adm, topics, partitions, -1, configs)
-}
-
-// createTopicsRF is createTopics with a replication factor (-1: the brokers' default).
-func createTopicsRF(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, rf int16, configs map[string]map[string]*string) error {
+// createTopics creates topics with partitions each and replication factor rf (-1: the
+// brokers' default), with the settings configs holds for them (a topic that exists by now is
+// fine), and waits until they have leaders.
+func createTopics(ctx context.Context, adm *kadm.Client, topics []string, partitions int32, rf int16, configs map[string]map[string]*string) error {
 	var errs []error
 	for _, t := range topics {
 		resp, err := adm.CreateTopic(ctx, partitions, rf, configs[t], t)
@@ -218,7 +216,7 @@ func WaitForLeaders(ctx context.Context, adm *kadm.Client, topics []string, part
 // ensureRuleTopics checks that the topics a rule set writes to exist and, with create, creates
 // the missing ones with the inputs' partition count. A rule set whose topics are missing is
 // refused before it runs: its first record would otherwise abort every cycle.
-func ensureRuleTopics(ctx context.Context, adm *kadm.Client, inputs, topics []string, create bool) error {
+func ensureRuleTopics(ctx context.Context, adm *kadm.Client, inputs, topics []string, create bool, rf int16) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -242,5 +240,5 @@ func ensureRuleTopics(ctx context.Context, adm *kadm.Client, inputs, topics []st
 	if !create {
 		return configError(fmt.Errorf("pipeline: the rules write to topics %q, which do not exist; create them or pass --create-topics", missing))
 	}
-	return createTopics(ctx, adm, missing, partitions, nil)
+	return createTopics(ctx, adm, missing, partitions, rf, nil)
 }

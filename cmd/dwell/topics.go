@@ -185,14 +185,11 @@ func topicsCreateAll(ctx context.Context, cfg pipeline.LiveConfig, plan pipeline
 	if err != nil {
 		return fmt.Errorf("topics create: listing topics: %w", err)
 	}
-	plan.Create = true
+	plan.Create, plan.RuleTopics = true, ruleTopics
 	if plan.InputPartitions == 0 {
 		plan.InputPartitions = defaultPartitions
 	}
 	if err := pipeline.EnsureTopicsWith(ctx, cfg, plan); err != nil {
-		return err
-	}
-	if err := createRuleTopics(ctx, adm, cfg.Inputs[0], ruleTopics, plan.ReplicationFactor); err != nil {
 		return err
 	}
 	after, err := adm.ListTopics(ctx, want...)
@@ -396,38 +393,4 @@ func ints(xs []int32) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, ",")
-}
-
-// createRuleTopics creates the missing topics of a rule set with input's partition count.
-func createRuleTopics(ctx context.Context, adm *kadm.Client, input string, topics []string, rf int16) error {
-	if len(topics) == 0 {
-		return nil
-	}
-	details, err := adm.ListTopics(ctx, append([]string{input}, topics...)...)
-	if err != nil {
-		return fmt.Errorf("topics create: listing topics: %w", err)
-	}
-	n := int32(len(details[input].Partitions))
-	var missing []string
-	for _, t := range topics {
-		if !details.Has(t) {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if rf == 0 {
-		rf = -1
-	}
-	resp, err := adm.CreateTopics(ctx, n, rf, nil, missing...)
-	if err != nil {
-		return fmt.Errorf("topics create: %w", err)
-	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("topics create: %s: %w", r.Topic, r.Err)
-		}
-	}
-	return pipeline.WaitForLeaders(ctx, adm, missing, n)
 }
