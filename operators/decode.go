@@ -199,26 +199,61 @@ func (d *Decoder) Elements(rec *Record, batch *Event, ev *Event, fn func(index i
 	d.batch = nil
 	batchTime, batchHasT := d.batchTime, d.batchHasT
 	sub := Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Timestamp: rec.Timestamp}
-	i := jsonx.SkipWS(arr, 1) // after '[': the array is valid JSON, Decode checked it
+	eachElement(arr, func(index int, elem []byte) {
+		sub.Value = elem
+		if elem[0] == '{' {
+			sub.Value = appendElement(make([]byte, 0, len(elem)+len(batch.Context)+160), rec, index, batch, batchTime, batchHasT, elem)
+		}
+		fn(index, sub.Value, ev, d.element(&sub, ev, index))
+	})
+}
+
+// CheckElements is Elements without building the elements' events: it decodes each element of
+// the batch Decode just returned ErrBatch for on its own, as a record at rec's timestamp, and
+// calls fn with the verdict Elements would give it. An element's own members are all that
+// can fail (the batch's fields were checked by Decode), except the size of the event Elements
+// would build, which is bounded here by the element's size plus the batch's fields. It
+// allocates nothing for valid elements: for an intake that rejects a bad request whole
+// (dwell collect) rather than dead-lettering its bad elements one by one.
+func (d *Decoder) CheckElements(rec *Record, batch *Event, ev *Event, fn func(index int, ev *Event, err *DecodeError)) {
+	arr := d.batch
+	d.batch = nil
+	sub := Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Timestamp: rec.Timestamp}
+	// what appendElement adds: the id, the batch's refs (quoted, escapes at most doubling
+	// them), its context and its time
+	extra := 64 + 2*(len(batch.Source)+len(batch.Session)+len(batch.Profile)) + 40 + len(batch.Context) + 30
+	eachElement(arr, func(index int, elem []byte) {
+		if len(elem)+extra > d.maxBytes {
+			fn(index, ev, &DecodeError{ReasonTooLarge, "events[" + strconv.Itoa(index) + "]: with the batch's fields the event is over " + strconv.Itoa(d.maxBytes) + " bytes"})
+			return
+		}
+		sub.Value = elem
+		fn(index, ev, d.element(&sub, ev, index))
+	})
+}
+
+// element decodes one batch element and names it in the error.
+func (d *Decoder) element(sub *Record, ev *Event, index int) *DecodeError {
+	err := d.Decode(sub, ev)
+	switch {
+	case err == ErrBatch:
+		d.batch = nil
+		err = &DecodeError{ReasonWrongFieldType, "events[" + strconv.Itoa(index) + "]: a batch inside a batch"}
+	case err != nil:
+		err = &DecodeError{err.Reason, "events[" + strconv.Itoa(index) + "]: " + err.Detail}
+	}
+	return err
+}
+
+// eachElement calls fn with each value of the JSON array arr (valid JSON: Decode checked it).
+func eachElement(arr []byte, fn func(index int, elem []byte)) {
+	i := jsonx.SkipWS(arr, 1) // after '['
 	for index := 0; i < len(arr) && arr[i] != ']'; index++ {
 		j := jsonx.SkipValue(arr, i)
 		if j < 0 {
 			return
 		}
-		elem := arr[i:j]
-		sub.Value = elem
-		if elem[0] == '{' {
-			sub.Value = appendElement(make([]byte, 0, len(elem)+len(batch.Context)+160), rec, index, batch, batchTime, batchHasT, elem)
-		}
-		err := d.Decode(&sub, ev)
-		switch {
-		case err == ErrBatch:
-			d.batch = nil
-			err = &DecodeError{ReasonWrongFieldType, "events[" + strconv.Itoa(index) + "]: a batch inside a batch"}
-		case err != nil:
-			err = &DecodeError{err.Reason, "events[" + strconv.Itoa(index) + "]: " + err.Detail}
-		}
-		fn(index, sub.Value, ev, err)
+		fn(index, arr[i:j])
 		i = jsonx.SkipWS(arr, j)
 		if i < len(arr) && arr[i] == ',' {
 			i = jsonx.SkipWS(arr, i+1)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/plugin/kprom"
 )
 
 // kpromRenames are franz-go's kprom gauges whose names end in _total, which Prometheus
@@ -108,4 +109,11 @@ func (g renamedGauge) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, pb.GetGauge().GetValue())
 	}
+}
+
+// KafkaClientMetrics is franz-go's kprom plugin under the names dwell's dashboards and alerts
+// use (dwell_kafka_*, the gauges of kpromRenames renamed), for a Kafka client of any dwell
+// command: pass it to kgo.WithHooks.
+func KafkaClientMetrics(reg prometheus.Registerer) *kprom.Metrics {
+	return kprom.NewMetrics("dwell_kafka", kprom.Registerer(newRenamingRegisterer(reg)))
 }

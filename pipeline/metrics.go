@@ -128,7 +128,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"committed", "aborted"} {
 		m.txns.WithLabelValues(r)
 	}
-	m.kprom = kprom.NewMetrics("dwell_kafka", kprom.Registerer(newRenamingRegisterer(reg)))
+	m.kprom = KafkaClientMetrics(reg)
 	return m
 }
 

@@ -61,7 +61,7 @@ commands with --config, by a YAML file keyed by flag name: flag > variable > fil
 			root.AddCommand(c)
 		}
 	}
-	add(cmdGroupProcess, newRunCmd(e), newProcessCmd(e), newDemoCmd(e))
+	add(cmdGroupProcess, newRunCmd(e), newProcessCmd(e), newCollectCmd(e), newDemoCmd(e))
 	add(cmdGroupKafka, newTopicsCmd(e), newProduceCmd(e), newTailCmd(e), newDeliverCmd(e), newMoveCmd(e), newResetCmd(e),
 		newLogCmd(e), newSavepointsCmd(e), newProfileCmd(e))
 	add(cmdGroupRules, newConfigCmd(e), newRegistryCmd(e), newJobsCmd(e))

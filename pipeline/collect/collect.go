@@ -1,0 +1,477 @@
+package collect
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/operators"
+)
+
+// Config configures a Collector. Zero fields take the defaults given.
+type Config struct {
+	// Brokers and ClientOpts (TLS, SASL) make the producer; Topic is the input topic.
+	Brokers    []string
+	ClientOpts []kgo.Opt
+	Topic      string
+	// Sources are the event sources; SetSources replaces them.
+	Sources *Sources
+	// Operators holds the decoder's limits (MaxEventBytes is also the body limit, MaxDepth,
+	// MaxIDBytes, MaxFutureSkew): use dwell run's, so that the collector accepts what the
+	// processor processes.
+	Operators operators.Config
+	// MaxEvents bounds the events of one request. Default 100.
+	MaxEvents int
+	// Timeout bounds the wait for Kafka's acknowledgement: a request not acknowledged within it
+	// gets 503 (its events may still land: idempotence prevents duplicates of the producer's
+	// own retries, not of a client's). Default 10s.
+	Timeout time.Duration
+	// MaxBufferedBytes bounds what waits for Kafka; a request that does not fit gets 503 at
+	// once. Default 64 MiB.
+	MaxBufferedBytes int
+	// MaxInflight bounds the requests being handled at once; beyond it, 503. Default 4096.
+	MaxInflight int
+	// PingInterval is how often the brokers are asked for metadata while requests are few,
+	// for /readyz. Default 5s.
+	PingInterval time.Duration
+	// Now is the clock that stamps records (the time of receipt). Default time.Now.
+	Now func() time.Time
+	// Logger, default discard. Metrics, if set, counts requests, events and latencies.
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// Collector is the /track intake: an http.Handler that checks Tracardi /track payloads and
+// produces each as one record to the input topic, answering only once Kafka has it.
+type Collector struct {
+	cfg     Config
+	cl      *kgo.Client
+	dec     *decoders
+	sources atomic.Pointer[Sources]
+	log     *slog.Logger
+	m       *Metrics
+	now     func() time.Time
+
+	inflight atomic.Int64
+	// ready is nil while the brokers answer, else why they do not (for /readyz and fast 503s).
+	ready   atomic.Pointer[error]
+	lastAck atomic.Int64 // unix nanos of the last acknowledged produce: a ping is skipped after one
+}
+
+//go:embed web/tracker.js
+var trackerJS []byte
+
+// TrackerJS is the JavaScript tracker served at /tracker.js.
+func TrackerJS() []byte { return trackerJS }
+
+// New makes the producer (idempotent, acks=all, Kafka's murmur2 partitioner on the profile id)
+// and checks nothing yet: Run pings the brokers.
+func New(cfg Config) (*Collector, error) {
+	if cfg.Topic == "" {
+		return nil, errors.New("collect: no topic: pass --topic")
+	}
+	if cfg.Sources == nil {
+		return nil, errors.New("collect: no sources: pass --sources FILE (or --config-topic)")
+	}
+	if cfg.MaxEvents <= 0 {
+		cfg.MaxEvents = 100
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = 64 << 20
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 4096
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Operators.EnsureDefaults()
+	if err := cfg.Operators.Validate(); err != nil {
+		return nil, fmt.Errorf("collect: %w", err)
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // nil: Kafka's murmur2, as the Java client
+		kgo.RequiredAcks(kgo.AllISRAcks()),                   // and idempotence: franz-go's defaults, said aloud
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.ProducerBatchMaxBytes(int32(min(cfg.Operators.MaxEventBytes+(64<<10), 16<<20))),
+		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
+		kgo.ProducerLinger(2 * time.Millisecond),
+	}
+	if cfg.Metrics != nil {
+		opts = append(opts, kgo.WithHooks(cfg.Metrics.kafka))
+	}
+	cl, err := kgo.NewClient(append(opts, cfg.ClientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("collect: kafka client: %w", err)
+	}
+	c := &Collector{cfg: cfg, cl: cl, dec: newDecoders(cfg.Operators), log: cfg.Logger, m: cfg.Metrics, now: cfg.Now}
+	c.sources.Store(cfg.Sources)
+	notYet := errors.New("not ready: the brokers have not answered yet")
+	c.ready.Store(&notYet)
+	if c.m != nil {
+		c.m.attach(c)
+	}
+	return c, nil
+}
+
+// SetSources replaces the sources; requests in flight finish with the old ones.
+func (c *Collector) SetSources(ss *Sources) {
+	ss.keepLimiters(c.sources.Load())
+	c.sources.Store(ss)
+}
+
+// Sources returns the sources in use.
+func (c *Collector) Sources() *Sources { return c.sources.Load() }
+
+// Ready is nil while the brokers answer (/readyz).
+func (c *Collector) Ready() error { return *c.ready.Load() }
+
+// Run pings the brokers every PingInterval (a metadata request for the topic) until ctx is
+// done, keeping Ready up to date; an acknowledged produce counts as an answer. It returns
+// ctx's error.
+func (c *Collector) Run(ctx context.Context) error {
+	adm := kadm.NewClient(c.cl)
+	tick := time.NewTicker(c.cfg.PingInterval)
+	defer tick.Stop()
+	for {
+		if time.Since(time.Unix(0, c.lastAck.Load())) > c.cfg.PingInterval {
+			c.ping(ctx, adm)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Collector) ping(ctx context.Context, adm *kadm.Client) {
+	pctx, cancel := context.WithTimeout(ctx, min(c.cfg.PingInterval, 5*time.Second))
+	defer cancel()
+	md, err := adm.Metadata(pctx, c.cfg.Topic)
+	if err == nil {
+		if t, ok := md.Topics[c.cfg.Topic]; !ok || t.Err != nil {
+			terr := errors.New("unknown topic")
+			if ok && t.Err != nil {
+				terr = t.Err
+			}
+			err = fmt.Errorf("topic %q: %w; create it with dwell topics create %s", c.cfg.Topic, terr, c.cfg.Topic)
+		}
+	} else if ctx.Err() != nil {
+		return
+	} else {
+		err = fmt.Errorf("cannot reach Kafka at %s: %w", strings.Join(c.cfg.Brokers, ","), err)
+	}
+	c.setReady(err)
+}
+
+func (c *Collector) setReady(err error) {
+	old := c.ready.Load()
+	if (*old == nil) != (err == nil) {
+		if err != nil {
+			c.log.Warn("not ready", "err", err)
+		} else {
+			c.log.Info("ready: the brokers answer", "topic", c.cfg.Topic)
+		}
+	}
+	c.ready.Store(&err)
+}
+
+// Close flushes what is buffered (bounded by ctx) and closes the producer. Call it after the
+// HTTP server has drained its requests.
+func (c *Collector) Close(ctx context.Context) error {
+	err := c.cl.Flush(ctx)
+	c.cl.Close()
+	return err
+}
+
+// Handler serves POST /track, OPTIONS /track (CORS preflight), GET /tracker.js, /healthz and
+// /readyz.
+func (c *Collector) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/track", c.track)
+	mux.HandleFunc("GET /tracker.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		http.ServeContent(w, r, "tracker.js", time.Time{}, bytes.NewReader(trackerJS))
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := c.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// response is /track's answer, in Tracardi's shape: the profile the tracker keeps, the session
+// and source, and the ids the events have in dwell.
+type response struct {
+	Profile  ref      `json:"profile"`
+	Session  *ref     `json:"session,omitempty"`
+	Source   ref      `json:"source"`
+	Events   []string `json:"events"`
+	Errors   []string `json:"errors"`
+	Warnings []string `json:"warnings"`
+}
+
+type ref struct {
+	ID string `json:"id"`
+}
+
+// reply is what a request ends in, for the metrics and the log.
+type reply struct {
+	code       int
+	source     string // metric label: the source id when known, else "unknown"
+	events     int
+	reason     string // why events were refused
+	retryAfter int
+	err        error // Kafka's, for produceMessage
+}
+
+func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ss := c.sources.Load()
+	h := w.Header()
+	h.Set("Vary", "Origin")
+	originHdr := r.Header.Get("Origin")
+	scheme, host, isOrigin := splitOrigin(originHdr)
+	if isOrigin && ss.preflightAllowed(scheme, host) {
+		// on every answer, errors included: a browser hides an answer without it from the
+		// tracker, which would take a 400 for a network error and send the batch again
+		h.Set("Access-Control-Allow-Origin", originHdr)
+		h.Set("Access-Control-Expose-Headers", "Retry-After")
+	}
+	if r.Method == http.MethodOptions { // a CORS preflight: no body, so no source to look at
+		if originHdr == "" || !isOrigin || !ss.preflightAllowed(scheme, host) {
+			c.fail(w, start, reply{code: http.StatusForbidden, source: "unknown", reason: "origin"}, "origin",
+				fmt.Sprintf("origin %q is not allowed by any enabled source", originHdr))
+			return
+		}
+		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Api-Key")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		c.m.request("unknown", http.StatusNoContent, time.Since(start))
+		return
+	}
+	if r.Method != http.MethodPost {
+		h.Set("Allow", "POST, OPTIONS")
+		c.fail(w, start, reply{code: http.StatusMethodNotAllowed, source: "unknown", reason: "method"}, "", "use POST with a JSON body")
+		return
+	}
+	if n := c.inflight.Add(1); n > int64(c.cfg.MaxInflight) {
+		c.inflight.Add(-1)
+		c.fail(w, start, reply{code: http.StatusServiceUnavailable, source: "unknown", reason: "overloaded", retryAfter: 1}, "",
+			"too many requests in flight; retry after a second")
+		return
+	}
+	defer c.inflight.Add(-1)
+	if err := c.Ready(); err != nil {
+		c.fail(w, start, reply{code: http.StatusServiceUnavailable, source: "unknown", reason: "kafka-unavailable", retryAfter: 5}, "", err.Error())
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ := strings.Cut(ct, ";")
+		switch strings.TrimSpace(strings.ToLower(mt)) {
+		case "application/json", "text/plain", "": // text/plain: a beacon, or a fetch without a preflight
+		default:
+			c.fail(w, start, reply{code: http.StatusUnsupportedMediaType, source: "unknown", reason: "content-type"}, "",
+				"Content-Type "+ct+": send application/json (or text/plain holding JSON)")
+			return
+		}
+	}
+	limit := int64(c.cfg.Operators.MaxEventBytes)
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		c.fail(w, start, reply{code: http.StatusBadRequest, source: "unknown", reason: "read"}, "", "reading the body: "+err.Error())
+		return
+	}
+	if int64(len(body)) > limit {
+		c.fail(w, start, reply{code: http.StatusRequestEntityTooLarge, source: "unknown", reason: "too-large"}, "",
+			fmt.Sprintf("the body is over %d bytes (--max-event-bytes); send fewer events per request", limit))
+		return
+	}
+	now := c.now()
+	p, cerr := c.dec.check(c.cfg.Topic, body, now.UnixMilli(), c.cfg.MaxEvents)
+	if cerr != nil {
+		src := "unknown"
+		if p != nil {
+			src = p.source
+		}
+		c.failJSON(w, start, reply{code: http.StatusBadRequest, source: src, reason: cerr.Reason}, cerr)
+		return
+	}
+	s, ok := ss.byID[p.source]
+	switch {
+	case !ok:
+		c.fail(w, start, reply{code: http.StatusForbidden, source: "unknown", events: p.events, reason: "unknown-source"}, "source",
+			fmt.Sprintf("source %q is not a registered event source", p.source))
+		return
+	case !s.enabled:
+		c.fail(w, start, reply{code: http.StatusForbidden, source: s.ID, events: p.events, reason: "source-disabled"}, "source",
+			fmt.Sprintf("source %q is disabled", p.source))
+		return
+	case originHdr != "" && !(isOrigin && s.allowsOrigin(scheme, host)):
+		c.fail(w, start, reply{code: http.StatusForbidden, source: s.ID, events: p.events, reason: "origin"}, "",
+			fmt.Sprintf("origin %q may not send as source %q", originHdr, p.source))
+		return
+	case !s.checkKey(requestKey(r)):
+		h.Set("WWW-Authenticate", `Bearer realm="dwell collect"`)
+		c.fail(w, start, reply{code: http.StatusUnauthorized, source: s.ID, events: p.events, reason: "api-key"}, "",
+			fmt.Sprintf("source %q needs its API key: Authorization: Bearer KEY, X-Api-Key: KEY or ?key=KEY", p.source))
+		return
+	}
+	if s.lim != nil && !s.lim.AllowN(now, p.events) {
+		c.fail(w, start, reply{code: http.StatusTooManyRequests, source: s.ID, events: p.events, reason: "rate-limited", retryAfter: s.retryAfter(p.events, now)}, "",
+			fmt.Sprintf("source %q is over its rate limit of %g events/s", p.source, s.Rate))
+		return
+	}
+	if p.profile == "" {
+		p.profile, p.minted = mintProfile(p.source, p.session), true
+	}
+	rec := &kgo.Record{Key: []byte(p.profile), Value: p.value(), Timestamp: now}
+	partition, offset, rep := c.produce(r.Context(), rec, s.ID, p.events)
+	if rep.code != http.StatusOK {
+		c.fail(w, start, rep, "", produceMessage(rep))
+		return
+	}
+	resp := response{Profile: ref{p.profile}, Source: ref{p.source}, Events: make([]string, p.events), Errors: []string{}, Warnings: []string{}}
+	if p.session != "" {
+		resp.Session = &ref{p.session}
+	}
+	orec := operators.Record{Topic: c.cfg.Topic, Partition: partition, Offset: offset}
+	var idb []byte
+	for i, id := range p.ids {
+		if id != nil {
+			resp.Events[i] = string(id)
+			continue
+		}
+		idb = operators.AppendElementID(idb[:0], &orec, i)
+		resp.Events[i] = string(idb)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(resp)
+	c.m.request(s.ID, http.StatusOK, time.Since(start))
+	c.m.accepted(s.ID, p.events)
+}
+
+// requestKey is the API key a request carries, if any.
+func requestKey(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if k, ok := strings.CutPrefix(a, "Bearer "); ok {
+			return strings.TrimSpace(k)
+		}
+	}
+	if k := r.Header.Get("X-Api-Key"); k != "" {
+		return k
+	}
+	return r.URL.Query().Get("key")
+}
+
+// produce hands rec to the producer and waits for Kafka's answer (or the timeout). The
+// request's own context is not the record's: a client that goes away after sending does not
+// cancel a record that may already be on its way, and its answer is counted either way.
+func (c *Collector) produce(ctx context.Context, rec *kgo.Record, source string, events int) (int32, int64, reply) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+	defer cancel()
+	type result struct {
+		partition int32
+		offset    int64
+		err       error
+	}
+	done := make(chan result, 1)
+	t0 := time.Now()
+	c.cl.TryProduce(pctx, rec, func(r *kgo.Record, err error) {
+		done <- result{r.Partition, r.Offset, err}
+	})
+	var res result
+	select {
+	case res = <-done:
+	case <-pctx.Done():
+		// The record may be on its way: an idempotent producer does not give up a sent batch.
+		// It is answered as not known to be written; done is buffered for the late promise.
+		res.err = context.DeadlineExceeded
+	}
+	rep := reply{code: http.StatusOK, source: source, events: events}
+	c.m.produced(time.Since(t0), res.err == nil)
+	switch err := res.err; {
+	case err == nil:
+		c.lastAck.Store(time.Now().UnixNano())
+		if c.Ready() != nil {
+			c.setReady(nil)
+		}
+		return res.partition, res.offset, rep
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		rep.code, rep.reason, rep.retryAfter = http.StatusServiceUnavailable, "buffer-full", 1
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+		rep.code, rep.reason = http.StatusRequestEntityTooLarge, "too-large"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout):
+		rep.code, rep.reason, rep.retryAfter = http.StatusServiceUnavailable, "timeout", 5
+	default:
+		rep.code, rep.reason, rep.retryAfter = http.StatusServiceUnavailable, "kafka-error", 5
+		c.log.Warn("produce failed", "source", source, "err", err)
+	}
+	rep.err = res.err
+	return 0, 0, rep
+}
+
+// produceMessage is the error a client gets when Kafka did not take its request.
+func produceMessage(rep reply) string {
+	switch rep.reason {
+	case "buffer-full":
+		return "the collector's buffer for Kafka is full; retry after " + strconv.Itoa(rep.retryAfter) + "s"
+	case "too-large":
+		return "Kafka refused the record as too large (" + rep.err.Error() + "); send fewer events per request"
+	case "timeout":
+		return "Kafka did not acknowledge the events in time; they may or may not have been written: retry after " + strconv.Itoa(rep.retryAfter) + "s"
+	}
+	return "Kafka did not take the events: " + rep.err.Error() + "; retry after " + strconv.Itoa(rep.retryAfter) + "s"
+}
+
+// fail answers a refused request with a JSON error: {"error": msg, "reason": ..., "field": ...}.
+func (c *Collector) fail(w http.ResponseWriter, start time.Time, rep reply, field, msg string) {
+	c.failJSON(w, start, rep, &checkError{Reason: rep.reason, Field: field, Message: msg})
+}
+
+func (c *Collector) failJSON(w http.ResponseWriter, start time.Time, rep reply, e *checkError) {
+	h := w.Header()
+	if rep.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(rep.retryAfter))
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(rep.code)
+	_ = json.NewEncoder(w).Encode(e)
+	c.m.refused(rep.source, rep.code, rep.reason, rep.events, time.Since(start))
+	c.log.Debug("refused", "code", rep.code, "source", rep.source, "reason", rep.reason, "err", e.Message)
+}
