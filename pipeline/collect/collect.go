@@ -112,6 +112,9 @@ func New(cfg Config) (*Collector, error) {
 	if err := cfg.Operators.Validate(); err != nil {
 		return nil, fmt.Errorf("collect: %w", err)
 	}
+	if cfg.Operators.MaxIDBytes < 36 {
+		return nil, fmt.Errorf("collect: max id bytes %d is below 36, the length of the profile ids the collector mints", cfg.Operators.MaxIDBytes)
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.DefaultProduceTopic(cfg.Topic),
