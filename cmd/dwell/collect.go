@@ -16,11 +16,13 @@ import (
 
 	"github.com/dwellhq/dwell/operators"
 	"github.com/dwellhq/dwell/pipeline/collect"
+	"github.com/dwellhq/dwell/pipeline/rulesrc"
 )
 
 // collectFlags are dwell collect's settings.
 type collectFlags struct {
 	topic, listen, sources, metricsAddr string
+	configTopic                         string
 	maxEvents, maxBuffered, maxInflight int
 	timeout, drain, reloadInterval      time.Duration
 	ops                                 operators.Config
@@ -53,6 +55,7 @@ changes and on SIGHUP.`,
 		fs.StringVar(&f.topic, "topic", "events", "input `TOPIC` the events are produced to")
 		fs.StringVar(&f.listen, "listen", ":8686", "serve /track, /tracker.js, /healthz and /readyz at `HOST:PORT`")
 		fs.StringVar(&f.sources, "sources", "", "event sources `FILE` (YAML: sources: [{id, origins, api_key_env, rate, burst, enabled}]); reloaded when it changes and on SIGHUP")
+		fs.StringVar(&f.configTopic, "config-topic", "", "follow the sources dwell config apply --sources publishes to this `TOPIC` (e.g. "+rulesrc.DefaultTopic+") instead of a file")
 		fs.DurationVar(&f.reloadInterval, "reload-interval", 2*time.Second, "how often --sources is checked for changes (0: only on SIGHUP)")
 	})
 	inGroup(fs, groupLimits, func() {
@@ -80,8 +83,11 @@ changes and on SIGHUP.`,
 }
 
 func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectFlags) error {
-	if f.sources == "" {
-		return usageError{errors.New("collect: no event sources: pass --sources FILE (a YAML list of sources: [{id: web, origins: [\"https://shop.example.com\"]}])")}
+	switch {
+	case f.sources == "" && f.configTopic == "":
+		return usageError{errors.New("collect: no event sources: pass --sources FILE (a YAML list of sources: [{id: web, origins: [\"https://shop.example.com\"]}]) or --config-topic TOPIC")}
+	case f.sources != "" && f.configTopic != "":
+		return usageError{errors.New("collect: sources come from --sources or from --config-topic, not both")}
 	}
 	if f.maxEvents < 1 || f.maxInflight < 1 || f.maxBuffered < 1 || f.timeout <= 0 {
 		return usageError{errors.New("collect: --max-events, --max-inflight, --max-buffered-bytes and --timeout must be positive")}
@@ -93,19 +99,38 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 	if err != nil {
 		return err
 	}
-	ss, err := loadSources(f.sources)
-	if err != nil {
-		return err
+	var ss *collect.Sources
+	if f.sources != "" {
+		if ss, err = loadSources(f.sources, e.getenv); err != nil {
+			return err
+		}
 	}
 	// The topic must exist: producing to a missing one would only time out request by request.
 	cl, adm, err := connectKafka(ctx, conn)
 	if err != nil {
 		return err
 	}
-	_, err = requireTopics(ctx, adm, false, f.topic)
+	topics := []string{f.topic}
+	if f.configTopic != "" {
+		topics = append(topics, f.configTopic)
+	}
+	_, err = requireTopics(ctx, adm, false, topics...)
 	cl.Close()
 	if err != nil {
 		return err
+	}
+	var follow *collect.SourcesTopic
+	if f.configTopic != "" {
+		if follow, err = collect.NewSourcesTopic(conn.Brokers, conn.ClientOpts, f.configTopic, logger, e.getenv); err != nil {
+			return err
+		}
+		defer follow.Close()
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		ss, err = follow.Load(lctx)
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -138,7 +163,11 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 	reloaded := make(chan struct{})
 	go func() {
 		defer close(reloaded)
-		watchSources(runCtx, f.sources, f.reloadInterval, c, logger)
+		if follow != nil {
+			follow.Follow(runCtx, c.SetSources)
+			return
+		}
+		watchSources(runCtx, f.sources, e.getenv, f.reloadInterval, c, logger)
 	}()
 
 	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -177,12 +206,12 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 }
 
 // loadSources reads and checks the sources file.
-func loadSources(path string) (*collect.Sources, error) {
+func loadSources(path string, getenv func(string) string) (*collect.Sources, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("collect: %w", err)
 	}
-	ss, err := collect.ParseSources(b, nil)
+	ss, err := collect.ParseSources(b, getenv)
 	if err != nil {
 		return nil, fmt.Errorf("collect: %s: %w", path, err)
 	}
@@ -191,7 +220,7 @@ func loadSources(path string) (*collect.Sources, error) {
 
 // watchSources reloads the sources file when it changes (polled every interval) and on SIGHUP,
 // until ctx is done. A file that does not parse is logged and the sources in use stay.
-func watchSources(ctx context.Context, path string, interval time.Duration, c *collect.Collector, logger *slog.Logger) {
+func watchSources(ctx context.Context, path string, getenv func(string) string, interval time.Duration, c *collect.Collector, logger *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -219,7 +248,7 @@ func watchSources(ctx context.Context, path string, interval time.Duration, c *c
 			continue
 		}
 		last = b
-		ss, err := collect.ParseSources(b, nil)
+		ss, err := collect.ParseSources(b, getenv)
 		if err != nil {
 			logger.Error("sources file refused; the sources in use stay", "file", path, "err", err)
 			continue

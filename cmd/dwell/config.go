@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dwellhq/dwell/pipeline"
+	"github.com/dwellhq/dwell/pipeline/collect"
 	"github.com/dwellhq/dwell/pipeline/rulesrc"
 )
 
@@ -23,7 +24,7 @@ func newConfigCmd(e *cliEnv) *cobra.Command {
 	cmd := parentCmd("config", "check rules; publish them to running instances")
 	cmd.Long = `Check rules; publish them to running instances.
 
-FILE may be left out when --registry is given. Exit 0: ok; 1: invalid (the error says where)
+FILE may be left out when --registry or --sources is given. Exit 0: ok; 1: invalid (the error says where)
 or not published; 2: usage.`
 	newSub := func(use, short string) (*cobra.Command, *configFlags) {
 		c := &cobra.Command{Use: use, Short: short, Args: maxArgs(1, "FILE")}
@@ -32,16 +33,18 @@ or not published; 2: usage.`
 		inGroup(fs, groupRules, func() {
 			f.registry = fs.String("registry", "", "event registry `FILE` (unless the rules file has a registry section)")
 			f.prefix = fs.String("queue-topic-prefix", pipeline.DefaultTopics().QueuePrefix, "`PREFIX` of queue topics, to name the topics the rules write to")
+			f.sources = fs.String("sources", "", "event sources `FILE` of dwell collect (with or without rules)")
 		})
 		return c, f
 	}
-	validate, vf := newSub("validate FILE [--registry FILE]", "check a rules file (and a registry file)")
+	validate, vf := newSub("validate [FILE] [--registry FILE] [--sources FILE]", "check a rules file (and a registry file, a sources file)")
 	validate.RunE = func(cmd *cobra.Command, args []string) error {
 		return runConfig(cmd.Context(), e, "validate", firstArg(args), vf)
 	}
-	apply, af := newSub("apply FILE [--registry FILE] [flags]", "check rules, then publish them to the config topic")
+	apply, af := newSub("apply [FILE] [--registry FILE] [--sources FILE] [flags]", "check rules (or sources), then publish them to the config topic")
 	apply.Long = `Check rules, then publish them to the config topic: every dwell run --config-topic applies
-them at its next cycle boundary.`
+them at its next cycle boundary. With --sources, the event sources file is checked and
+published too (under its own key): every dwell collect --config-topic applies it at once.`
 	fs := apply.Flags()
 	af.brokers = bindBrokers(fs)
 	af.kafka = bindKafka(fs)
@@ -72,6 +75,7 @@ func firstArg(args []string) string {
 // configFlags are dwell config's flags; apply's only for apply.
 type configFlags struct {
 	registry, prefix   *string
+	sources            *string
 	brokers, topic, by *string
 	create             *bool
 	kafka              *kafkaFlags
@@ -80,19 +84,38 @@ type configFlags struct {
 func runConfig(ctx context.Context, e *cliEnv, sub, file string, f *configFlags) error {
 	stdout, stderr := e.stdout, e.stderr
 	registry, prefix, brokers, topic, create, by, kafka := f.registry, f.prefix, f.brokers, f.topic, f.create, f.by, f.kafka
-	if file == "" && *registry == "" {
-		return usageError{fmt.Errorf("config %s: name the rules FILE (or --registry FILE)", sub)}
+	if file == "" && *registry == "" && *f.sources == "" {
+		return usageError{fmt.Errorf("config %s: name the rules FILE (or --registry FILE, --sources FILE)", sub)}
 	}
-	c, err := rulesrc.ReadFiles(file, *registry)
-	if err != nil {
-		return err
+	var sources []byte
+	if *f.sources != "" {
+		var err error
+		if sources, err = os.ReadFile(*f.sources); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		ss, err := collect.ValidateSources(sources)
+		if err != nil {
+			return fmt.Errorf("config: %s: %w", *f.sources, err)
+		}
+		if sub == "validate" {
+			fmt.Fprintf(stdout, "%s: %d event sources: %s\n", *f.sources, len(ss.IDs()), strings.Join(ss.IDs(), ", "))
+		}
 	}
-	rs, err := c.Parse()
-	if err != nil {
-		return err
+	var c rulesrc.Content
+	var rs *pipeline.RuleSet
+	if file != "" || *registry != "" {
+		var err error
+		if c, err = rulesrc.ReadFiles(file, *registry); err != nil {
+			return err
+		}
+		if rs, err = c.Parse(); err != nil {
+			return err
+		}
+		if sub == "validate" {
+			printRuleSet(stdout, c, rs, *prefix)
+		}
 	}
 	if sub == "validate" {
-		printRuleSet(stdout, c, rs, *prefix)
 		return nil
 	}
 	kopts, err := kafka.opts()
@@ -112,6 +135,16 @@ func runConfig(ctx context.Context, e *cliEnv, sub, file string, f *configFlags)
 			return fmt.Errorf("config: %w, or pass --create-topic", err)
 		}
 		return fmt.Errorf("config: %w", err)
+	}
+	if sources != nil {
+		ss, err := collect.PublishSources(ctx, cl, *topic, sources, *by)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		fmt.Fprintf(stdout, "published %d event sources to %s\n", len(ss.IDs()), *topic)
+	}
+	if rs == nil {
+		return nil
 	}
 	if missing, err := missingTopics(ctx, cl, rs.OutputTopics(*prefix)); err != nil {
 		return fmt.Errorf("config: %w", err)

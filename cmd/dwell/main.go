@@ -60,6 +60,12 @@ type cliEnv struct {
 	preRan bool
 }
 
+// getenv is os.Getenv through lookupEnv.
+func (e *cliEnv) getenv(k string) string {
+	v, _ := e.lookupEnv(k)
+	return v
+}
+
 // run runs the command line args and returns the exit code: 0 ok, 1 failure, 2 usage.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &cliEnv{stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
