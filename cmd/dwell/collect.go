@@ -175,7 +175,7 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("collecting", "listen", ln.Addr().String(), "topic", f.topic, "sources", len(ss.IDs()),
+	logger.Info("dwell collect running", "listen", ln.Addr().String(), "topic", f.topic, "sources", len(ss.IDs()),
 		"tracker", "http://"+ln.Addr().String()+"/tracker.js")
 	fmt.Fprintf(e.stderr, "dwell collect: POST http://%s/track -> %s (%d event sources); the tracker is at /tracker.js\n",
 		ln.Addr(), f.topic, len(ss.IDs()))
@@ -201,7 +201,7 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 	if err := errors.Join(serveErr, shutErr, closeErr); err != nil {
 		return fmt.Errorf("collect: %w", err)
 	}
-	logger.Info("stopped cleanly")
+	logger.Info("dwell collect stopped cleanly")
 	return nil
 }
 

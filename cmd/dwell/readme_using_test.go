@@ -131,8 +131,12 @@ func TestReadmeUsingIt(t *testing.T) {
 	}
 
 	sh := &readmeShell{t: t, dir: root, env: env}
-	var bg *exec.Cmd
-	var bgOut *syncBuffer
+	type background struct {
+		cmd  *exec.Cmd
+		out  *syncBuffer
+		what string // dwell run or dwell collect, as its log says
+	}
+	var bgs []background
 	for _, b := range blocks {
 		script := make([]string, len(b.lines))
 		for i, l := range b.lines {
@@ -142,12 +146,17 @@ func TestReadmeUsingIt(t *testing.T) {
 			}
 		}
 		if b.longRunning {
-			if len(script) != 1 || bg != nil {
-				t.Fatalf("block %s: a long-running block is one command, one at a time", b.name)
+			if len(script) != 1 {
+				t.Fatalf("block %s: a long-running block is one command", b.name)
 			}
-			bg, bgOut = sh.start(script[0])
-			waitFor(t, 60*time.Second, func() bool { return strings.Contains(bgOut.String(), "dwell running") },
-				func() string { return "dwell run did not start: " + bgOut.String() })
+			what := "dwell"
+			if strings.Contains(script[0], " collect ") {
+				what = "dwell collect"
+			}
+			cmd, out := sh.start(script[0])
+			bgs = append(bgs, background{cmd, out, what})
+			waitFor(t, 60*time.Second, func() bool { return strings.Contains(out.String(), what+" running") },
+				func() string { return what + " did not start: " + out.String() })
 			continue
 		}
 		start := time.Now()
@@ -155,26 +164,29 @@ func TestReadmeUsingIt(t *testing.T) {
 		t.Logf("block %s: %s, %d lines of output", b.name, time.Since(start).Round(time.Millisecond), strings.Count(out, "\n"))
 		sh.check(b.name, out)
 	}
-	if bg == nil {
+	if len(bgs) == 0 {
 		t.Fatal("no long-running block: dwell run never ran")
 	}
-	if err := bg.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- bg.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("dwell run after SIGINT: %v\n%s", err, bgOut.String())
+	for i := len(bgs) - 1; i >= 0; i-- { // Ctrl-C, the last started first
+		bg := bgs[i]
+		if err := bg.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(60 * time.Second):
-		_ = bg.Process.Kill()
-		<-done
-		t.Fatalf("dwell run did not stop within 60s of SIGINT:\n%s", bgOut.String())
-	}
-	if !strings.Contains(bgOut.String(), "dwell stopped cleanly") {
-		t.Fatalf("dwell run did not stop cleanly:\n%s", bgOut.String())
+		done := make(chan error, 1)
+		go func() { done <- bg.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s after SIGINT: %v\n%s", bg.what, err, bg.out.String())
+			}
+		case <-time.After(60 * time.Second):
+			_ = bg.cmd.Process.Kill()
+			<-done
+			t.Fatalf("%s did not stop within 60s of SIGINT:\n%s", bg.what, bg.out.String())
+		}
+		if !strings.Contains(bg.out.String(), bg.what+" stopped cleanly") {
+			t.Fatalf("%s did not stop cleanly:\n%s", bg.what, bg.out.String())
+		}
 	}
 }
 
@@ -239,10 +251,11 @@ func (s *readmeShell) start(line string) (*exec.Cmd, *syncBuffer) {
 func (s *readmeShell) check(name, out string) {
 	s.t.Helper()
 	want := map[string][]string{
-		"using-it-1": {"events", "partitions"},
-		"using-it-2": {"produced 100000 records", `"key":"prof-632be59bd9b4e019"`},
-		"using-it-4": {"produced 20000 records", `"type":`, `"profile": "prof-632be59bd9b4e019"`, `"offsets"`},
-		"using-it-5": {"dwell: "},
+		"using-it-1":     {"events", "partitions"},
+		"using-it-2":     {"produced 100000 records", `"key":"prof-632be59bd9b4e019"`},
+		"using-it-4":     {"produced 20000 records", `"type":`, `"profile": "prof-632be59bd9b4e019"`, `"offsets"`},
+		"using-it-5":     {"dwell: "},
+		"using-it-track": {`"profile":{"id":"visitor-1"}`, `"reason":"unknown-source"`, `"key":"visitor-1"`, `"events":[`},
 	}[name]
 	for _, w := range want {
 		if !strings.Contains(out, w) {

@@ -302,16 +302,8 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, start, reply{code: http.StatusServiceUnavailable, source: "unknown", reason: "kafka-unavailable", retryAfter: 5}, "", err.Error())
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := strings.Cut(ct, ";")
-		switch strings.TrimSpace(strings.ToLower(mt)) {
-		case "application/json", "text/plain", "": // text/plain: a beacon, or a fetch without a preflight
-		default:
-			c.fail(w, start, reply{code: http.StatusUnsupportedMediaType, source: "unknown", reason: "content-type"}, "",
-				"Content-Type "+ct+": send application/json (or text/plain holding JSON)")
-			return
-		}
-	}
+	// Any Content-Type: the body must be JSON whatever it says. Browsers send text/plain to
+	// avoid a preflight (and beacons always do), curl -d says form-urlencoded.
 	limit := int64(c.cfg.Operators.MaxEventBytes)
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {

@@ -192,6 +192,10 @@ func compileSource(s Source, getenv func(string) string) (*source, error) {
 		c.key = []byte(s.APIKey)
 	case s.APIKeyEnv != "":
 		v := getenv(s.APIKeyEnv)
+		if v == "" && !c.enabled {
+			c.key = []byte{} // disabled: refused before its key matters
+			break
+		}
 		if v == "" {
 			return nil, fmt.Errorf("api_key_env: the environment variable %s is empty or unset; set it to the source's key", s.APIKeyEnv)
 		}
