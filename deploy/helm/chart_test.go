@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -107,6 +108,8 @@ func decodeStrict(doc []byte) (any, manifest, error) {
 		obj = &corev1.ServiceAccount{}
 	case "policy/v1 PodDisruptionBudget":
 		obj = &policyv1.PodDisruptionBudget{}
+	case "networking.k8s.io/v1 Ingress":
+		obj = &networkingv1.Ingress{}
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		obj = &autoscalingv2.HorizontalPodAutoscaler{}
 	case "monitoring.coreos.com/v1 ServiceMonitor":
@@ -214,10 +217,160 @@ func TestChartRenders(t *testing.T) {
 					t.Error("defaults: no PodDisruptionBudget")
 				}
 				if _, ok := objs["Deployment/rel-dwell-collect"]; ok {
-					t.Error("defaults: dwell collect does not exist yet, its Deployment must be off")
+					t.Error("defaults: the dwell collect Deployment is on; it is opt-in (collect.enabled)")
 				}
 			}
 		})
+	}
+}
+
+// TestChartCollect renders testdata/collect.yaml (sources in the chart's ConfigMap, an API key
+// from a Secret, an Ingress with TLS) and everything.yaml (the user's ConfigMap, envFrom, the
+// autoscaler) and checks the dwell collect objects: the flags, the sources file's mount and
+// content, probes on the listen port, the grace period against --drain-timeout, the Service,
+// the metrics Service the ServiceMonitor scrapes as job dwell-collect, the Ingress, the PDB.
+func TestChartCollect(t *testing.T) {
+	for _, tc := range []struct {
+		values, topic, configMap string
+		ingress, hpa             bool
+	}{
+		{"collect", "web-events", "rel-dwell-collect", true, false},
+		{"everything", "events", "shop-sources", false, true},
+	} {
+		t.Run(tc.values, func(t *testing.T) {
+			objs := render(t, "-f", "testdata/"+tc.values+".yaml")
+			d, ok := objs["Deployment/rel-dwell-collect"].(*appsv1.Deployment)
+			if !ok {
+				t.Fatal("no Deployment rel-dwell-collect")
+			}
+			spec := d.Spec.Template.Spec
+			c := spec.Containers[0]
+			args := map[string]string{}
+			for _, a := range c.Args {
+				k, v, _ := strings.Cut(a, "=")
+				args[k] = v
+			}
+			if c.Args[0] != "collect" {
+				t.Errorf("args %q: want dwell collect", c.Args)
+			}
+			for flag, want := range map[string]string{
+				"--brokers":      "",
+				"--topic":        tc.topic,
+				"--listen":       ":8686",
+				"--metrics-addr": ":9091",
+				"--sources":      "/etc/dwell/sources/sources.yaml",
+			} {
+				got, ok := args[flag]
+				if !ok || (want != "" && got != want) || got == "" {
+					t.Errorf("%s=%q (given: %t), want %q; args %q", flag, got, ok, want, c.Args)
+				}
+			}
+			var drain int
+			fmt.Sscanf(args["--drain-timeout"], "%ds", &drain)
+			if drain == 0 || spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds <= int64(drain) {
+				t.Errorf("termination grace %v not longer than --drain-timeout=%q", spec.TerminationGracePeriodSeconds, args["--drain-timeout"])
+			}
+			if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.ReadinessProbe.HTTPGet.Port.String() != "http" ||
+				c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.LivenessProbe.HTTPGet.Port.String() != "http" {
+				t.Error("probes: want /readyz for readiness and /healthz for liveness, on the listen port")
+			}
+			ports := map[string]int32{}
+			for _, p := range c.Ports {
+				ports[p.Name] = p.ContainerPort
+			}
+			if ports["http"] != 8686 || ports["metrics"] != 9091 {
+				t.Errorf("container ports %v", ports)
+			}
+			if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem ||
+				spec.SecurityContext == nil || spec.SecurityContext.RunAsNonRoot == nil || !*spec.SecurityContext.RunAsNonRoot {
+				t.Error("securityContext: want the StatefulSet's (non-root, read-only root filesystem)")
+			}
+			mounted := false
+			for _, m := range c.VolumeMounts {
+				if m.Name == "sources" && m.MountPath == "/etc/dwell/sources" && m.SubPath == "" {
+					mounted = true
+				}
+			}
+			var cmName string
+			for _, v := range spec.Volumes {
+				if v.Name == "sources" && v.ConfigMap != nil {
+					cmName = v.ConfigMap.Name
+				}
+			}
+			if !mounted || cmName != tc.configMap {
+				t.Errorf("sources: mounted at /etc/dwell/sources (not a subPath, which never updates): %t; ConfigMap %q, want %q", mounted, cmName, tc.configMap)
+			}
+			if _, ok := objs["ConfigMap/rel-dwell-collect"]; ok != (tc.configMap == "rel-dwell-collect") {
+				t.Errorf("the chart's sources ConfigMap rendered: %t", ok)
+			}
+			if cm, ok := objs["ConfigMap/rel-dwell-collect"].(*corev1.ConfigMap); ok {
+				var f struct {
+					Sources []map[string]any `json:"sources"`
+				}
+				if err := yaml.UnmarshalStrict([]byte(cm.Data["sources.yaml"]), &f); err != nil {
+					t.Fatalf("sources.yaml: %v\n%s", err, cm.Data["sources.yaml"])
+				}
+				if len(f.Sources) != 2 || f.Sources[0]["id"] != "web" || f.Sources[1]["api_key_env"] != "DWELL_SOURCE_BACKEND_KEY" {
+					t.Errorf("sources.yaml holds %v, want the sources of collect.sources", f.Sources)
+				}
+				keyed := false
+				for _, e := range c.Env {
+					keyed = keyed || (e.Name == "DWELL_SOURCE_BACKEND_KEY" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil)
+				}
+				if !keyed {
+					t.Error("the API key variable api_key_env names is not set from a Secret")
+				}
+			}
+			if svc, ok := objs["Service/rel-dwell-collect"].(*corev1.Service); !ok || svc.Spec.Type != corev1.ServiceTypeClusterIP ||
+				svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.String() != "http" {
+				t.Error("no ClusterIP Service rel-dwell-collect, port 80 to the listen port")
+			}
+			if svc, ok := objs["Service/rel-dwell-collect-metrics"].(*corev1.Service); !ok || svc.Labels["dwell.dev/job"] != "dwell-collect" || svc.Spec.Ports[0].Name != "metrics" {
+				t.Error("no metrics Service labelled dwell.dev/job=dwell-collect with a port named metrics (what the ServiceMonitor scrapes)")
+			}
+			if _, ok := objs["ServiceMonitor/rel-dwell"]; !ok {
+				t.Error("no ServiceMonitor")
+			}
+			if _, ok := objs["PodDisruptionBudget/rel-dwell-collect"]; !ok {
+				t.Error("no PodDisruptionBudget for dwell collect")
+			}
+			if _, ok := objs["HorizontalPodAutoscaler/rel-dwell-collect"]; ok != tc.hpa || (d.Spec.Replicas == nil) != tc.hpa {
+				t.Errorf("HorizontalPodAutoscaler %t, replicas %v; want the autoscaler %t", ok, d.Spec.Replicas, tc.hpa)
+			}
+			ing, ok := objs["Ingress/rel-dwell-collect"].(*networkingv1.Ingress)
+			if ok != tc.ingress {
+				t.Fatalf("Ingress rendered: %t, want %t", ok, tc.ingress)
+			}
+			if ok {
+				r := ing.Spec.Rules[0]
+				var paths []string
+				for _, p := range r.HTTP.Paths {
+					paths = append(paths, p.Path)
+					if p.Backend.Service == nil || p.Backend.Service.Name != "rel-dwell-collect" {
+						t.Errorf("Ingress path %s: not to the Service rel-dwell-collect", p.Path)
+					}
+				}
+				if r.Host != "collect.example.com" || strings.Join(paths, " ") != "/track /tracker.js" ||
+					len(ing.Spec.TLS) != 1 || ing.Spec.TLS[0].SecretName != "collect-example-com-tls" {
+					t.Errorf("Ingress: host %q, paths %q, tls %v", r.Host, paths, ing.Spec.TLS)
+				}
+			}
+		})
+	}
+}
+
+// TestChartCollectRefuses: dwell collect without sources would exit at start; a grace period
+// not longer than --drain-timeout would kill it while it answers the requests in flight; with
+// several inputs it cannot guess the topic.
+func TestChartCollectRefuses(t *testing.T) {
+	for args, want := range map[string]string{
+		"collect.enabled=true": "collect.enabled needs event sources",
+		"collect.enabled=true,collect.existingSourcesConfigMap=s,collect.terminationGracePeriodSeconds=30": "must be longer than collect.drainTimeoutSeconds",
+		"collect.enabled=true,collect.existingSourcesConfigMap=s,inputs=a\\,b":                             "set collect.topic",
+	} {
+		if _, err := helm(t, "template", "rel", chart, "--set", args); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s: %v, want an error saying %q", args, err, want)
+		}
 	}
 }
 
