@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,13 +18,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/dwellhq/dwell/pipeline/collect"
 )
 
 // TestDashboardQueries runs dwell demo (the live pipeline on an embedded broker, with
 // generated web traffic: late events, dead letters, visits that end), lets a real Prometheus
 // (Debian package prometheus) scrape it every second, and evaluates every query of
 // deploy/grafana/dwell.json through Prometheus' HTTP API: each must return data, so a panel
-// never shows "No data" because a metric was renamed. About 15 s.
+// never shows "No data" because a metric was renamed. The Collect row's series come from a
+// second target, job dwell-collect: a collector on an embedded broker (startCollector) that has
+// answered a few requests, good and bad. About 15 s.
 func TestDashboardQueries(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -77,9 +85,13 @@ func TestDashboardQueries(t *testing.T) {
 		t.Fatal("dwell demo did not say where its metrics are")
 	}
 
-	// Prometheus scraping it.
+	collectAddr := startCollector(t)
+
+	// Prometheus scraping them.
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: dwell\n    static_configs: [{targets: [%q]}]\n", metricsAddr)
+	cfg := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n"+
+		"  - job_name: dwell\n    static_configs: [{targets: [%q]}]\n"+
+		"  - job_name: dwell-collect\n    static_configs: [{targets: [%q]}]\n", metricsAddr, collectAddr)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +130,12 @@ func TestDashboardQueries(t *testing.T) {
 		}
 		return len(r.Data.Result), nil
 	}
-	// Ready once a few scrapes of a demo that processes and emits system events are stored.
+	// Ready once a few scrapes of a demo that processes and emits system events, and of the
+	// collector, are stored.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		n, err := query(`count_over_time(dwell_records_in_total{topic="events"}[1m]) >= 8 and on() sum(dwell_records_in_total) > 0 and on() sum(dwell_system_events_total{type="visit-ended"}) > 0`)
+		n, err := query(`count_over_time(dwell_records_in_total{topic="events"}[1m]) >= 8 and on() sum(dwell_records_in_total) > 0 and on() sum(dwell_system_events_total{type="visit-ended"}) > 0` +
+			` and on() count_over_time(dwell_collect_ready{job="dwell-collect"}[1m]) >= 8`)
 		if err == nil && n > 0 {
 			break
 		}
@@ -145,6 +159,61 @@ func TestDashboardQueries(t *testing.T) {
 	if queries < 20 {
 		t.Errorf("%d queries in the dashboard", queries)
 	}
+}
+
+// startCollector runs a collector (dwell collect's pipeline, as runCollect wires it: its
+// metrics on newRegistry, served by serveHTTP) on an embedded broker, sends it requests that
+// are accepted, refused (unknown source, rate limit, malformed) and returns its metrics
+// address. Everything stops at the test's cleanup.
+func startCollector(t *testing.T) string {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	ss, err := collect.ParseSources([]byte("sources:\n  - {id: web, origins: [\"*\"]}\n  - {id: slow, rate: 1, burst: 1}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry()
+	c, err := collect.New(collect.Config{Brokers: cluster.ListenAddrs(), Topic: "events", Sources: ss,
+		PingInterval: 100 * time.Millisecond, Metrics: collect.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = c.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		_ = c.Close(context.Background())
+	})
+	addr, stop, err := serveHTTP("127.0.0.1:0", reg, c.Ready, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(10 * time.Second); c.Ready() != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the collector is not ready: %v", c.Ready())
+		}
+	}
+	h := c.Handler()
+	for body, want := range map[string]int{
+		`{"source":{"id":"web"},"session":{"id":"s1"},"events":[{"type":"page-view"}]}`:  http.StatusOK,
+		`{"source":{"id":"nope"},"session":{"id":"s1"},"events":[{"type":"page-view"}]}`: http.StatusForbidden,
+		`{"source":{"id":"slow"},"events":[{"type":"a"},{"type":"b"}]}`:                  http.StatusTooManyRequests,
+		`{"source":{"id":"web"},"events":[`:                                              http.StatusBadRequest,
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/track", strings.NewReader(body)))
+		if w.Code != want {
+			t.Fatalf("POST /track %s: %d %s, want %d", body, w.Code, w.Body, want)
+		}
+	}
+	return addr
 }
 
 func freeAddr(t *testing.T) string {
