@@ -25,6 +25,7 @@ type collectFlags struct {
 	configTopic                         string
 	maxEvents, maxBuffered, maxInflight int
 	timeout, drain, reloadInterval      time.Duration
+	shutdownDelay                       time.Duration
 	ops                                 operators.Config
 	log                                 *logFlags
 }
@@ -66,6 +67,7 @@ changes and on SIGHUP.`,
 		fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "answer 503 when Kafka has not acknowledged a request within this long")
 		fs.IntVar(&f.maxBuffered, "max-buffered-bytes", 64<<20, "answer 503 at once when this many `BYTES` already wait for Kafka")
 		fs.IntVar(&f.maxInflight, "max-inflight", 4096, "answer 503 beyond this many requests being handled at once")
+		fs.DurationVar(&f.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving this long with /readyz red before draining, so that a load balancer stops sending first (Kubernetes: a few seconds)")
 		fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "on SIGTERM, wait this long for requests in flight to be answered")
 	})
 	inGroup(fs, groupObserve, func() {
@@ -185,8 +187,18 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 	case <-ctx.Done():
 	case serveErr = <-served:
 	}
-	// Drain: no new connections, requests in flight are answered (each waits for Kafka at most
-	// --timeout), then what is buffered is flushed.
+	// Drain: /readyz red at once, new requests still served for --shutdown-delay (endpoints
+	// and load balancers take a moment to drop the instance), then no new connections,
+	// requests in flight answered (each waits for Kafka at most --timeout), what is buffered
+	// flushed.
+	c.Drain()
+	if f.shutdownDelay > 0 && serveErr == nil {
+		logger.Info("not ready; serving on until the shutdown delay has passed", "delay", f.shutdownDelay)
+		select {
+		case <-time.After(f.shutdownDelay):
+		case serveErr = <-served:
+		}
+	}
 	logger.Info("draining", "timeout", f.drain)
 	dctx, cancel := context.WithTimeout(context.Background(), f.drain)
 	defer cancel()

@@ -265,10 +265,11 @@ func TestChartCollect(t *testing.T) {
 					t.Errorf("%s=%q (given: %t), want %q; args %q", flag, got, ok, want, c.Args)
 				}
 			}
-			var drain int
+			var drain, delay int
 			fmt.Sscanf(args["--drain-timeout"], "%ds", &drain)
-			if drain == 0 || spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds <= int64(drain) {
-				t.Errorf("termination grace %v not longer than --drain-timeout=%q", spec.TerminationGracePeriodSeconds, args["--drain-timeout"])
+			fmt.Sscanf(args["--shutdown-delay"], "%ds", &delay)
+			if drain == 0 || delay == 0 || spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds <= int64(drain+delay) {
+				t.Errorf("termination grace %v not longer than --shutdown-delay=%q + --drain-timeout=%q", spec.TerminationGracePeriodSeconds, args["--shutdown-delay"], args["--drain-timeout"])
 			}
 			if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.ReadinessProbe.HTTPGet.Port.String() != "http" ||
 				c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.LivenessProbe.HTTPGet.Port.String() != "http" {
@@ -365,7 +366,7 @@ func TestChartCollect(t *testing.T) {
 func TestChartCollectRefuses(t *testing.T) {
 	for args, want := range map[string]string{
 		"collect.enabled=true": "collect.enabled needs event sources",
-		"collect.enabled=true,collect.existingSourcesConfigMap=s,collect.terminationGracePeriodSeconds=30": "must be longer than collect.drainTimeoutSeconds",
+		"collect.enabled=true,collect.existingSourcesConfigMap=s,collect.terminationGracePeriodSeconds=30": "must be longer than collect.shutdownDelaySeconds + collect.drainTimeoutSeconds",
 		"collect.enabled=true,collect.existingSourcesConfigMap=s,inputs=a\\,b":                             "set collect.topic",
 	} {
 		if _, err := helm(t, "template", "rel", chart, "--set", args); err == nil || !strings.Contains(err.Error(), want) {

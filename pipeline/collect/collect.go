@@ -70,6 +70,8 @@ type Collector struct {
 	// ready is nil while the brokers answer, else why they do not (for /readyz and fast 503s).
 	ready   atomic.Pointer[error]
 	lastAck atomic.Int64 // unix nanos of the last acknowledged produce: a ping is skipped after one
+	// draining is set by Drain: not ready from then on, whatever the brokers say
+	draining atomic.Bool
 }
 
 //go:embed web/tracker.js
@@ -151,8 +153,21 @@ func (c *Collector) SetSources(ss *Sources) {
 // Sources returns the sources in use.
 func (c *Collector) Sources() *Sources { return c.sources.Load() }
 
-// Ready is nil while the brokers answer (/readyz).
-func (c *Collector) Ready() error { return *c.ready.Load() }
+// errDraining is Ready's answer once Drain was called.
+var errDraining = errors.New("not ready: shutting down")
+
+// Ready is nil while the brokers answer (/readyz) and Drain has not been called.
+func (c *Collector) Ready() error {
+	if c.draining.Load() {
+		return errDraining
+	}
+	return *c.ready.Load()
+}
+
+// Drain turns /readyz red for good, so that load balancers stop sending, while requests are
+// still served: call it on SIGTERM, wait for the endpoints to be updated, then shut the HTTP
+// server down.
+func (c *Collector) Drain() { c.draining.Store(true) }
 
 // Run pings the brokers every PingInterval (a metadata request for the topic) until ctx is
 // done, keeping Ready up to date; an acknowledged produce counts as an answer. It returns
@@ -298,7 +313,7 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.inflight.Add(-1)
-	if err := c.Ready(); err != nil {
+	if err := *c.ready.Load(); err != nil { // the brokers' state: a draining collector still serves
 		c.fail(w, start, reply{code: http.StatusServiceUnavailable, source: "unknown", reason: "kafka-unavailable", retryAfter: 5}, "", err.Error())
 		return
 	}
@@ -422,7 +437,7 @@ func (c *Collector) produce(ctx context.Context, rec *kgo.Record, source string,
 	switch err := res.err; {
 	case err == nil:
 		c.lastAck.Store(time.Now().UnixNano())
-		if c.Ready() != nil {
+		if *c.ready.Load() != nil {
 			c.setReady(nil)
 		}
 		return res.partition, res.offset, rep

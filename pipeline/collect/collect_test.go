@@ -420,3 +420,22 @@ func TestSetSourcesKeepsLimiters(t *testing.T) {
 		t.Error("a changed limit kept the old limiter")
 	}
 }
+
+// Drain turns /readyz red while /track still accepts: load balancers stop sending first.
+func TestDrain(t *testing.T) {
+	f := newFixture(t, nil)
+	f.waitReady()
+	f.c.Drain()
+	resp, err := f.srv.Client().Get(f.srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "shutting down") {
+		t.Fatalf("/readyz while draining: %d %s", resp.StatusCode, b)
+	}
+	if code, _, body := f.post(`{"source":"web","events":[{"type":"a"}]}`); code != 200 {
+		t.Fatalf("/track while draining: %d %s", code, body)
+	}
+}
