@@ -360,6 +360,11 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("source %q needs its API key: Authorization: Bearer KEY, X-Api-Key: KEY or ?key=KEY", p.source))
 		return
 	}
+	if s.lim != nil && p.events > s.lim.Burst() {
+		c.fail(w, start, reply{code: http.StatusBadRequest, source: s.ID, events: p.events, reason: "too-many-events"}, "events",
+			fmt.Sprintf("events: %d in one request, over source %q's burst of %d; send fewer per request", p.events, p.source, s.lim.Burst()))
+		return
+	}
 	if s.lim != nil && !s.lim.AllowN(now, p.events) {
 		c.fail(w, start, reply{code: http.StatusTooManyRequests, source: s.ID, events: p.events, reason: "rate-limited", retryAfter: s.retryAfter(p.events, now)}, "",
 			fmt.Sprintf("source %q is over its rate limit of %g events/s", p.source, s.Rate))

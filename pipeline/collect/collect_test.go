@@ -290,6 +290,10 @@ func TestTrackRateLimit(t *testing.T) {
 	if code != 429 || hdr.Get("Retry-After") != "1" || !strings.Contains(body, "rate-limited") {
 		t.Fatalf("second: %d Retry-After %q %s", code, hdr.Get("Retry-After"), body)
 	}
+	over := `{"source":"slow","events":[` + strings.Repeat(`{"type":"a"},`, 10) + `{"type":"a"}]}` // 11 > burst: never
+	if code, _, body := f.post(over); code != 400 || !strings.Contains(body, "burst of 10") {
+		t.Fatalf("over the burst: %d %s", code, body)
+	}
 	f.now = f.now.Add(time.Second) // ten more tokens
 	if code, _, body := f.post(batch); code != 200 {
 		t.Fatalf("a second later: %d %s", code, body)
@@ -398,7 +402,7 @@ func TestParseSourcesErrors(t *testing.T) {
 		}
 	}
 	ss, err := ParseSources([]byte(`sources: [{id: a, api_key_env: K, rate: 5}]`), func(k string) string { return map[string]string{"K": "v"}[k] })
-	if err != nil || string(ss.byID["a"].key) != "v" || ss.byID["a"].lim.Burst() != 5 {
+	if err != nil || string(ss.byID["a"].key) != "v" || ss.byID["a"].lim.Burst() != defaultBurst {
 		t.Fatalf("%v %+v", err, ss)
 	}
 }

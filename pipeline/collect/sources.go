@@ -35,11 +35,15 @@ type Source struct {
 	APIKey    string `yaml:"api_key"`
 	APIKeyEnv string `yaml:"api_key_env"`
 	// Rate limits the events this source may send per second, across the instance (0: no
-	// limit); Burst is how many may come at once (default: one second's worth, at least one
-	// request's maximum).
+	// limit); Burst is how many may come at once (default: one second's worth, at least 100,
+	// the default --max-events). A request of more events than Burst is refused as
+	// too-many-events: it could never pass.
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
 }
+
+// defaultBurst is the least default burst: a request of the default --max-events passes.
+const defaultBurst = 100
 
 // SourcesFile is the sources file: `sources:` a list of Source.
 type SourcesFile struct {
@@ -207,7 +211,7 @@ func compileSource(s Source, getenv func(string) string) (*source, error) {
 	if s.Rate > 0 {
 		burst := s.Burst
 		if burst == 0 {
-			burst = max(int(s.Rate), 1)
+			burst = max(int(s.Rate), defaultBurst)
 		}
 		c.lim = rate.NewLimiter(rate.Limit(s.Rate), burst)
 	}
