@@ -80,6 +80,13 @@ var trackerJS []byte
 // TrackerJS is the JavaScript tracker served at /tracker.js.
 func TrackerJS() []byte { return trackerJS }
 
+//go:embed web/shop.html
+var shopHTML []byte
+
+// ShopHTML is the demo shop page that dwell demo serves at /: self-contained, it loads the
+// tracker from /tracker.js of the same server as source "demo-shop".
+func ShopHTML() []byte { return shopHTML }
+
 // New makes the producer (idempotent, acks=all, Kafka's murmur2 partitioner on the profile id)
 // and checks nothing yet: Run pings the brokers.
 func New(cfg Config) (*Collector, error) {
