@@ -57,7 +57,7 @@ func TestDashboardQueries(t *testing.T) {
 	pr, pw := io.Pipe()
 	demoDone := make(chan int, 1)
 	go func() {
-		demoDone <- run(ctx, []string{"demo", "--metrics-addr", "127.0.0.1:0", "--rate", "3000"}, strings.NewReader(""), pw, io.Discard)
+		demoDone <- run(ctx, []string{"demo", "--metrics-addr", "127.0.0.1:0", "--shop-addr", "", "--rate", "3000"}, strings.NewReader(""), pw, io.Discard)
 		pw.Close()
 	}()
 	addrc := make(chan string, 1)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,7 @@ type demoFlags struct {
 	duration    time.Duration
 	profiles    int
 	metricsAddr string
+	shopAddr    string
 	log         *logFlags // live: warn by default, the summary is the demo's output
 	ops         operators.Config
 	// --offline
@@ -61,6 +63,7 @@ kind. It needs no flags; --duration or Ctrl-C ends it (exit 0).`,
 		fs.IntVar(&d.profiles, "profiles", 20_000, "distinct profiles")
 		fs.Float64Var(&d.speed, "speed", 120, "live: event time runs this many times faster than the wall clock, so visits end within seconds")
 		fs.StringVar(&d.metricsAddr, "metrics-addr", "localhost:9090", "live: serve /metrics, /healthz and /readyz at `HOST:PORT` (empty: do not serve)")
+		fs.StringVar(&d.shopAddr, "shop-addr", "localhost:8686", "live: serve a demo shop page with the tracker, and /track, at `HOST:PORT` (empty: do not serve)")
 	})
 	const offline = "Offline (--offline)"
 	inGroup(fs, offline, func() {
@@ -137,12 +140,14 @@ not Apache Kafka). A generator produces %d web-tracking records/s for %d profile
 "events" (%d partitions), with 0.2%% malformed and 0.2%% an hour late. Event time runs %gx faster
 than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once processor writes
 %s, %s, %s and %s; state lives in %s.
+Read them from another terminal while it runs: dwell tail %s --brokers %s
 
 `, rate, *profiles, partitions, *speed, (30*time.Minute).Seconds() / *speed,
-		topics.System, topics.Events, topics.Late, topics.Dead, dir)
+		topics.System, topics.Events, topics.Late, topics.Dead, dir, topics.System, strings.Join(brokers, ","))
 
 	var eventNow atomic.Int64 // the generator's event-time clock, which the processor follows
 	eventNow.Store(web.Start.UnixMilli())
+	nowEvent := func() time.Time { return time.UnixMilli(eventNow.Load()) }
 	var produced atomic.Int64
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -158,7 +163,7 @@ than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once 
 	reg := newRegistry()
 	live, err := pipeline.NewLive(pipeline.LiveConfig{
 		Brokers: brokers, Inputs: []string{"events"}, DataDir: dir, Operators: opCfg,
-		Now:     func() time.Time { return time.UnixMilli(eventNow.Load()) },
+		Now:     nowEvent,
 		Logger:  logger,
 		Metrics: pipeline.NewMetrics(reg),
 	})
@@ -172,6 +177,20 @@ than the wall clock, so a 30-minute visit gap passes in %.0fs. The exactly-once 
 		} else {
 			defer stop()
 			fmt.Fprintf(stdout, "Prometheus metrics: http://%s/metrics (also /healthz, /readyz)\n\n", addr)
+		}
+	}
+	// The shop's browser events are stamped with the event clock: they join the generated
+	// traffic as if they had come in just now, neither late nor ahead of it.
+	var shop *demoShop
+	if d.shopAddr != "" {
+		if shop, err = startShop(d.shopAddr, brokers, "events", nowEvent, logger); err != nil {
+			fmt.Fprintf(stdout, "(shop not served: %v)\n\n", err)
+		} else {
+			defer shop.Close()
+			fmt.Fprintf(stdout, `>>> Open %s in a browser: a small shop with the tracker. Click around: your visit
+>>> shows up below as "your browser", and its visit-ended about %.0fs after your last click.
+
+`, shop.url, (30*time.Minute).Seconds() / *speed)
 		}
 	}
 	runCtx, stopRunning := context.WithCancel(context.Background())
@@ -210,9 +229,13 @@ loop:
 			if line := samples.next(); line != "" {
 				fmt.Fprintln(stdout, "  "+line)
 			}
+			for _, line := range samples.browser() {
+				fmt.Fprintln(stdout, "  "+line)
+			}
 		}
 	}
 	stopProducing()
+	err2 = errors.Join(err2, shop.Close())                             // its last requests answered while the processor still runs
 	final := summary(time.Since(start), produced.Load(), live.Stats()) // before workers stop
 	stopRunning()
 	wg.Wait()
@@ -304,6 +327,7 @@ type sampler struct {
 	mu      sync.Mutex
 	latest  map[string]string // kind -> latest record
 	shown   int
+	shop    []string // lines for the shop's visitors (browserLine) not yet printed
 }
 
 var sampleKinds = []string{"profile-created", "session-opened", "visit-started", "visit-ended", "session-closed", "late", "dead letter"}
@@ -334,6 +358,10 @@ func (s *sampler) run(ctx context.Context) {
 					}
 				}
 			}
+			var shop string
+			if r.Topic == s.topics.System && bytes.Contains(r.Value, []byte(`"source":"`+demoShopSource+`"`)) {
+				shop = browserLine(r.Value)
+			}
 			v := string(r.Value)
 			if r.Topic == s.topics.Dead {
 				if src, ok := deadletter.Read(r.Headers); ok {
@@ -345,9 +373,21 @@ func (s *sampler) run(ctx context.Context) {
 			}
 			s.mu.Lock()
 			s.latest[kind] = v
+			if shop != "" && len(s.shop) < 100 { // bounded: a browser sends a few visits, not thousands
+				s.shop = append(s.shop, shop)
+			}
 			s.mu.Unlock()
 		})
 	}
+}
+
+// browser returns the shop's lines that came since the last call.
+func (s *sampler) browser() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lines := s.shop
+	s.shop = nil
+	return lines
 }
 
 // next returns a sample of the next kind that has one, or "".

@@ -153,14 +153,16 @@ func TestRunAgainstKafka(t *testing.T) {
 	}
 }
 
-// TestDemoLive runs the no-flag demo briefly: the banner says the broker is an embedded test
-// broker, records flow through the live pipeline, and it stops cleanly.
+// TestDemoLive runs the demo briefly: the banner says the broker is an embedded test broker,
+// records flow through the live pipeline, the shop's URL is printed, and it stops cleanly
+// (TestDemoShopInBrowser drives the shop).
 func TestDemoLive(t *testing.T) {
-	code, stdout, stderr := runCLI(t, "", "demo", "--duration", "4s", "--metrics-addr", "127.0.0.1:0")
+	code, stdout, stderr := runCLI(t, "", "demo", "--duration", "4s", "--metrics-addr", "127.0.0.1:0", "--shop-addr", "127.0.0.1:0")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"EMBEDDED TEST BROKER", "Prometheus metrics: http://127.0.0.1:", "profile-created: {", "stopped cleanly"} {
+	for _, want := range []string{"EMBEDDED TEST BROKER", "Prometheus metrics: http://127.0.0.1:", "Open http://127.0.0.1:",
+		"dwell tail dwell.system-events --brokers 127.0.0.1:", "profile-created: {", "stopped cleanly"} {
 		if !strings.Contains(stdout, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, stdout)
 		}
