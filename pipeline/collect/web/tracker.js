@@ -35,7 +35,8 @@
  *                "context": {"page": {"url", "title", "referrer", "path"}, "device": {"type": "desktop|mobile|tablet"},
  *                            "browser": {"language"}, "screen": {"width", "height"}}}, ...]}
  *   Every event carries its own full context (page.url is location.href when it happened) and a client-made
- *   id (kept across retries); none carries a time: the collector stamps the time of receipt.
+ *   id (kept across retries; time-ordered, so that dwell keeps a batch's events in order); none carries a
+ *   time: the collector stamps the time of receipt.
  *   200 -> {"profile": {"id"}, "session": {"id"}, "source": {"id"}, "events": [ids], "errors": [], "warnings": []}
  *   429/503 (and network errors): the batch is retried after Retry-After seconds, else after 1s, 2s, 4s...
  *   (at most 30s), at most 3 tries. 400/401/403/413 are not retried. The queue holds at most 100 events.
@@ -74,6 +75,19 @@
     if (window.crypto && crypto.getRandomValues) crypto.getRandomValues(b);
     else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
     return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+  // Event ids are time-ordered (UUID version 7 in form, with a counter within a millisecond): a request's
+  // events share its time of receipt, and dwell processes events of one time in the order of their ids, so
+  // these ids keep the order the events happened in (which sets, for one, a visit's exit URL).
+  let lastMs = 0, seq = 0;
+  function eventId() {
+    let ms = Date.now();
+    if (ms > lastMs) { lastMs = ms; seq = 0; }
+    else if (++seq > 0xfff) { lastMs++; seq = 0; } // more than 4096 in one ms, or the clock went back
+    const t = lastMs.toString(16).padStart(12, "0").slice(-12);
+    const r = uuid().replace(/-/g, "");
+    return t.slice(0, 8) + "-" + t.slice(8) + "-7" + seq.toString(16).padStart(3, "0") + "-" +
+      (8 | (parseInt(r[16], 16) & 3)).toString(16) + r.slice(17, 20) + "-" + r.slice(20, 32);
   }
   const memory = {}; // stands in for storage that is blocked (private mode, sandboxed iframes)
   function load(store, key) {
@@ -134,7 +148,7 @@
       warnOnce("bad-properties", "properties of a " + type + " event are not JSON (" + e + "); event dropped");
       return null;
     }
-    const event = { id: uuid(), type: String(type), properties: props, context: context() };
+    const event = { id: eventId(), type: String(type), properties: props, context: context() };
     queue.push({ event: event, tries: 0 });
     if (queue.length > QUEUE_MAX) {
       queue.splice(0, queue.length - QUEUE_MAX);
