@@ -235,7 +235,8 @@ loop:
 		}
 	}
 	stopProducing()
-	err2 = errors.Join(err2, shop.Close())                             // its last requests answered while the processor still runs
+	// The shop's last requests are answered while the processor still runs.
+	err2 = errors.Join(err2, shop.Close())
 	final := summary(time.Since(start), produced.Load(), live.Stats()) // before workers stop
 	stopRunning()
 	wg.Wait()
