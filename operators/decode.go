@@ -212,10 +212,12 @@ func (d *Decoder) Elements(rec *Record, batch *Event, ev *Event, fn func(index i
 // the batch Decode just returned ErrBatch for on its own, as a record at rec's timestamp, and
 // calls fn with the verdict Elements would give it. An element's own members are all that
 // can fail (the batch's fields were checked by Decode), except the size of the event Elements
-// would build, which is bounded here by the element's size plus the batch's fields. It
+// would build, which is bounded here by the element's size plus the batch's fields. With
+// rec.Timestamp NoTimestamp, an element without a time of its own fails missing-time and
+// nothing else (that check comes last): so a caller learns which elements have one. It
 // allocates nothing for valid elements: for an intake that rejects a bad request whole
 // (dwell collect) rather than dead-lettering its bad elements one by one.
-func (d *Decoder) CheckElements(rec *Record, batch *Event, ev *Event, fn func(index int, ev *Event, err *DecodeError)) {
+func (d *Decoder) CheckElements(rec *Record, batch *Event, ev *Event, fn func(index int, elem []byte, ev *Event, err *DecodeError)) {
 	arr := d.batch
 	d.batch = nil
 	sub := Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Timestamp: rec.Timestamp}
@@ -224,11 +226,11 @@ func (d *Decoder) CheckElements(rec *Record, batch *Event, ev *Event, fn func(in
 	extra := 64 + 2*(len(batch.Source)+len(batch.Session)+len(batch.Profile)) + 40 + len(batch.Context) + 30
 	eachElement(arr, func(index int, elem []byte) {
 		if len(elem)+extra > d.maxBytes {
-			fn(index, ev, &DecodeError{ReasonTooLarge, "events[" + strconv.Itoa(index) + "]: with the batch's fields the event is over " + strconv.Itoa(d.maxBytes) + " bytes"})
+			fn(index, elem, ev, &DecodeError{ReasonTooLarge, "events[" + strconv.Itoa(index) + "]: with the batch's fields the event is over " + strconv.Itoa(d.maxBytes) + " bytes"})
 			return
 		}
 		sub.Value = elem
-		fn(index, ev, d.element(&sub, ev, index))
+		fn(index, elem, ev, d.element(&sub, ev, index))
 	})
 }
 

@@ -172,7 +172,7 @@ func startCollector(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	ss, err := collect.ParseSources([]byte("sources:\n  - {id: web, origins: [\"*\"]}\n  - {id: slow, rate: 1, burst: 1}\n"), nil)
+	ss, err := collect.ParseSources([]byte("sources:\n  - {id: web, origins: [\"*\"]}\n  - {id: slow, rate: 0.001, burst: 2}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,12 +201,17 @@ func startCollector(t *testing.T) string {
 		}
 	}
 	h := c.Handler()
-	for body, want := range map[string]int{
-		`{"source":{"id":"web"},"session":{"id":"s1"},"events":[{"type":"page-view"}]}`:  http.StatusOK,
-		`{"source":{"id":"nope"},"session":{"id":"s1"},"events":[{"type":"page-view"}]}`: http.StatusForbidden,
-		`{"source":{"id":"slow"},"events":[{"type":"a"},{"type":"b"}]}`:                  http.StatusTooManyRequests,
-		`{"source":{"id":"web"},"events":[`:                                              http.StatusBadRequest,
+	for _, r := range []struct {
+		body string
+		want int
+	}{
+		{`{"source":{"id":"web"},"session":{"id":"s1"},"events":[{"type":"page-view"}]}`, http.StatusOK},
+		{`{"source":{"id":"nope"},"session":{"id":"s1"},"events":[{"type":"page-view"}]}`, http.StatusForbidden},
+		{`{"source":{"id":"slow"},"events":[{"type":"a"},{"type":"b"}]}`, http.StatusOK},              // the burst
+		{`{"source":{"id":"slow"},"events":[{"type":"a"},{"type":"b"}]}`, http.StatusTooManyRequests}, // then the rate
+		{`{"source":{"id":"web"},"events":[`, http.StatusBadRequest},
 	} {
+		body, want := r.body, r.want
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/track", strings.NewReader(body)))
 		if w.Code != want {

@@ -183,7 +183,7 @@ Read them from another terminal while it runs: dwell tail %s --brokers %s
 	// traffic as if they had come in just now, neither late nor ahead of it.
 	var shop *demoShop
 	if d.shopAddr != "" {
-		if shop, err = startShop(d.shopAddr, brokers, "events", nowEvent, logger); err != nil {
+		if shop, err = startShop(d.shopAddr, brokers, "events", nowEvent, logger, reg); err != nil {
 			fmt.Fprintf(stdout, "(shop not served: %v)\n\n", err)
 		} else {
 			defer shop.Close()

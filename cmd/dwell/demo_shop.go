@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dwellhq/dwell/pipeline/collect"
 )
 
@@ -34,10 +36,8 @@ type demoShop struct {
 // startShop listens on addr and serves the shop; now stamps the browser's records, so that they
 // share the event clock of the generator and the processor (with the wall clock they would be
 // hours behind the watermark of an accelerated demo, and late).
-//
-// It has no metrics: collect.NewMetrics registers the Kafka client's series (dwell_kafka_*),
-// which the processor's already hold in the demo's one registry.
-func startShop(addr string, brokers []string, topic string, now func() time.Time, logger *slog.Logger) (*demoShop, error) {
+// Its dwell_collect_* series go to reg (the processor's client has the dwell_kafka_* ones).
+func startShop(addr string, brokers []string, topic string, now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*demoShop, error) {
 	ss, err := collect.ParseSources([]byte("sources:\n  - id: "+demoShopSource+"\n    origins: [\"*\"]\n"), nil)
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func startShop(addr string, brokers []string, topic string, now func() time.Time
 		return nil, fmt.Errorf("shop: listening on %s: %w; pass another --shop-addr", addr, err)
 	}
 	c, err := collect.New(collect.Config{Brokers: brokers, Topic: topic, Sources: ss, Now: now,
-		PingInterval: time.Second, Logger: logger})
+		PingInterval: time.Second, Logger: logger, Metrics: collect.NewMetrics(reg, collect.WithoutKafkaClient())})
 	if err != nil {
 		ln.Close()
 		return nil, err

@@ -134,7 +134,7 @@ func New(cfg Config) (*Collector, error) {
 		kgo.MaxBufferedBytes(cfg.MaxBufferedBytes),
 		kgo.ProducerLinger(2 * time.Millisecond),
 	}
-	if cfg.Metrics != nil {
+	if cfg.Metrics != nil && cfg.Metrics.kafka != nil {
 		opts = append(opts, kgo.WithHooks(cfg.Metrics.kafka))
 	}
 	cl, err := kgo.NewClient(append(opts, cfg.ClientOpts...)...)
@@ -143,7 +143,7 @@ func New(cfg Config) (*Collector, error) {
 	}
 	c := &Collector{cfg: cfg, cl: cl, dec: newDecoders(cfg.Operators), log: cfg.Logger, m: cfg.Metrics, now: cfg.Now}
 	c.sources.Store(cfg.Sources)
-	notYet := errors.New("not ready: the brokers have not answered yet")
+	notYet := errNotYet
 	c.ready.Store(&notYet)
 	if c.m != nil {
 		c.m.attach(c)
@@ -159,6 +159,10 @@ func (c *Collector) SetSources(ss *Sources) {
 
 // Sources returns the sources in use.
 func (c *Collector) Sources() *Sources { return c.sources.Load() }
+
+// errNotYet is Ready's answer until the first ping: /readyz is red, but requests are taken
+// (a page opened at start would otherwise wait out a Retry-After for nothing).
+var errNotYet = errors.New("not ready: the brokers have not answered yet")
 
 // errDraining is Ready's answer once Drain was called.
 var errDraining = errors.New("not ready: shutting down")
@@ -320,7 +324,7 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.inflight.Add(-1)
-	if err := *c.ready.Load(); err != nil { // the brokers' state: a draining collector still serves
+	if err := *c.ready.Load(); err != nil && err != errNotYet { // the brokers' state: a draining collector still serves
 		c.fail(w, start, reply{code: http.StatusServiceUnavailable, source: "unknown", reason: "kafka-unavailable", retryAfter: 5}, "", err.Error())
 		return
 	}
@@ -380,7 +384,7 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 	if p.profile == "" {
 		p.profile, p.minted = mintProfile(p.source, p.session), true
 	}
-	rec := &kgo.Record{Key: []byte(p.profile), Value: p.value(), Timestamp: now}
+	rec := &kgo.Record{Key: []byte(p.profile), Value: p.value(now.UnixMilli()), Timestamp: now}
 	partition, offset, rep := c.produce(r.Context(), rec, s.ID, p.events)
 	if rep.code != http.StatusOK {
 		c.fail(w, start, rep, "", produceMessage(rep))

@@ -66,7 +66,7 @@ func FuzzCheck(f *testing.F) {
 			if p.profile == "" {
 				p.profile, p.minted = mintProfile(p.source, p.session), true
 			}
-			value := p.value()
+			value := p.value(now)
 			rec := operators.Record{Topic: "events", Partition: 2, Offset: 77, Value: value, Timestamp: now}
 			var batch, ev operators.Event
 			d := procs[i]
@@ -84,6 +84,11 @@ func FuzzCheck(f *testing.F) {
 				}
 				if own := p.ids[index]; own != nil && string(own) != string(ev.ID) {
 					t.Fatalf("element %d: own id %q, processor's %q", index, own, ev.ID)
+				}
+				for _, e := range p.timeless {
+					if e.index == index && ev.Time != now+int64(index) {
+						t.Fatalf("timeless element %d has time %d, want %d", index, ev.Time, now+int64(index))
+					}
 				}
 			})
 			if n != p.events || n == 0 || n > 20 {

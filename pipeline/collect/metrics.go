@@ -21,8 +21,16 @@ type Metrics struct {
 	kafka    *kprom.Metrics
 }
 
+// MetricsOption changes what NewMetrics registers.
+type MetricsOption func(*Metrics)
+
+// WithoutKafkaClient leaves out the Kafka client's dwell_kafka_* series, for a process whose
+// other client registers them already (dwell demo hosts a collector beside the processor: the
+// registry refuses a second set of the same names).
+func WithoutKafkaClient() MetricsOption { return func(m *Metrics) { m.kafka = nil } }
+
 // NewMetrics registers the collector's series with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
 	buckets := []float64{.0005, .001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dwell", Subsystem: "collect", Name: "requests_total",
@@ -36,8 +44,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		produce: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "dwell", Subsystem: "collect", Name: "produce_duration_seconds",
 			Help: "Time from handing a request's record to the producer to Kafka's acknowledgement (or failure), by result.", Buckets: buckets},
 			[]string{"result"}),
-		reg:   reg,
-		kafka: pipeline.KafkaClientMetrics(reg),
+		reg: reg,
+	}
+	m.kafka = pipeline.KafkaClientMetrics(reg) // registers on the client's creation
+	for _, o := range opts {
+		o(m)
 	}
 	reg.MustRegister(m.requests, m.events, m.latency, m.produce)
 	m.produce.WithLabelValues("ok")

@@ -20,7 +20,13 @@ type payload struct {
 	minted  bool   // profile was minted here: the record carries it appended to body
 	events  int
 	ids     [][]byte // each event's own id, nil where the processor derives it
+	// timeless are the offsets in body of the elements without a time of their own, when the
+	// batch has none either: they get the time of receipt plus their index (value).
+	timeless []timeless
 }
+
+// timeless is an element without a time: where it starts in the body, and its index.
+type timeless struct{ off, index int }
 
 // checkError is a payload the collector refuses: 400 with the field and a reason (the
 // decoder's reasons: malformed-json, wrong-field-type, missing-type, too-large, too-deep,
@@ -50,20 +56,30 @@ func newDecoders(cfg operators.Config) *decoders {
 func (ds *decoders) check(topic string, body []byte, now int64, maxEvents int) (*payload, *checkError) {
 	d := ds.pool.Get().(*operators.Decoder)
 	defer ds.pool.Put(d)
-	rec := operators.Record{Topic: topic, Partition: -1, Offset: -1, Value: body, Timestamp: now}
+	// Decoded without a record timestamp, an element without a time fails missing-time, and
+	// only when all else is right: that is how the timeless are told apart. They will have the
+	// time of receipt (value), so they are valid.
+	rec := operators.Record{Topic: topic, Partition: -1, Offset: -1, Value: body, Timestamp: operators.NoTimestamp}
 	var batch, ev operators.Event
 	switch err := d.Decode(&rec, &batch); {
-	case err == nil:
+	case err == nil, err.Reason == operators.ReasonMissingTime: // a single event: valid, but not /track's
 		return nil, &checkError{Reason: "no-events", Field: "events",
 			Message: `events: missing; a /track payload carries its events in an "events" array: {"source": {"id": ...}, "events": [{"type": "page-view"}]}`}
 	case err != operators.ErrBatch:
 		return nil, decodeError(err)
 	}
 	p := &payload{body: body, source: string(batch.Source), session: string(batch.Session), profile: string(batch.Profile)}
+	batchTime := batch.Time != 0
 	var bad *checkError
-	d.CheckElements(&rec, &batch, &ev, func(index int, ev *operators.Event, err *operators.DecodeError) {
+	d.CheckElements(&rec, &batch, &ev, func(index int, elem []byte, ev *operators.Event, err *operators.DecodeError) {
 		if bad != nil {
 			return
+		}
+		if err != nil && err.Reason == operators.ReasonMissingTime {
+			if !batchTime {
+				p.timeless = append(p.timeless, timeless{cap(body) - cap(elem), index}) // elem is a subslice of body
+			}
+			err = nil
 		}
 		if err != nil {
 			bad = decodeError(err)
@@ -153,21 +169,47 @@ func mintProfile(source, session string) string {
 	return string(s[:])
 }
 
-// value is the record value: the body as received, with the minted profile appended as its
-// last member where the request had none (the decoder keeps the last of a repeated field, so
-// it also wins over a "profile": null or "").
-func (p *payload) value() []byte {
-	if !p.minted {
+// value is the record value: the body as received, except that
+//   - an element without a time of its own (in a batch without one) gets the time of receipt
+//     plus its index in milliseconds, as its first member: the processor orders events of one
+//     time by id, which would shuffle a request's events (their ids are derived hashes, or
+//     random ones); so a request's events keep the order they were sent in;
+//   - the minted profile is appended as the object's last member where the request had none
+//     (the decoder keeps the last of a repeated field, so it also wins over a "profile": null
+//     or "").
+func (p *payload) value(now int64) []byte {
+	if !p.minted && len(p.timeless) == 0 {
 		return p.body
 	}
 	b := p.body
+	out := make([]byte, 0, len(b)+len(p.profile)+16+len(p.timeless)*24)
+	at := 0
+	for _, e := range p.timeless {
+		off := e.off
+		out = append(out, b[at:off+1]...) // through the element's '{'
+		out = append(out, `"time":`...)
+		out = strconv.AppendInt(out, now+int64(e.index), 10)
+		if k := nextNonSpace(b, off+1); k < len(b) && b[k] != '}' {
+			out = append(out, ',')
+		}
+		at = off + 1
+	}
+	if !p.minted {
+		return append(out, b[at:]...)
+	}
 	end := len(b) - 1
 	for end >= 0 && b[end] != '}' {
 		end--
 	}
-	out := make([]byte, 0, len(b)+len(p.profile)+16)
-	out = append(out, b[:end]...)
+	out = append(out, b[at:end]...)
 	out = append(out, `,"profile":"`...)
 	out = append(out, p.profile...) // a minted UUID: nothing to escape
 	return append(out, `"}`...)
+}
+
+func nextNonSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
