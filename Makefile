@@ -60,7 +60,7 @@ test:
 	$(GO) test -count=1 -run 'TestLiveRepeatedCrashes|TestLiveResetToEarliest' ./pipeline
 
 ## test-kafka: the Kafka suites on a real Apache Kafka (fetched from Maven Central; needs java,
-## mvn and kcat): the end-to-end, crash, rebalance, reset, metrics, CLI, kcat, cart-abandonment
+## mvn and kcat): the end-to-end (dwell collect's too), crash, rebalance, reset, metrics, CLI, kcat, cart-abandonment
 ## (rules across a crash and a rebalance), scheduled jobs (TestLiveJobsExactlyOnce, 14s), config
 ## topic, deliver, move, log and topics tests that make test runs on kfake, the README's Using it
 ## run verbatim (its own make kafka-up and go build, about 60s), then the fault suite (kills of
@@ -77,7 +77,7 @@ test-kafka:
 	trap '$(HARNESS) down --dir $(KAFKA_TEST_DIR)' EXIT; \
 	echo "== Kafka integration suite on $$addr"; \
 	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
-		-run '^(TestLive|TestReset|TestSavepoints|TestCart|TestRunAgainstKafka|TestReadmeUsingIt|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
+		-run '^(TestLive|TestCollectEndToEnd|TestReset|TestSavepoints|TestCart|TestRunAgainstKafka|TestReadmeUsingIt|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
 		-skip '^(TestDeliverRebalance|TestLiveJobForEachOnce)$$' \
 		./pipeline ./pipeline/reset ./pipeline/deliver ./pipeline/rulesrc ./pipeline/topicscan ./cmd/dwell || exit 1; \
 	echo "== fault suite"; \
