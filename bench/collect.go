@@ -1,0 +1,344 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/dwellhq/dwell/pipeline/collect"
+)
+
+// CollectConfig is the collect workload: dwell collect's /track under keep-alive HTTP clients
+// in the same process, each sending batches of EventsPerRequest events from many profiles and
+// waiting for the answer (200 once Kafka has acknowledged) before sending the next.
+type CollectConfig struct {
+	// Level is LevelKfake (default; the broker shares the process and its cores) or LevelBroker.
+	Level string
+	// Brokers for LevelBroker; default from DWELL_TEST_BROKERS. The topic gets a unique name
+	// and is deleted afterwards.
+	Brokers []string `json:",omitempty"`
+	// Partitions of the input topic. Default 4.
+	Partitions int
+	// Clients is the number of keep-alive connections, each with one request at a time.
+	// Default 64.
+	Clients int
+	// Duration of the measured stretch, unless Requests ends it first. Default 10s.
+	Duration time.Duration
+	// Requests, if positive, ends the run after this many requests.
+	Requests int64
+	// EventsPerRequest in each batch. Default 10.
+	EventsPerRequest int
+	// Profiles the requests come from (a tenth without a profile id: the collector mints one).
+	// Default 100,000.
+	Profiles int
+	// Compression of the collector's producer: lz4 (default, dwell collect's), zstd, snappy,
+	// none.
+	Compression string
+	// Seed of the request mix.
+	Seed uint64
+}
+
+// EnsureDefaults fills zero fields and returns c.
+func (c *CollectConfig) EnsureDefaults() *CollectConfig {
+	if c.Level == "" {
+		c.Level = LevelKfake
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 4
+	}
+	if c.Clients <= 0 {
+		c.Clients = 64
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.EventsPerRequest <= 0 {
+		c.EventsPerRequest = 10
+	}
+	if c.Profiles <= 0 {
+		c.Profiles = 100_000
+	}
+	if c.Compression == "" {
+		c.Compression = "lz4"
+	}
+	return c
+}
+
+const latencyCollect = "request: client wall time from sending a /track request to reading its answer " +
+	"(200 only after Kafka acknowledged the record), keep-alive connections in the same process"
+
+// collectBodies is how many distinct request bodies the clients cycle through (made before
+// the measured stretch, so that generating them is not measured).
+const collectBodies = 4096
+
+// RunCollect runs the collect workload and reports accepted events per second, requests per
+// second, request latency and refusals by status (Extra: requests_per_s, status_NNN).
+func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
+	cfg.EnsureDefaults()
+	topic := "events"
+	var brokers []string
+	switch cfg.Level {
+	case LevelKfake:
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(cfg.Partitions), topic))
+		if err != nil {
+			return nil, fmt.Errorf("bench: kfake: %w", err)
+		}
+		defer c.Close()
+		brokers = c.ListenAddrs()
+	case LevelBroker:
+		brokers = cfg.Brokers
+		if len(brokers) == 0 {
+			brokers = BrokersFromEnv()
+		}
+		if len(brokers) == 0 {
+			return nil, ErrNoBrokers
+		}
+		topic = fmt.Sprintf("events-bench-collect-%d", time.Now().UnixNano())
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		if _, err := adm.CreateTopics(ctx, int32(cfg.Partitions), -1, nil, topic); err != nil {
+			return nil, fmt.Errorf("bench: creating %s: %w", topic, err)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, _ = adm.DeleteTopics(dctx, topic)
+		}()
+	default:
+		return nil, fmt.Errorf("bench: unknown level %q for collect (kfake, broker)", cfg.Level)
+	}
+
+	ss, err := collect.ParseSources([]byte("sources:\n  - id: web\n"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	codec, err := compressionCodec(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	// With metrics, as dwell collect runs.
+	c, err := collect.New(collect.Config{Brokers: brokers, Topic: topic, Sources: ss, PingInterval: 100 * time.Millisecond,
+		ClientOpts: []kgo.Opt{kgo.ProducerBatchCompression(codec)}, Metrics: collect.NewMetrics(prometheus.NewRegistry())})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	rctx, stopRun := context.WithCancel(ctx)
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		_ = c.Run(rctx)
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		stopRun()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		stopRun()
+		<-pinged
+		_ = c.Close(sctx)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); c.Ready() != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bench: the collector never got ready: %w", c.Ready())
+		}
+	}
+
+	bodies := collectRequests(cfg)
+	url := "http://" + ln.Addr().String() + "/track"
+	tr := &http.Transport{MaxIdleConns: cfg.Clients, MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients,
+		DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+
+	var (
+		issued   atomic.Int64 // requests started, for Requests
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+		statsMu  sync.Mutex
+		hist     histogram
+		accepted int64
+		requests int64
+		byStatus = map[int]int64{}
+		bytesIn  int64
+	)
+	var m meter
+	m.start()
+	t0 := time.Now()
+	for i := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var h histogram
+			var ok, n, in int64
+			st := map[int]int64{}
+			buf := make([]byte, 0, 1024)
+			for j := i; !stop.Load(); j += cfg.Clients {
+				if cfg.Requests > 0 && issued.Add(1) > cfg.Requests {
+					break
+				}
+				body := bodies[j%len(bodies)]
+				start := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				code := 0
+				if err == nil {
+					buf, err = readAllInto(buf[:0], resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				h.record(int64(time.Since(start)))
+				n++
+				in += int64(len(body))
+				st[code]++
+				if code == http.StatusOK {
+					ok++
+				}
+				if err != nil && ctx.Err() != nil {
+					break
+				}
+			}
+			statsMu.Lock()
+			defer statsMu.Unlock()
+			for k, c := range h.counts {
+				hist.counts[k] += c
+			}
+			hist.n += h.n
+			accepted += ok
+			requests += n
+			bytesIn += in
+			for k, v := range st {
+				byStatus[k] += v
+			}
+		}()
+	}
+	timer := time.AfterFunc(cfg.Duration, func() { stop.Store(true) })
+	wg.Wait()
+	timer.Stop()
+	wall := time.Since(t0)
+	m.stop()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	r := &Result{Workload: "collect", Level: cfg.Level, Config: cfg, Started: t0.UTC().Format(time.RFC3339)}
+	r.Events = accepted * int64(cfg.EventsPerRequest)
+	m.into(r)
+	r.WallSec = wall.Seconds()
+	if r.Events > 0 {
+		r.BytesInPerEvent = float64(bytesIn) / float64(requests*int64(cfg.EventsPerRequest))
+	}
+	r.LatencyMeaning = latencyCollect
+	hist.into(r)
+	r.Extra = map[string]float64{"requests_per_s": float64(requests) / wall.Seconds(), "requests": float64(requests)}
+	for code, n := range byStatus {
+		name := "status_" + strconv.Itoa(code)
+		if code == 0 {
+			name = "status_none" // a transport error: no answer
+		}
+		r.Extra[name] = float64(n)
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("%d keep-alive clients in this process, one request at a time each; events are accepted events (200s x %d)",
+		cfg.Clients, cfg.EventsPerRequest))
+	if accepted < requests {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d requests were not accepted (see status_*)", requests-accepted, requests))
+	}
+	r.finish()
+	return r, nil
+}
+
+// readAllInto reads r to its end, appending to b.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// collectRequests makes the bodies the clients send: Tracardi /track batches of
+// EventsPerRequest events from random profiles (a tenth anonymous), a page context and small
+// properties, about 1 KB for 10 events.
+func collectRequests(cfg CollectConfig) [][]byte {
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0xc011ec7))
+	types := []string{"page-view", "product-view", "add-to-cart", "search", "checkout"}
+	out := make([][]byte, collectBodies)
+	for i := range out {
+		p := rng.IntN(cfg.Profiles)
+		var b []byte
+		b = append(b, `{"source":{"id":"web"},"session":{"id":"s-`...)
+		b = strconv.AppendInt(b, int64(p), 10)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, int64(rng.IntN(4)), 10)
+		b = append(b, `"}`...)
+		if p%10 != 0 {
+			b = append(b, `,"profile":{"id":"p-`...)
+			b = strconv.AppendInt(b, int64(p), 10)
+			b = append(b, `"}`...)
+		}
+		b = append(b, `,"context":{"page":{"url":"https://shop.example.com/p/`...)
+		b = strconv.AppendInt(b, int64(rng.IntN(1000)), 10)
+		b = append(b, `"},"device":"mobile"},"events":[`...)
+		for e := range cfg.EventsPerRequest {
+			if e > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"type":"`...)
+			b = append(b, types[rng.IntN(len(types))]...)
+			b = append(b, `","properties":{"sku":"A`...)
+			b = strconv.AppendInt(b, int64(rng.IntN(5000)), 10)
+			b = append(b, `","qty":`...)
+			b = strconv.AppendInt(b, int64(1+rng.IntN(3)), 10)
+			b = append(b, `}}`...)
+		}
+		out[i] = append(b, `]}`...)
+	}
+	return out
+}
+
+// compressionCodec is the kgo codec named name.
+func compressionCodec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("bench: unknown compression %q (lz4, zstd, snappy, none)", name)
+}

@@ -1,0 +1,35 @@
+package bench
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkCollect is the collect workload on kfake, all in this process: b.N requests of 10
+// events from 64 keep-alive clients, each answered once kfake acknowledged its record.
+//
+//	go test ./bench -run '^$' -bench '^BenchmarkCollect$' -benchtime 200000x -count 6 | tee collect.txt
+//	~/go/bin/benchstat collect-old.txt collect.txt
+func BenchmarkCollect(b *testing.B) {
+	b.ReportAllocs()
+	r, err := RunCollect(context.Background(), CollectConfig{Level: LevelKfake, Requests: int64(b.N), Duration: 1 << 62})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := int64(r.Extra["status_200"]); got != int64(b.N) {
+		b.Fatalf("%d of %d requests accepted: %v", got, b.N, r.Extra)
+	}
+	b.ReportMetric(r.EventsPerS, "events/s")
+	b.ReportMetric(r.LatencyP99*1e3, "p99-ms")
+}
+
+// TestCollectWorkload runs the workload briefly: every request accepted, figures filled.
+func TestCollectWorkload(t *testing.T) {
+	r, err := RunCollect(context.Background(), CollectConfig{Requests: 2000, Clients: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Extra["status_200"] != 2000 || r.Events != 20_000 || r.LatencySamples != 2000 || r.EventsPerS <= 0 {
+		t.Fatalf("result %+v", r)
+	}
+}
