@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -262,7 +263,7 @@ func (c *Collector) Handler() http.Handler {
 }
 
 // response is /track's answer, in Tracardi's shape: the profile the tracker keeps, the session
-// and source, and the ids the events have in dwell.
+// and source, and the ids the events have in dwell. appendResponse writes it; tests read it.
 type response struct {
 	Profile  ref      `json:"profile"`
 	Session  *ref     `json:"session,omitempty"`
@@ -331,11 +332,22 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 	// Any Content-Type: the body must be JSON whatever it says. Browsers send text/plain to
 	// avoid a preflight (and beacons always do), curl -d says form-urlencoded.
 	limit := int64(c.cfg.Operators.MaxEventBytes)
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	buf, err := readBody(r, limit)
+	// The body is the record's value: its buffer goes back to the pool once the producer's
+	// promise has fired, or at once when there is no record (released is then true).
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			putBody(buf)
+		}
+	}
+	defer release()
 	if err != nil {
 		c.fail(w, start, reply{code: http.StatusBadRequest, source: "unknown", reason: "read"}, "", "reading the body: "+err.Error())
 		return
 	}
+	body := *buf
 	if int64(len(body)) > limit {
 		c.fail(w, start, reply{code: http.StatusRequestEntityTooLarge, source: "unknown", reason: "too-large"}, "",
 			fmt.Sprintf("the body is over %d bytes (--max-event-bytes); send fewer events per request", limit))
@@ -384,31 +396,115 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 	if p.profile == "" {
 		p.profile, p.minted = mintProfile(p.source, p.session), true
 	}
-	rec := &kgo.Record{Key: []byte(p.profile), Value: p.value(now.UnixMilli()), Timestamp: now}
-	partition, offset, rep := c.produce(r.Context(), rec, s.ID, p.events)
+	value := p.value(now.UnixMilli())
+	rec := &kgo.Record{Key: []byte(p.profile), Value: value, Timestamp: now}
+	partition, offset, rep, fired := c.produce(r.Context(), rec, s.ID, p.events)
+	if !fired && &value[0] == &p.body[0] {
+		released = true // the producer may still hold the body: the garbage collector frees it
+	}
 	if rep.code != http.StatusOK {
 		c.fail(w, start, rep, "", produceMessage(rep))
 		return
 	}
-	resp := response{Profile: ref{p.profile}, Source: ref{p.source}, Events: make([]string, p.events), Errors: []string{}, Warnings: []string{}}
-	if p.session != "" {
-		resp.Session = &ref{p.session}
+	out := respPool.Get().(*[]byte)
+	*out = appendResponse((*out)[:0], p, &operators.Record{Topic: c.cfg.Topic, Partition: partition, Offset: offset})
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	_, _ = w.Write(*out)
+	if cap(*out) <= pooledBodyBytes {
+		respPool.Put(out)
 	}
-	orec := operators.Record{Topic: c.cfg.Topic, Partition: partition, Offset: offset}
-	var idb []byte
-	for i, id := range p.ids {
-		if id != nil {
-			resp.Events[i] = string(id)
-			continue
-		}
-		idb = operators.AppendElementID(idb[:0], &orec, i)
-		resp.Events[i] = string(idb)
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(resp)
 	c.m.request(s.ID, http.StatusOK, time.Since(start))
 	c.m.accepted(s.ID, p.events)
+}
+
+// Header values set on every answer, shared (net/http only reads them).
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
+// pooledBodyBytes bounds the buffers kept for reuse: a rare large body is not held on to.
+const pooledBodyBytes = 64 << 10
+
+// bodyPool and respPool hold request bodies and answers, so that a request allocates neither.
+var (
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+	respPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+)
+
+// readBody reads r's body, up to limit+1 bytes (more is too large), into a pooled buffer.
+func readBody(r *http.Request, limit int64) (*[]byte, error) {
+	buf := bodyPool.Get().(*[]byte)
+	b := (*buf)[:0]
+	if n := r.ContentLength; n > 0 && int64(cap(b)) < min(n, limit)+1 {
+		b = make([]byte, 0, min(n, limit)+1)
+	}
+	lr := io.LimitedReader{R: r.Body, N: limit + 1}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*buf = b
+			return buf, nil
+		}
+		if err != nil {
+			*buf = b
+			return buf, err
+		}
+	}
+}
+
+func putBody(buf *[]byte) {
+	if cap(*buf) <= pooledBodyBytes {
+		*buf = (*buf)[:0]
+		bodyPool.Put(buf)
+	}
+}
+
+// appendResponse appends /track's answer to b, in Tracardi's shape: the profile the tracker
+// keeps, the session and source, the ids the events have in dwell (their own, else derived
+// from rec's coordinates), and empty errors and warnings; byte for byte what encoding/json
+// gives for response, newline included.
+func appendResponse(b []byte, p *payload, rec *operators.Record) []byte {
+	b = append(b, `{"profile":{"id":`...)
+	b = appendJSONString(b, p.profile)
+	if p.session != "" {
+		b = append(b, `},"session":{"id":`...)
+		b = appendJSONString(b, p.session)
+	}
+	b = append(b, `},"source":{"id":`...)
+	b = appendJSONString(b, p.source)
+	b = append(b, `},"events":[`...)
+	var scratch [32]byte
+	for i, id := range p.ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if id == nil {
+			id = operators.AppendElementID(scratch[:0], rec, i) // hex: nothing to escape
+		}
+		b = appendJSONString(b, id)
+	}
+	return append(b, "],\"errors\":[],\"warnings\":[]}\n"...)
+}
+
+// appendJSONString appends s as a JSON string as encoding/json writes it (HTML characters
+// escaped, invalid UTF-8 replaced): directly when s is plain printable ASCII, the common case,
+// else through encoding/json.
+func appendJSONString[S string | []byte](b []byte, s S) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(string(s))
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // requestKey is the API key a request carries, if any.
@@ -426,27 +522,24 @@ func requestKey(r *http.Request) string {
 
 // produce hands rec to the producer and waits for Kafka's answer (or the timeout). The
 // request's own context is not the record's: a client that goes away after sending does not
-// cancel a record that may already be on its way, and its answer is counted either way.
-func (c *Collector) produce(ctx context.Context, rec *kgo.Record, source string, events int) (int32, int64, reply) {
+// cancel a record that may already be on its way, and its answer is counted either way. fired
+// is false when the wait timed out: the producer may still hold the record.
+func (c *Collector) produce(ctx context.Context, rec *kgo.Record, source string, events int) (int32, int64, reply, bool) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
 	defer cancel()
-	type result struct {
-		partition int32
-		offset    int64
-		err       error
-	}
-	done := make(chan result, 1)
+	wt := waiters.Get().(*waiter)
 	t0 := time.Now()
-	c.cl.TryProduce(pctx, rec, func(r *kgo.Record, err error) {
-		done <- result{r.Partition, r.Offset, err}
-	})
-	var res result
+	c.cl.TryProduce(pctx, rec, wt.promise)
+	var res produceResult
+	fired := true
 	select {
-	case res = <-done:
+	case res = <-wt.done:
+		waiters.Put(wt)
 	case <-pctx.Done():
 		// The record may be on its way: an idempotent producer does not give up a sent batch.
-		// It is answered as not known to be written; done is buffered for the late promise.
-		res.err = context.DeadlineExceeded
+		// It is answered as not known to be written; done is buffered for the late promise,
+		// and the waiter is not reused.
+		res.err, fired = context.DeadlineExceeded, false
 	}
 	rep := reply{code: http.StatusOK, source: source, events: events}
 	c.m.produced(time.Since(t0), res.err == nil)
@@ -456,7 +549,7 @@ func (c *Collector) produce(ctx context.Context, rec *kgo.Record, source string,
 		if *c.ready.Load() != nil {
 			c.setReady(nil)
 		}
-		return res.partition, res.offset, rep
+		return res.partition, res.offset, rep, fired
 	case errors.Is(err, kgo.ErrMaxBuffered):
 		rep.code, rep.reason, rep.retryAfter = http.StatusServiceUnavailable, "buffer-full", 1
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
@@ -468,8 +561,26 @@ func (c *Collector) produce(ctx context.Context, rec *kgo.Record, source string,
 		c.log.Warn("produce failed", "source", source, "err", err)
 	}
 	rep.err = res.err
-	return 0, 0, rep
+	return 0, 0, rep, fired
 }
+
+type produceResult struct {
+	partition int32
+	offset    int64
+	err       error
+}
+
+// waiter is one request's wait for its promise, pooled: its promise func is made once.
+type waiter struct {
+	done    chan produceResult // buffered: a late promise never blocks the producer
+	promise func(*kgo.Record, error)
+}
+
+var waiters = sync.Pool{New: func() any {
+	w := &waiter{done: make(chan produceResult, 1)}
+	w.promise = func(r *kgo.Record, err error) { w.done <- produceResult{r.Partition, r.Offset, err} }
+	return w
+}}
 
 // produceMessage is the error a client gets when Kafka did not take its request.
 func produceMessage(rep reply) string {

@@ -445,3 +445,33 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("/track while draining: %d %s", code, body)
 	}
 }
+
+// TestAppendResponse: the answer appended by hand is encoding/json's, byte for byte, also for
+// ids that need escaping (quotes, HTML characters, control characters, non-ASCII, invalid
+// UTF-8, U+2028), with and without a session, with own and derived event ids.
+func TestAppendResponse(t *testing.T) {
+	rec := &operators.Record{Topic: "events", Partition: 2, Offset: 41}
+	for _, p := range []*payload{
+		{profile: "p-1", source: "web", session: "s-1", ids: [][]byte{nil, []byte("own-1"), nil}},
+		{profile: `a"b\c`, source: "<web>&", ids: [][]byte{[]byte("tab\there"), []byte("é\u2028"), []byte("bad\xffutf8")}},
+		{profile: "0c5b0a2e-1f4e-8c1a-9d2b-3e4f5a6b7c8d", source: "server", session: "\x01", ids: [][]byte{nil}},
+	} {
+		want := response{Profile: ref{p.profile}, Source: ref{p.source}, Events: make([]string, len(p.ids)), Errors: []string{}, Warnings: []string{}}
+		if p.session != "" {
+			want.Session = &ref{p.session}
+		}
+		for i, id := range p.ids {
+			if id == nil {
+				id = operators.AppendElementID(nil, rec, i)
+			}
+			want.Events[i] = string(id)
+		}
+		var buf strings.Builder
+		if err := json.NewEncoder(&buf).Encode(want); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(appendResponse(nil, p, rec)); got != buf.String() {
+			t.Errorf("appendResponse:\n got %s\nwant %s", got, buf.String())
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package collect
 
 import (
+	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,10 @@ type Metrics struct {
 	produce  *prometheus.HistogramVec // result
 	reg      prometheus.Registerer
 	kafka    *kprom.Metrics
+	// ok caches each source's series of an accepted request (source -> *okSeries), and
+	// produceOK and produceErr the produce histogram's: a label lookup hashes its values.
+	ok                    sync.Map
+	produceOK, produceErr prometheus.Observer
 }
 
 // MetricsOption changes what NewMetrics registers.
@@ -28,6 +34,8 @@ type MetricsOption func(*Metrics)
 // other client registers them already (dwell demo hosts a collector beside the processor: the
 // registry refuses a second set of the same names).
 func WithoutKafkaClient() MetricsOption { return func(m *Metrics) { m.kafka = nil } }
+
+type okSeries struct{ requests, events prometheus.Counter }
 
 // NewMetrics registers the collector's series with reg.
 func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
@@ -51,8 +59,8 @@ func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
 		o(m)
 	}
 	reg.MustRegister(m.requests, m.events, m.latency, m.produce)
-	m.produce.WithLabelValues("ok")
-	m.produce.WithLabelValues("error")
+	m.produceOK = m.produce.WithLabelValues("ok")
+	m.produceErr = m.produce.WithLabelValues("error")
 	return m
 }
 
@@ -77,7 +85,11 @@ func (m *Metrics) request(source string, code int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(source, strconv.Itoa(code), "ok").Inc()
+	if code == http.StatusOK {
+		m.okSeries(source).requests.Inc()
+	} else {
+		m.requests.WithLabelValues(source, strconv.Itoa(code), "ok").Inc()
+	}
 	m.latency.Observe(d.Seconds())
 }
 
@@ -85,7 +97,18 @@ func (m *Metrics) accepted(source string, n int) {
 	if m == nil {
 		return
 	}
-	m.events.WithLabelValues(source, "accepted").Add(float64(n))
+	m.okSeries(source).events.Add(float64(n))
+}
+
+// okSeries returns source's series of an accepted request. Sources are few (a reload may add
+// some; a removed one's series stay, as its counts do).
+func (m *Metrics) okSeries(source string) *okSeries {
+	if s, ok := m.ok.Load(source); ok {
+		return s.(*okSeries)
+	}
+	s := &okSeries{requests: m.requests.WithLabelValues(source, "200", "ok"), events: m.events.WithLabelValues(source, "accepted")}
+	m.ok.Store(source, s)
+	return s
 }
 
 func (m *Metrics) refused(source string, code int, reason string, events int, d time.Duration) {
@@ -103,9 +126,9 @@ func (m *Metrics) produced(d time.Duration, ok bool) {
 	if m == nil {
 		return
 	}
-	r := "ok"
-	if !ok {
-		r = "error"
+	if ok {
+		m.produceOK.Observe(d.Seconds())
+	} else {
+		m.produceErr.Observe(d.Seconds())
 	}
-	m.produce.WithLabelValues(r).Observe(d.Seconds())
 }
