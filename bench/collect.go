@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -50,6 +51,11 @@ type CollectConfig struct {
 	Compression string
 	// Seed of the request mix.
 	Seed uint64
+	// Warmup is how long the clients send before the measured stretch. Default 1s.
+	Warmup time.Duration
+	// Client is "raw" (default: HTTP/1.1 written and read by hand on a kept-alive connection,
+	// so that the load generator costs little of the cores it shares) or "net/http".
+	Client string
 }
 
 // EnsureDefaults fills zero fields and returns c.
@@ -74,6 +80,12 @@ func (c *CollectConfig) EnsureDefaults() *CollectConfig {
 	}
 	if c.Compression == "" {
 		c.Compression = "lz4"
+	}
+	if c.Warmup <= 0 {
+		c.Warmup = time.Second
+	}
+	if c.Client == "" {
+		c.Client = "raw"
 	}
 	return c
 }
@@ -168,14 +180,30 @@ func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
 	}
 
 	bodies := collectRequests(cfg)
-	url := "http://" + ln.Addr().String() + "/track"
-	tr := &http.Transport{MaxIdleConns: cfg.Clients, MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients,
-		DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	addr := ln.Addr().String()
+	newClient := func() collectClient {
+		if cfg.Client == "net/http" {
+			return newStdClient(addr, cfg.Clients)
+		}
+		return &rawClient{addr: addr}
+	}
+	// The topic takes a first record (a new one on a broker may need a moment), then every
+	// client sends for Warmup, unmeasured: connections are open when measuring starts.
+	first := newClient()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, err := first.post(bodies[0])
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("bench: no request accepted within 30s: status %d, %v", code, err)
+		}
+	}
+	first.close()
 
 	var (
 		issued   atomic.Int64 // requests started, for Requests
+		measure  atomic.Bool
 		stop     atomic.Bool
 		wg       sync.WaitGroup
 		statsMu  sync.Mutex
@@ -185,31 +213,28 @@ func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
 		byStatus = map[int]int64{}
 		bytesIn  int64
 	)
-	var m meter
-	m.start()
-	t0 := time.Now()
 	for i := range cfg.Clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			cl := newClient()
+			defer cl.close()
 			var h histogram
 			var ok, n, in int64
 			st := map[int]int64{}
-			buf := make([]byte, 0, 1024)
 			for j := i; !stop.Load(); j += cfg.Clients {
-				if cfg.Requests > 0 && issued.Add(1) > cfg.Requests {
+				measured := measure.Load()
+				if measured && cfg.Requests > 0 && issued.Add(1) > cfg.Requests {
 					break
 				}
 				body := bodies[j%len(bodies)]
 				start := time.Now()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				code := 0
-				if err == nil {
-					buf, err = readAllInto(buf[:0], resp.Body)
-					resp.Body.Close()
-					code = resp.StatusCode
+				code, err := cl.post(body)
+				if !measured {
+					if err != nil && ctx.Err() != nil {
+						break
+					}
+					continue
 				}
 				h.record(int64(time.Since(start)))
 				n++
@@ -236,6 +261,14 @@ func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
 			}
 		}()
 	}
+	select {
+	case <-time.After(cfg.Warmup):
+	case <-ctx.Done():
+	}
+	var m meter
+	m.start()
+	t0 := time.Now()
+	measure.Store(true)
 	timer := time.AfterFunc(cfg.Duration, func() { stop.Store(true) })
 	wg.Wait()
 	timer.Stop()
@@ -262,8 +295,8 @@ func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
 		}
 		r.Extra[name] = float64(n)
 	}
-	r.Notes = append(r.Notes, fmt.Sprintf("%d keep-alive clients in this process, one request at a time each; events are accepted events (200s x %d)",
-		cfg.Clients, cfg.EventsPerRequest))
+	r.Notes = append(r.Notes, fmt.Sprintf("%d keep-alive %s clients in this process, one request at a time each, after %s of warm-up; events are accepted events (200s x %d)",
+		cfg.Clients, cfg.Client, cfg.Warmup, cfg.EventsPerRequest))
 	if accepted < requests {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d requests were not accepted (see status_*)", requests-accepted, requests))
 	}
@@ -271,20 +304,129 @@ func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
 	return r, nil
 }
 
-// readAllInto reads r to its end, appending to b.
-func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+// collectClient sends a /track request and reads its answer: the status, 0 without one.
+type collectClient interface {
+	post(body []byte) (int, error)
+	close()
+}
+
+// stdClient is net/http's client, keep-alive.
+type stdClient struct {
+	url string
+	c   *http.Client
+	tr  *http.Transport
+	buf []byte
+}
+
+func newStdClient(addr string, conns int) *stdClient {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, DisableCompression: true}
+	return &stdClient{url: "http://" + addr + "/track", c: &http.Client{Transport: tr}, tr: tr, buf: make([]byte, 0, 1024)}
+}
+
+func (s *stdClient) post(body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	s.buf = s.buf[:0]
 	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+		if len(s.buf) == cap(s.buf) {
+			s.buf = append(s.buf, 0)[:len(s.buf)]
 		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
+		n, err := resp.Body.Read(s.buf[len(s.buf):cap(s.buf)])
+		s.buf = s.buf[:len(s.buf)+n]
 		if errors.Is(err, io.EOF) {
-			return b, nil
+			return resp.StatusCode, nil
 		}
 		if err != nil {
-			return b, err
+			return 0, err
 		}
+	}
+}
+
+func (s *stdClient) close() { s.tr.CloseIdleConnections() }
+
+// rawClient writes HTTP/1.1 requests by hand on one kept-alive connection and reads answers
+// with a Content-Length (the collector's always have one: they are small, so net/http sets
+// it); it reconnects after an error.
+type rawClient struct {
+	addr string
+	conn net.Conn
+	br   *bufio.Reader
+	req  []byte
+}
+
+func (c *rawClient) post(body []byte) (int, error) {
+	if c.conn == nil {
+		conn, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			return 0, err
+		}
+		c.conn, c.br = conn, bufio.NewReaderSize(conn, 4096)
+	}
+	c.req = append(c.req[:0], "POST /track HTTP/1.1\r\nHost: "...)
+	c.req = append(c.req, c.addr...)
+	c.req = append(c.req, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	c.req = strconv.AppendInt(c.req, int64(len(body)), 10)
+	c.req = append(c.req, "\r\n\r\n"...)
+	c.req = append(c.req, body...)
+	code, err := c.roundTrip()
+	if err != nil {
+		c.close()
+	}
+	return code, err
+}
+
+func (c *rawClient) roundTrip() (int, error) {
+	if _, err := c.conn.Write(c.req); err != nil {
+		return 0, err
+	}
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		return 0, fmt.Errorf("bench: status line %q", line)
+	}
+	code, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("bench: status line %q", line)
+	}
+	length := -1
+	for {
+		h, err := c.br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		if k, v, ok := bytes.Cut(h, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+			if length, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
+				return 0, fmt.Errorf("bench: header %q", h)
+			}
+		}
+	}
+	if length < 0 {
+		return 0, errors.New("bench: an answer without Content-Length")
+	}
+	if _, err := c.br.Discard(length); err != nil {
+		return 0, err
+	}
+	return code, nil
+}
+
+func (c *rawClient) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
 	}
 }
 

@@ -17,6 +17,9 @@ import (
 
 const benchLong = `dwell bench measures dwell on a generated workload and prints what it measured.
 
+collect measures dwell collect: keep-alive clients in the same process post 10-event /track
+batches (--level kfake, default, or broker).
+
 Levels (--level, web and nexmark): operators (in-process, one goroutine; default), kfake (the
 live processor on an embedded test broker), broker (the live processor on the brokers of
 --brokers or DWELL_BROKERS, with uniquely named topics, deleted afterwards).`
@@ -112,6 +115,36 @@ func newBenchCmd(e *cliEnv) *cobra.Command {
 			cfg.Q11.Warmup = 0 // follow --rate, --gap and --max-out-of-orderness
 			return bench.RunNexmark(ctx, *cfg)
 		}, validate, &cfg.Level
+	})
+	add("collect [flags]", "dwell collect's /track under keep-alive clients in the same process", func(fs *pflag.FlagSet) (func(context.Context) (*bench.Result, error), func() error, *string) {
+		cfg := &bench.CollectConfig{}
+		cfg.EnsureDefaults()
+		inGroup(fs, groupBench, func() {
+			fs.StringVar(&cfg.Level, "level", cfg.Level, "`LEVEL`: kfake or broker")
+			fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "keep-alive connections, one request at a time each")
+			fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to send")
+			fs.Int64Var(&cfg.Requests, "requests", 0, "stop after this many requests (0: --duration alone)")
+			fs.IntVar(&cfg.EventsPerRequest, "events-per-request", cfg.EventsPerRequest, "events in each /track batch")
+			fs.IntVar(&cfg.Profiles, "profiles", cfg.Profiles, "profiles the requests come from (a tenth anonymous)")
+			fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "how long the clients send before the measured stretch")
+			fs.StringVar(&cfg.Client, "client", cfg.Client, "`CLIENT`: raw (HTTP/1.1 by hand, cheap) or net/http")
+		})
+		inGroup(fs, groupKafka, func() {
+			fs.Var(&brokerList{&cfg.Brokers}, "brokers", "`HOST:PORT,...`: the seed brokers of --level broker (default: DWELL_TEST_BROKERS)")
+			fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of the input topic")
+			fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "`CODEC` of the collector's producer: lz4, zstd, snappy or none")
+		})
+		validate := func() error {
+			if cfg.Level == bench.LevelOperators {
+				return errors.New("bench: collect runs at --level kfake or broker")
+			}
+			if cfg.Client != "raw" && cfg.Client != "net/http" {
+				return fmt.Errorf("bench: --client %q: raw or net/http", cfg.Client)
+			}
+			return errors.Join(positive("clients", int64(cfg.Clients)), positive("events-per-request", int64(cfg.EventsPerRequest)),
+				positive("profiles", int64(cfg.Profiles)), positive("duration", int64(cfg.Duration)))
+		}
+		return func(ctx context.Context) (*bench.Result, error) { return bench.RunCollect(ctx, *cfg) }, validate, &cfg.Level
 	})
 	add("restore [flags]", "changelog replay, restore from Pebble, cold reads", func(fs *pflag.FlagSet) (func(context.Context) (*bench.Result, error), func() error, *string) {
 		cfg := &bench.RestoreConfig{}
