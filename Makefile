@@ -64,7 +64,7 @@ test:
 ## (rules across a crash and a rebalance), scheduled jobs (TestLiveJobsExactlyOnce, 14s), config
 ## topic, deliver, move, log and topics tests that make test runs on kfake, the README's Using it
 ## run verbatim (its own make kafka-up and go build, about 60s), then the fault suite (kills of
-## dwell and of brokers, scaling, scheduled jobs on the wall clock: a real-time row of about
+## dwell, of dwell collect under load, and of brokers, scaling, scheduled jobs on the wall clock: a real-time row of about
 ## 80s), which prints a table. The broker is stopped afterwards, also when a test fails.
 ## TestDeliverRebalance stays on kfake: on a real broker the first deliverer can finish the
 ## whole queue before the second one's join triggers a rebalance, so it would test nothing.
@@ -77,7 +77,7 @@ test-kafka:
 	trap '$(HARNESS) down --dir $(KAFKA_TEST_DIR)' EXIT; \
 	echo "== Kafka integration suite on $$addr"; \
 	DWELL_TEST_BROKERS=$$addr $(GO) test -count=1 -timeout 20m \
-		-run '^(TestLive|TestCollectEndToEnd|TestReset|TestSavepoints|TestCart|TestRunAgainstKafka|TestReadmeUsingIt|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
+		-run '^(TestLive|TestCollectEndToEnd|TestCollectSigkill|TestReset|TestSavepoints|TestCart|TestRunAgainstKafka|TestReadmeUsingIt|TestKcatInterop|TestDeliver|TestMove|TestLogSearch|TestRunConfigTopic|TestConfigApply|TestTopic|TestScan)' \
 		-skip '^(TestDeliverRebalance|TestLiveJobForEachOnce)$$' \
 		./pipeline ./pipeline/reset ./pipeline/deliver ./pipeline/rulesrc ./pipeline/topicscan ./cmd/dwell || exit 1; \
 	echo "== fault suite"; \

@@ -163,6 +163,21 @@ func TestFaults(t *testing.T) {
 			}
 		})
 	}
+	// dwell collect SIGKILLed under load (faults_collect_test.go): inputs are requests, expected
+	// those answered 200, got those of them in the topic.
+	if strings.Contains(collectKillScenario, only) {
+		t.Run(strings.ReplaceAll(collectKillScenario, " ", "_"), func(t *testing.T) {
+			topic := fmt.Sprintf("f%d-collect", time.Now().UnixNano()%1e9)
+			createTopic(t, single.Bootstrap(), faultParts, topic)
+			c := runCollectKill(t, single.Bootstrap(), topic, 5*time.Second)
+			problems := c.problems()
+			rows = append(rows, faultRow{scenario: collectKillScenario, inputs: c.requests, want: c.acked, got: c.ackedLanded,
+				missing: c.missing, dup: c.dup, elapsed: c.elapsed, faults: c.String(), failed: len(problems) > 0})
+			if len(problems) > 0 {
+				t.Errorf("%s: %s:\n%s", collectKillScenario, c, strings.Join(problems, "\n"))
+			}
+		})
+	}
 }
 
 func printFaultTable(rows []faultRow) {
