@@ -51,6 +51,8 @@ type CollectConfig struct {
 	Compression string
 	// Seed of the request mix.
 	Seed uint64
+	// Linger, if positive, replaces the collector's producer linger (collect.Config.Linger).
+	Linger time.Duration `json:",omitempty"`
 	// Warmup is how long the clients send before the measured stretch. Default 1s.
 	Warmup time.Duration
 	// Client is "raw" (default: HTTP/1.1 written and read by hand on a kept-alive connection,
@@ -148,7 +150,7 @@ func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
 	}
 	// With metrics, as dwell collect runs.
 	c, err := collect.New(collect.Config{Brokers: brokers, Topic: topic, Sources: ss, PingInterval: 100 * time.Millisecond,
-		ClientOpts: []kgo.Opt{kgo.ProducerBatchCompression(codec)}, Metrics: collect.NewMetrics(prometheus.NewRegistry())})
+		ClientOpts: []kgo.Opt{kgo.ProducerBatchCompression(codec)}, Linger: cfg.Linger, Metrics: collect.NewMetrics(prometheus.NewRegistry())})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

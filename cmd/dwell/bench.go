@@ -133,6 +133,7 @@ func newBenchCmd(e *cliEnv) *cobra.Command {
 			fs.Var(&brokerList{&cfg.Brokers}, "brokers", "`HOST:PORT,...`: the seed brokers of --level broker (default: DWELL_TEST_BROKERS)")
 			fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of the input topic")
 			fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "`CODEC` of the collector's producer: lz4, zstd, snappy or none")
+			fs.DurationVar(&cfg.Linger, "linger", 0, "replace the collector's producer linger (0: dwell collect's own)")
 		})
 		validate := func() error {
 			if cfg.Level == bench.LevelOperators {

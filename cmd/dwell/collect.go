@@ -26,6 +26,7 @@ type collectFlags struct {
 	maxEvents, maxBuffered, maxInflight int
 	timeout, drain, reloadInterval      time.Duration
 	shutdownDelay                       time.Duration
+	linger                              time.Duration
 	ops                                 operators.Config
 	log                                 *logFlags
 }
@@ -68,6 +69,7 @@ changes and on SIGHUP.`,
 		fs.IntVar(&f.maxBuffered, "max-buffered-bytes", 64<<20, "answer 503 at once when this many `BYTES` already wait for Kafka")
 		fs.IntVar(&f.maxInflight, "max-inflight", 4096, "answer 503 beyond this many requests being handled at once")
 		fs.DurationVar(&f.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving this long with /readyz red before draining, so that a load balancer stops sending first (Kubernetes: a few seconds)")
+		fs.DurationVar(&f.linger, "linger", 500*time.Microsecond, "how long the producer waits for more requests' records before it sends a batch (each request waits for it)")
 		fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "on SIGTERM, wait this long for requests in flight to be answered")
 	})
 	inGroup(fs, groupObserve, func() {
@@ -91,8 +93,8 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 	case f.sources != "" && f.configTopic != "":
 		return usageError{errors.New("collect: sources come from --sources or from --config-topic, not both")}
 	}
-	if f.maxEvents < 1 || f.maxInflight < 1 || f.maxBuffered < 1 || f.timeout <= 0 {
-		return usageError{errors.New("collect: --max-events, --max-inflight, --max-buffered-bytes and --timeout must be positive")}
+	if f.maxEvents < 1 || f.maxInflight < 1 || f.maxBuffered < 1 || f.timeout <= 0 || f.linger <= 0 {
+		return usageError{errors.New("collect: --max-events, --max-inflight, --max-buffered-bytes, --timeout and --linger must be positive")}
 	}
 	if err := f.ops.Validate(); err != nil {
 		return usageError{err}
@@ -142,7 +144,7 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 
 	reg := newRegistry()
 	c, err := collect.New(collect.Config{Brokers: conn.Brokers, ClientOpts: conn.ClientOpts, Topic: f.topic, Sources: ss,
-		Operators: f.ops, MaxEvents: f.maxEvents, Timeout: f.timeout, MaxBufferedBytes: f.maxBuffered, MaxInflight: f.maxInflight,
+		Operators: f.ops, MaxEvents: f.maxEvents, Timeout: f.timeout, MaxBufferedBytes: f.maxBuffered, MaxInflight: f.maxInflight, Linger: f.linger,
 		Logger: logger, Metrics: collect.NewMetrics(reg)})
 	if err != nil {
 		return err
