@@ -24,8 +24,8 @@ func TestBenchWorkloads(t *testing.T) {
 		{"nexmark-kfake", []string{"nexmark", "--level", "kfake", "--events", "5000", "--rate", "2000", "--max-out-of-orderness", "100ms", "--partitions", "2"}, "nexmark-q11", 5000},
 		{"web", []string{"web", "--events", "5000", "--profiles", "2000", "--rate", "20"}, "web", 5000},
 		{"restore", []string{"restore", "--keys", "2000", "--cold-reads", "500"}, "restore", 2000},
-		{"collect", []string{"collect", "--requests", "500", "--clients", "4", "--warmup", "10ms"}, "collect", 5000},
-		{"collect-net-http", []string{"collect", "--requests", "200", "--clients", "2", "--warmup", "10ms", "--client", "net/http"}, "collect", 2000},
+		{"collect", []string{"collect", "--requests", "500", "--clients", "4", "--warmup", "10ms", "--duration", "1h"}, "collect", 5000},
+		{"collect-net-http", []string{"collect", "--requests", "200", "--clients", "2", "--warmup", "10ms", "--duration", "1h", "--client", "net/http"}, "collect", 2000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := filepath.Join(dir, tc.name+".json")
