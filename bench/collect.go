@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/dwellhq/dwell/pipeline"
 	"github.com/dwellhq/dwell/pipeline/collect"
 )
 
@@ -144,7 +145,7 @@ func RunCollect(ctx context.Context, cfg CollectConfig) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	codec, err := compressionCodec(cfg.Compression)
+	codec, err := pipeline.CompressionCodec(cfg.Compression)
 	if err != nil {
 		return nil, err
 	}
@@ -470,19 +471,4 @@ func collectRequests(cfg CollectConfig) [][]byte {
 		out[i] = append(b, `]}`...)
 	}
 	return out
-}
-
-// compressionCodec is the kgo codec named name.
-func compressionCodec(name string) (kgo.CompressionCodec, error) {
-	switch name {
-	case "lz4":
-		return kgo.Lz4Compression(), nil
-	case "zstd":
-		return kgo.ZstdCompression(), nil
-	case "snappy":
-		return kgo.SnappyCompression(), nil
-	case "none":
-		return kgo.NoCompression(), nil
-	}
-	return kgo.CompressionCodec{}, fmt.Errorf("bench: unknown compression %q (lz4, zstd, snappy, none)", name)
 }

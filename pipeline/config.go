@@ -313,7 +313,8 @@ func (c *LiveConfig) validate() error {
 	return configError(errors.Join(errs...))
 }
 
-func compressionCodec(name string) (kgo.CompressionCodec, error) {
+// CompressionCodec is the producer codec named name: lz4 (also for ""), zstd, snappy or none.
+func CompressionCodec(name string) (kgo.CompressionCodec, error) {
 	switch name {
 	case "", "lz4":
 		return kgo.Lz4Compression(), nil

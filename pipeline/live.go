@@ -90,7 +90,7 @@ func NewLive(cfg LiveConfig) (*Live, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	codec, err := compressionCodec(cfg.Compression)
+	codec, err := CompressionCodec(cfg.Compression)
 	if err != nil {
 		return nil, err
 	}

@@ -221,11 +221,12 @@ func runCollectKill(t *testing.T, brokers []string, topic string, load time.Dura
 		t.Errorf("dwell collect did not stop within 30s of SIGTERM:\n%s", tailFile(log))
 	}
 
-	// Read the topic in full: its end offsets now, every record up to them.
+	// Read the topic in full: its end offsets now, every record up to them (the collector is
+	// not transactional: its last stable offsets are its end offsets).
 	landed := map[string]int{}
 	var cnt collectKillCounts
 	eventID := regexp.MustCompile(`"id":"(r\d+-\d+)-(\d)"`)
-	for _, r := range readAll(t, brokers, topic) {
+	for _, r := range pipelinetest.ReadCommitted(t, brokers, topic) {
 		cnt.records++
 		var v struct {
 			Events []struct{ ID string }
@@ -280,43 +281,6 @@ func runCollectKill(t *testing.T, brokers []string, topic string, load time.Dura
 // isRefused: the connection was refused, so the request was never sent.
 func isRefused(err error) bool {
 	return strings.Contains(err.Error(), "connection refused")
-}
-
-// readAll reads every record of topic up to its end offsets at the time of the call.
-func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := map[int32]int64{}
-	var out []*kgo.Record
-	for {
-		done := true
-		ends.Each(func(o kadm.ListedOffset) {
-			if next[o.Partition] < o.Offset {
-				done = false
-			}
-		})
-		if done {
-			return out
-		}
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: timed out after %d records", topic, len(out))
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-			next[r.Partition] = r.Offset + 1
-		})
-	}
 }
 
 // createTopic creates topic with partitions (replication factor 1).
