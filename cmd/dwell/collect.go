@@ -69,7 +69,7 @@ changes and on SIGHUP.`,
 		fs.IntVar(&f.maxBuffered, "max-buffered-bytes", 64<<20, "answer 503 at once when this many `BYTES` already wait for Kafka")
 		fs.IntVar(&f.maxInflight, "max-inflight", 4096, "answer 503 beyond this many requests being handled at once")
 		fs.DurationVar(&f.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving this long with /readyz red before draining, so that a load balancer stops sending first (Kubernetes: a few seconds)")
-		fs.DurationVar(&f.linger, "linger", 500*time.Microsecond, "how long the producer waits for more requests' records before it sends a batch (each request waits for it)")
+		fs.DurationVar(&f.linger, "linger", 500*time.Microsecond, "how long the producer waits for more requests' records before it sends a batch (each request waits for it; 0: not at all)")
 		fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "on SIGTERM, wait this long for requests in flight to be answered")
 	})
 	inGroup(fs, groupObserve, func() {
@@ -89,12 +89,26 @@ changes and on SIGHUP.`,
 func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectFlags) error {
 	switch {
 	case f.sources == "" && f.configTopic == "":
-		return usageError{errors.New("collect: no event sources: pass --sources FILE (a YAML list of sources: [{id: web, origins: [\"https://shop.example.com\"]}]) or --config-topic TOPIC")}
+		return usageError{errors.New("collect: no event sources: pass --sources FILE (YAML with a sources: list, e.g. sources: [{id: web, origins: [\"https://shop.example.com\"]}]; see deploy/sources.example.yaml) or --config-topic TOPIC")}
 	case f.sources != "" && f.configTopic != "":
 		return usageError{errors.New("collect: sources come from --sources or from --config-topic, not both")}
 	}
-	if f.maxEvents < 1 || f.maxInflight < 1 || f.maxBuffered < 1 || f.timeout <= 0 || f.linger <= 0 {
-		return usageError{errors.New("collect: --max-events, --max-inflight, --max-buffered-bytes, --timeout and --linger must be positive")}
+	for _, c := range []struct {
+		flag, want string
+		bad        bool
+	}{
+		{"--max-events", "positive", f.maxEvents < 1}, {"--max-inflight", "positive", f.maxInflight < 1},
+		{"--max-buffered-bytes", "positive", f.maxBuffered < 1}, {"--timeout", "positive", f.timeout <= 0},
+		{"--drain-timeout", "positive", f.drain <= 0}, {"--linger", "0 or more", f.linger < 0},
+		{"--shutdown-delay", "0 or more", f.shutdownDelay < 0},
+	} {
+		if c.bad {
+			return usageError{fmt.Errorf("collect: %s must be %s", c.flag, c.want)}
+		}
+	}
+	linger := f.linger
+	if linger == 0 {
+		linger = -1 // collect.Config: none
 	}
 	if err := f.ops.Validate(); err != nil {
 		return usageError{err}
@@ -144,7 +158,7 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 
 	reg := newRegistry()
 	c, err := collect.New(collect.Config{Brokers: conn.Brokers, ClientOpts: conn.ClientOpts, Topic: f.topic, Sources: ss,
-		Operators: f.ops, MaxEvents: f.maxEvents, Timeout: f.timeout, MaxBufferedBytes: f.maxBuffered, MaxInflight: f.maxInflight, Linger: f.linger,
+		Operators: f.ops, MaxEvents: f.maxEvents, Timeout: f.timeout, MaxBufferedBytes: f.maxBuffered, MaxInflight: f.maxInflight, Linger: linger,
 		Logger: logger, Metrics: collect.NewMetrics(reg)})
 	if err != nil {
 		return err
@@ -209,6 +223,12 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 	<-pinged
 	<-reloaded
 	closeErr := c.Close(dctx)
+	var unflushed *collect.UnflushedError
+	if errors.As(closeErr, &unflushed) {
+		// No request answered 200 lost anything: a warning, not a failed shutdown.
+		logger.Warn("stopping with records not written", "err", closeErr)
+		closeErr = nil
+	}
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}

@@ -47,7 +47,8 @@ func TestCollectCommandErrors(t *testing.T) {
 		{"dead broker", []string{"collect", "--sources", good, "--brokers", closedPort(t)}, exitFailure, "cannot reach Kafka at"},
 		{"missing topic", []string{"collect", "--sources", good, "--brokers", brokers, "--topic", k.Name("nosuch")}, exitFailure, "not found; create it with dwell topics create"},
 		{"port in use", []string{"collect", "--sources", good, "--brokers", brokers, "--topic", k.Name("events"), "--listen", busy.Addr().String(), "--metrics-addr", ""}, exitFailure, "pass another --listen"},
-		{"bad limit", []string{"collect", "--sources", good, "--max-events", "0"}, exitUsage, "must be positive"},
+		{"bad limit", []string{"collect", "--sources", good, "--max-events", "0"}, exitUsage, "--max-events must be positive"},
+		{"bad timeout", []string{"collect", "--sources", good, "--timeout", "0s"}, exitUsage, "--timeout must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runCLI(t, "", tc.args...)

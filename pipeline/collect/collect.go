@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,7 +50,8 @@ type Config struct {
 	// Linger is how long the producer waits for more records before it sends a batch. Every
 	// request waits for its record's acknowledgement, so linger is latency and, for clients
 	// that wait for their answer, throughput: batches still grow while earlier ones are in
-	// flight. Default 500µs (2ms gave 40% fewer events/s in BenchmarkCollect and on a broker).
+	// flight. Default 500µs (2ms gave 40% fewer events/s in BenchmarkCollect and on a broker);
+	// negative: none.
 	Linger time.Duration
 	// PingInterval is how often the brokers are asked for metadata while requests are few,
 	// for /readyz. Default 5s.
@@ -76,6 +78,9 @@ type Collector struct {
 	// ready is nil while the brokers answer, else why they do not (for /readyz and fast 503s).
 	ready   atomic.Pointer[error]
 	lastAck atomic.Int64 // unix nanos of the last acknowledged produce: a ping is skipped after one
+	// pingNow asks Run for a ping at once: a produce failed or a broker refused a connection,
+	// so that the requests after it get 503 at once rather than each waiting out --timeout
+	pingNow chan struct{}
 	// draining is set by Drain: not ready from then on, whatever the brokers say
 	draining atomic.Bool
 }
@@ -117,7 +122,10 @@ func New(cfg Config) (*Collector, error) {
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = 5 * time.Second
 	}
-	if cfg.Linger <= 0 {
+	switch {
+	case cfg.Linger < 0:
+		cfg.Linger = 0 // none: each record is sent as soon as a connection is free
+	case cfg.Linger == 0:
 		cfg.Linger = 500 * time.Microsecond
 	}
 	if cfg.Now == nil {
@@ -146,11 +154,14 @@ func New(cfg Config) (*Collector, error) {
 	if cfg.Metrics != nil && cfg.Metrics.kafka != nil {
 		opts = append(opts, kgo.WithHooks(cfg.Metrics.kafka))
 	}
+	c := &Collector{cfg: cfg, dec: newDecoders(cfg.Operators), log: cfg.Logger, m: cfg.Metrics, now: cfg.Now,
+		pingNow: make(chan struct{}, 1)}
+	opts = append(opts, kgo.WithHooks(c)) // OnBrokerConnect
 	cl, err := kgo.NewClient(append(opts, cfg.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("collect: kafka client: %w", err)
 	}
-	c := &Collector{cfg: cfg, cl: cl, dec: newDecoders(cfg.Operators), log: cfg.Logger, m: cfg.Metrics, now: cfg.Now}
+	c.cl = cl
 	c.sources.Store(cfg.Sources)
 	notYet := errNotYet
 	c.ready.Store(&notYet)
@@ -196,22 +207,49 @@ func (c *Collector) Run(ctx context.Context) error {
 	adm := kadm.NewClient(c.cl)
 	tick := time.NewTicker(c.cfg.PingInterval)
 	defer tick.Stop()
+	now := false
 	for {
-		if time.Since(time.Unix(0, c.lastAck.Load())) > c.cfg.PingInterval {
+		if now || time.Since(time.Unix(0, c.lastAck.Load())) > c.cfg.PingInterval {
 			c.ping(ctx, adm)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			now = false
+		case <-c.pingNow:
+			now = true
 		}
 	}
 }
 
+// askPing asks Run for a ping now (without waiting for it).
+func (c *Collector) askPing() {
+	select {
+	case c.pingNow <- struct{}{}:
+	default:
+	}
+}
+
+// OnBrokerConnect is a kgo hook: a refused or failed connection makes Run ping at once.
+func (c *Collector) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err != nil {
+		c.askPing()
+	}
+}
+
 func (c *Collector) ping(ctx context.Context, adm *kadm.Client) {
-	pctx, cancel := context.WithTimeout(ctx, min(c.cfg.PingInterval, 5*time.Second))
+	// Brokers that answer at all answer a metadata request in milliseconds; refused
+	// connections are retried by the client until the deadline.
+	pctx, cancel := context.WithTimeout(ctx, min(c.cfg.PingInterval, 2*time.Second))
 	defer cancel()
-	md, err := adm.Metadata(pctx, c.cfg.Topic)
+	// Ping asks a broker (ApiVersions) every time; a metadata request would be answered from
+	// the client's cache for up to 5 s after the brokers went away.
+	err := c.cl.Ping(pctx)
+	var md kadm.Metadata
+	if err == nil {
+		md, err = adm.Metadata(pctx, c.cfg.Topic)
+	}
 	if err == nil {
 		if t, ok := md.Topics[c.cfg.Topic]; !ok || t.Err != nil {
 			terr := errors.New("unknown topic")
@@ -242,11 +280,30 @@ func (c *Collector) setReady(err error) {
 
 // Close flushes what is buffered (bounded by ctx) and closes the producer. Call it after the
 // HTTP server has drained its requests.
+//
+// Records still buffered when ctx ends are those of requests already answered 503 (timeout:
+// "may or may not have been written"): they are dropped, and the error says how many.
 func (c *Collector) Close(ctx context.Context) error {
 	err := c.cl.Flush(ctx)
+	n := c.cl.BufferedProduceRecords()
 	c.cl.Close()
-	return err
+	if err != nil {
+		return &UnflushedError{Records: n, Err: err}
+	}
+	return nil
 }
+
+// UnflushedError is Close's error when Kafka did not take what was buffered in time.
+type UnflushedError struct {
+	Records int64
+	Err     error
+}
+
+func (e *UnflushedError) Error() string {
+	return fmt.Sprintf("%d records not written: Kafka did not acknowledge them before the drain timeout (%v); their requests were answered 503, not 200", e.Records, e.Err)
+}
+
+func (e *UnflushedError) Unwrap() error { return e.Err }
 
 // Handler serves POST /track, OPTIONS /track (CORS preflight), GET /tracker.js, /healthz and
 // /readyz.
@@ -334,7 +391,9 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 	}
 	defer c.inflight.Add(-1)
 	if err := *c.ready.Load(); err != nil && err != errNotYet { // the brokers' state: a draining collector still serves
-		c.fail(w, start, reply{code: http.StatusServiceUnavailable, source: "unknown", reason: "kafka-unavailable", retryAfter: 5}, "", err.Error())
+		// The cause (with the brokers' addresses) is in the log and /readyz, not in a public answer.
+		c.fail(w, start, reply{code: http.StatusServiceUnavailable, source: "unknown", reason: "kafka-unavailable", retryAfter: 5}, "",
+			"the collector cannot reach Kafka; retry after 5s")
 		return
 	}
 	// Any Content-Type: the body must be JSON whatever it says. Browsers send text/plain to
@@ -364,9 +423,9 @@ func (c *Collector) track(w http.ResponseWriter, r *http.Request) {
 	now := c.now()
 	p, cerr := c.dec.check(c.cfg.Topic, body, now.UnixMilli(), c.cfg.MaxEvents)
 	if cerr != nil {
-		src := "unknown"
-		if p != nil {
-			src = p.source
+		src := "unknown" // a label bounded by the sources file
+		if _, ok := ss.byID[cerr.source]; ok {
+			src = cerr.source
 		}
 		c.failJSON(w, start, reply{code: http.StatusBadRequest, source: src, reason: cerr.Reason}, cerr)
 		return
@@ -518,7 +577,7 @@ func appendJSONString[S string | []byte](b []byte, s S) []byte {
 // requestKey is the API key a request carries, if any.
 func requestKey(r *http.Request) string {
 	if a := r.Header.Get("Authorization"); a != "" {
-		if k, ok := strings.CutPrefix(a, "Bearer "); ok {
+		if scheme, k, ok := strings.Cut(a, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(k)
 		}
 	}
@@ -564,6 +623,7 @@ func (c *Collector) produce(ctx context.Context, rec *kgo.Record, source string,
 		rep.code, rep.reason = http.StatusRequestEntityTooLarge, "too-large"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout):
 		rep.code, rep.reason, rep.retryAfter = http.StatusServiceUnavailable, "timeout", 5
+		c.askPing()
 	default:
 		rep.code, rep.reason, rep.retryAfter = http.StatusServiceUnavailable, "kafka-error", 5
 		c.log.Warn("produce failed", "source", source, "err", err)

@@ -221,6 +221,8 @@ func TestTrackRefused(t *testing.T) {
 		{"malformed", `{"source":"web",` + ev, nil, 400, "malformed-json", "events"},
 		{"not an object", `[1]`, nil, 400, "wrong-field-type", ""},
 		{"no events", `{"source":"web","type":"page-view"}`, nil, 400, "no-events", "events"},
+		{"no events nor type", `{"source":"web","session":"s"}`, nil, 400, "no-events", "events"},
+		{"events an object", `{"source":"web","events":{"type":"page-view"}}`, nil, 400, "no-events", "events"},
 		{"empty events", `{"source":"web","events":[]}`, nil, 400, "no-events", "events"},
 		{"no source", `{` + ev + `}`, nil, 400, "missing-source", "source"},
 		{"profile wrong type", `{"source":"web","profile":7,` + ev + `}`, nil, 400, "wrong-field-type", "profile"},
@@ -254,7 +256,7 @@ func TestTrackRefused(t *testing.T) {
 		})
 	}
 	for _, ok := range [][]string{
-		{"Authorization", "Bearer s3cret"}, {"X-Api-Key", "s3cret"},
+		{"Authorization", "Bearer s3cret"}, {"Authorization", "bearer s3cret"}, {"X-Api-Key", "s3cret"},
 	} {
 		if code, _, body := f.post(`{"source":"server",`+ev+`}`, ok...); code != 200 {
 			t.Errorf("%v: %d %s", ok, code, body)
@@ -265,6 +267,10 @@ func TestTrackRefused(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.c.m.requests.WithLabelValues("unknown", "403", "unknown-source")); got != 1 {
 		t.Errorf("unknown-source requests counted %v", got)
+	}
+	// A bad payload of a configured source is counted under it; an unconfigured one under unknown.
+	if got := testutil.ToFloat64(f.c.m.requests.WithLabelValues("web", "400", "system-event-type")); got != 1 {
+		t.Errorf("system-event-type requests of source web counted %v", got)
 	}
 }
 
@@ -345,8 +351,15 @@ func TestTrackerJSServed(t *testing.T) {
 func TestTrackKafkaUnreachable(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.Brokers = []string{"127.0.0.1:1"} })
 	code, hdr, body := f.post(`{"source":"web","events":[{"type":"a"}]}`)
+	for f.c.Ready() == errNotYet { // the first ping's answer
+		time.Sleep(10 * time.Millisecond)
+		code, hdr, body = f.post(`{"source":"web","events":[{"type":"a"}]}`)
+	}
 	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(body, "kafka-unavailable") {
 		t.Fatalf("%d Retry-After %q %s", code, hdr.Get("Retry-After"), body)
+	}
+	if strings.Contains(body, "127.0.0.1") {
+		t.Errorf("a public answer names the brokers: %s", body)
 	}
 	resp, err := f.srv.Client().Get(f.srv.URL + "/readyz")
 	if err != nil {
@@ -370,6 +383,18 @@ func TestTrackKafkaGoesAway(t *testing.T) {
 	code, hdr, body := f.post(`{"source":"web","events":[{"type":"a"}]}`)
 	if code != 503 || hdr.Get("Retry-After") == "" {
 		t.Fatalf("%d Retry-After %q %s", code, hdr.Get("Retry-After"), body)
+	}
+	// The failure (and the refused connections) made the collector ping at once, though its
+	// interval is an hour: it is not ready, and the next request is refused without waiting.
+	deadline := time.Now().Add(10 * time.Second)
+	for f.c.Ready() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("still ready 10s after Kafka went away")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _, body := f.post(`{"source":"web","events":[{"type":"a"}]}`); code != 503 || !strings.Contains(body, "kafka-unavailable") {
+		t.Fatalf("after the ping: %d %s", code, body)
 	}
 }
 

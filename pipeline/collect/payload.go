@@ -35,6 +35,7 @@ type checkError struct {
 	Reason  string `json:"reason"`
 	Field   string `json:"field,omitempty"`
 	Message string `json:"error"`
+	source  string // the request's source, when it got that far (for the metrics' label)
 }
 
 func (e *checkError) Error() string { return e.Message }
@@ -62,7 +63,9 @@ func (ds *decoders) check(topic string, body []byte, now int64, maxEvents int) (
 	rec := operators.Record{Topic: topic, Partition: -1, Offset: -1, Value: body, Timestamp: operators.NoTimestamp}
 	var batch, ev operators.Event
 	switch err := d.Decode(&rec, &batch); {
-	case err == nil, err.Reason == operators.ReasonMissingTime: // a single event: valid, but not /track's
+	// a single event (valid: missing-time is the last check), or an object with neither type
+	// nor events array: not /track's shape either way
+	case err == nil, err.Reason == operators.ReasonMissingTime, err.Reason == operators.ReasonMissingType && err.Detail == "no type field":
 		return nil, &checkError{Reason: "no-events", Field: "events",
 			Message: `events: missing; a /track payload carries its events in an "events" array: {"source": {"id": ...}, "events": [{"type": "page-view"}]}`}
 	case err != operators.ErrBatch:
@@ -99,6 +102,7 @@ func (ds *decoders) check(topic string, body []byte, now int64, maxEvents int) (
 	})
 	switch {
 	case bad != nil:
+		bad.source = p.source
 		return nil, bad
 	case p.events == 0:
 		return nil, &checkError{Reason: "no-events", Field: "events", Message: "events: the array is empty"}

@@ -45,6 +45,9 @@ type Source struct {
 // defaultBurst is the least default burst: a request of the default --max-events passes.
 const defaultBurst = 100
 
+// sourceKeys are the keys of a source, for errors.
+const sourceKeys = "id, name, enabled, origins, api_key, api_key_env, rate, burst"
+
 // SourcesFile is the sources file: `sources:` a list of Source.
 type SourcesFile struct {
 	Sources []Source `yaml:"sources"`
@@ -144,7 +147,7 @@ func ParseSources(data []byte, getenv func(string) string) (*Sources, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("sources: empty file; want a sources: list")
 		}
-		return nil, fmt.Errorf("sources: %w", err)
+		return nil, fmt.Errorf("sources: %w (a file is `sources:` and a list of {%s})", err, sourceKeys)
 	}
 	if len(f.Sources) == 0 {
 		return nil, errors.New("sources: no sources listed; want a sources: list of {id, origins, ...}")
