@@ -157,7 +157,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{nil, []string{"config", "valdate"}, `dwell config: unknown command "valdate"; did you mean "validate"?` + "\n"},
 		{nil, []string{"config"}, "dwell config: name a command: apply, validate; see 'dwell config -h'\n"},
 		{nil, []string{"savepoints"}, "dwell savepoints: name a command: list; see 'dwell savepoints -h'\n"},
-		{nil, []string{"bench", "nope"}, `dwell bench: unknown command "nope" (nexmark, restore, web); see 'dwell bench -h'` + "\n"},
+		{nil, []string{"bench", "nope"}, `dwell bench: unknown command "nope" (collect, nexmark, restore, web); see 'dwell bench -h'` + "\n"},
 		{[]string{"DWELL_TEST_BROKERS", ""}, []string{"bench", "web", "--level", "broker"}, "dwell: bench: --level broker needs brokers: pass --brokers HOST:PORT,... (or set DWELL_BROKERS)\n"},
 	} {
 		for i := 0; i+1 < len(tc.env); i += 2 {
