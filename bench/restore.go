@@ -80,19 +80,73 @@ func RunRestore(ctx context.Context, cfg RestoreConfig) (*Result, error) {
 		}
 	}()
 
-	// Replay: generate the changelog a batch of keys at a time (untimed), apply it (timed).
-	var replay meter
-	var off int64
-	var changelogBytes int64
+	replay, records, changelogBytes, err := replayRestore(ctx, &cfg, st)
+	if err != nil {
+		return nil, err
+	}
+	r := &Result{Workload: "restore", Level: "state", Config: cfg, Started: started.UTC().Format(time.RFC3339), Extra: map[string]float64{}}
+	r.Extra["replay_records"] = float64(records)
+	r.Extra["replay_records_per_s"] = float64(records) / replay.wall.Seconds()
+	r.Extra["replay_records_per_core_s"] = float64(records) / replay.cpu.Seconds()
+	r.Extra["changelog_bytes_per_key"] = float64(changelogBytes) / float64(max(records, 1))
+
+	// Load: reopen (empty block cache), restore every key into a new sessionizer.
+	if st, err = reopen(st, dir); err != nil {
+		return nil, err
+	}
+	if !cfg.SkipLoad {
+		base := liveHeap()
+		s, load, err := loadRestore(st, cfg.Keys)
+		if err != nil {
+			return nil, err
+		}
+		r.Events = int64(cfg.Keys)
+		load.into(r)
+		r.ActiveSessions = int64(cfg.Keys)
+		r.HeapPerSession = heapPerActive(base, cfg.Keys)
+		runtime.KeepAlive(s)
+		r.Extra["load_sessions_per_s"] = float64(cfg.Keys) / load.wall.Seconds()
+		r.Notes = append(r.Notes, "events = sessions restored from Pebble into a new sessionizer (the load phase)")
+	} else {
+		r.Notes = append(r.Notes, "load skipped (SkipLoad)")
+	}
+
+	// Cold reads: reopen again and read random keys.
+	if st, err = reopen(st, dir); err != nil {
+		return nil, err
+	}
+	if err := coldReads(st, &cfg, r); err != nil {
+		return nil, err
+	}
+	if r.Events == 0 {
+		r.LatencyMeaning += "; no load phase"
+	}
+	r.finish()
+	return r, nil
+}
+
+// reopen closes st and opens the store in dir again (an empty block cache). On an error it
+// returns nil and has closed st.
+func reopen(st *state.Store, dir string) (*state.Store, error) {
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	return state.Open(state.Options{Dir: dir})
+}
+
+// replayRestore is the workload's replay phase: the changelog of cfg.Keys keys is generated a
+// batch at a time (untimed) and replayed into partition 0 of st (timed by the meter it returns,
+// with the records and bytes replayed).
+func replayRestore(ctx context.Context, cfg *RestoreConfig, st *state.Store) (replay meter, off, changelogBytes int64, err error) {
 	var snap []byte
 	for lo := 0; lo < cfg.Keys; lo += cfg.BuildBatch {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return replay, 0, 0, err
 		}
 		hi := min(lo+cfg.BuildBatch, cfg.Keys)
 		s, err := operators.NewSessionizer(operators.Config{}, 0, discard{})
 		if err != nil {
-			return nil, err
+			return replay, 0, 0, err
 		}
 		s.TrackChanges(true)
 		for i := lo; i < hi; i++ {
@@ -118,61 +172,35 @@ func RunRestore(ctx context.Context, cfg RestoreConfig) (*Result, error) {
 		err = st.Replay(0, recs)
 		replay.stop()
 		if err != nil {
-			return nil, err
+			return replay, 0, 0, err
 		}
 	}
-	r := &Result{Workload: "restore", Level: "state", Config: cfg, Started: started.UTC().Format(time.RFC3339), Extra: map[string]float64{}}
-	r.Extra["replay_records"] = float64(off)
-	r.Extra["replay_records_per_s"] = float64(off) / replay.wall.Seconds()
-	r.Extra["replay_records_per_core_s"] = float64(off) / replay.cpu.Seconds()
-	r.Extra["changelog_bytes_per_key"] = float64(changelogBytes) / float64(max(off, 1))
+	return replay, off, changelogBytes, nil
+}
 
-	// Load: reopen (empty block cache), restore every key into a new sessionizer.
-	if err := st.Close(); err != nil {
-		st = nil
-		return nil, err
+// loadRestore is the workload's load phase: every key of partition 0 of st restored into a new
+// sessionizer, timed by the meter it returns; each key must come back with its open session.
+func loadRestore(st *state.Store, keys int) (*operators.Sessionizer, meter, error) {
+	var load meter
+	s, err := operators.NewSessionizer(operators.Config{}, 0, discard{})
+	if err != nil {
+		return nil, load, err
 	}
-	if st, err = state.Open(state.Options{Dir: dir}); err != nil {
-		st = nil
-		return nil, err
+	load.start()
+	p, err := st.Load(0, s.RestoreKey)
+	load.stop()
+	if err != nil {
+		return nil, load, err
 	}
-	if !cfg.SkipLoad {
-		base := liveHeap()
-		s, err := operators.NewSessionizer(operators.Config{}, 0, discard{})
-		if err != nil {
-			return nil, err
-		}
-		var load meter
-		load.start()
-		p, err := st.Load(0, s.RestoreKey)
-		load.stop()
-		if err != nil {
-			return nil, err
-		}
-		stats := s.Stats()
-		if stats.OpenSessions != cfg.Keys || p.Keys != cfg.Keys {
-			return nil, fmt.Errorf("bench: restored %d keys and %d open sessions, want %d", p.Keys, stats.OpenSessions, cfg.Keys)
-		}
-		r.Events = int64(p.Keys)
-		load.into(r)
-		r.ActiveSessions = int64(stats.OpenSessions)
-		r.HeapPerSession = heapPerActive(base, stats.OpenSessions)
-		runtime.KeepAlive(s)
-		r.Extra["load_sessions_per_s"] = float64(p.Keys) / load.wall.Seconds()
-		r.Notes = append(r.Notes, "events = sessions restored from Pebble into a new sessionizer (the load phase)")
-	} else {
-		r.Notes = append(r.Notes, "load skipped (SkipLoad)")
+	if stats := s.Stats(); stats.OpenSessions != keys || p.Keys != keys {
+		return nil, load, fmt.Errorf("bench: restored %d keys and %d open sessions, want %d", p.Keys, stats.OpenSessions, keys)
 	}
+	return s, load, nil
+}
 
-	// Cold reads: reopen again and read random keys.
-	if err := st.Close(); err != nil {
-		st = nil
-		return nil, err
-	}
-	if st, err = state.Open(state.Options{Dir: dir}); err != nil {
-		st = nil
-		return nil, err
-	}
+// coldReads is the workload's cold-read phase: cfg.ColdReads point reads of random keys of
+// st, their rate and latencies into r.
+func coldReads(st *state.Store, cfg *RestoreConfig, r *Result) error {
 	rng := rand.New(rand.NewPCG(cfg.Seed, 7))
 	var cold meter
 	var h histogram
@@ -183,10 +211,10 @@ func RunRestore(ctx context.Context, cfg RestoreConfig) (*Result, error) {
 		key = restoreKey(key[:0], rng.IntN(cfg.Keys))
 		v, ok, err := st.Get(0, string(key))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !ok || len(v) == 0 {
-			return nil, fmt.Errorf("bench: cold read of %s found nothing", key)
+			return fmt.Errorf("bench: cold read of %s found nothing", key)
 		}
 		t1 := time.Now()
 		h.record(int64(t1.Sub(t0)))
@@ -199,11 +227,7 @@ func RunRestore(ctx context.Context, cfg RestoreConfig) (*Result, error) {
 		h.into(r)
 		r.LatencyMeaning = "one Pebble point read of a random key (fresh block cache; the OS page cache may hold the files)"
 	}
-	if r.Events == 0 {
-		r.LatencyMeaning += "; no load phase"
-	}
-	r.finish()
-	return r, nil
+	return nil
 }
 
 type discard struct{}
