@@ -141,7 +141,8 @@ type cycle struct {
 // promise is the callback of every record the cycle produces.
 func (c *cycle) promise(_ *kgo.Record, err error) {
 	if err != nil {
-		c.produceErr.CompareAndSwap(nil, &err)
+		first := err // declared here, so that only a failure allocates (&err moved every call's err to the heap)
+		c.produceErr.CompareAndSwap(nil, &first)
 	}
 }
 
