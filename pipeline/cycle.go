@@ -141,8 +141,7 @@ type cycle struct {
 // promise is the callback of every record the cycle produces.
 func (c *cycle) promise(_ *kgo.Record, err error) {
 	if err != nil {
-		first := err // declared here, so that only a failure allocates (&err moved every call's err to the heap)
-		c.produceErr.CompareAndSwap(nil, &first)
+		c.produceErr.CompareAndSwap(nil, &err)
 	}
 }
 

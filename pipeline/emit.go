@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 
@@ -26,7 +27,6 @@ type emitter struct {
 	l       *Live
 	w       *worker
 	promise func(*kgo.Record, error)
-	buf     outbuf // the cycle's records and their bytes, reset by the worker's next cycle
 	// replay, set while the partition replays input after a dwell reset, is the reset's id:
 	// every output then carries it in the header ReplayHeader.
 	replay []byte
@@ -52,12 +52,11 @@ const (
 // Record produces a record of the flow's (rules outputs, the event log) into the cycle's
 // transaction, partitioned by key like the other outputs.
 func (e *emitter) Record(topic string, key, value []byte, headers []kgo.RecordHeader) {
-	r := e.buf.record()
-	r.Topic, r.Partition, r.Key, r.Value = topic, e.w.partition, e.buf.clone(key), e.buf.clone(value)
+	r := &kgo.Record{Topic: topic, Partition: e.w.partition, Key: bytes.Clone(key), Value: bytes.Clone(value)}
 	if len(headers) > 0 {
 		r.Headers = make([]kgo.RecordHeader, len(headers))
 		for i, h := range headers {
-			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: e.buf.clone(h.Value)}
+			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: bytes.Clone(h.Value)}
 		}
 	}
 	e.produce(r, e.w.f.cause, -1)
@@ -65,8 +64,7 @@ func (e *emitter) Record(topic string, key, value []byte, headers []kgo.RecordHe
 
 func (e *emitter) Emit(o *operators.Output) {
 	t := e.l.cfg.Topics
-	r := e.buf.record()
-	r.Partition = e.w.partition
+	r := &kgo.Record{Partition: e.w.partition}
 	switch o.Kind {
 	case operators.KindSystem:
 		r.Topic = t.System
@@ -85,12 +83,10 @@ func (e *emitter) Emit(o *operators.Output) {
 	}
 	// Keyed like the input: by profile, or session for profile-less events. Pass-through events
 	// have no key (and may be released while another record is processed).
-	if len(o.Key) > 0 {
-		r.Key = e.buf.clone(o.Key)
+	if o.Key != nil {
+		r.Key = append([]byte(nil), o.Key...)
 	}
-	start := len(e.buf.b)
-	e.buf.b = operators.AppendJSON(e.buf.b, o)
-	r.Value = e.buf.from(start)
+	r.Value = operators.AppendJSON(nil, o)
 	e.produce(r, causeOf(o), -1)
 }
 

@@ -37,8 +37,7 @@ type worker struct {
 	exited    chan struct{}
 	batch     *state.Batch
 	partSnap  []byte
-	lastCL    atomic.Int64             // offset of the last changelog record produced this cycle
-	clPromise func(*kgo.Record, error) // the promise of this cycle's changelog records
+	lastCL    atomic.Int64 // offset of the last changelog record produced this cycle
 	err       error
 	counts    cycleCounts        // this cycle's metrics, applied when it commits
 	prev      operators.Stats    // the sessionizer's counters when last applied
@@ -97,8 +96,6 @@ func (w *worker) work(j job) {
 	w.err, w.worked = nil, false
 	w.lastCL.Store(-1)
 	w.out.promise = j.promise
-	w.out.buf.reset() // the last cycle's Flush has returned (outbuf)
-	w.clPromise = w.changelogPromise(j.promise)
 	if rs := w.l.rules.Load(); rs != w.f.rs {
 		w.f.setRules(rs) // at the cycle boundary
 	}
@@ -126,7 +123,7 @@ func (w *worker) work(j job) {
 	if w.err = w.s.Err(); w.err != nil {
 		return
 	}
-	w.writeChanges(len(j.recs) > 0 || jobs || w.s.Watermark() != before || w.s.Target() != target)
+	w.writeChanges(len(j.recs) > 0 || jobs || w.s.Watermark() != before || w.s.Target() != target, j.promise)
 	if w.err == nil {
 		w.writeSavepoint(j.promise)
 	}
@@ -136,9 +133,6 @@ func (w *worker) work(j job) {
 // those the restored state already holds (read again after a crash without a transaction).
 func (w *worker) process(recs []*kgo.Record) {
 	metered := w.l.cfg.Metrics != nil
-	// One allocation for the cycle's records rather than one each: the sessionizer may hold a
-	// record past the cycle (while behind), which keeps the whole slab, never reuses it.
-	in := make([]operators.Record, len(recs))
 	for i, r := range recs {
 		if i%queryEvery == queryEvery-1 {
 			w.answerQueries()
@@ -155,8 +149,7 @@ func (w *worker) process(recs []*kgo.Record) {
 		if w.quarantined(r) { // Kafka refused its outputs in an earlier try: dead-lettered instead (poison.go)
 			continue
 		}
-		in[i] = operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()}
-		w.s.Process(&in[i])
+		w.s.Process(&operators.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp.UnixMilli()})
 	}
 }
 
@@ -205,35 +198,23 @@ func (w *worker) punctuate(now time.Time) {
 // writeChanges writes the changelog record of every key the cycle changed and, when anything
 // changed (changed: records or a moved watermark), the partition record, into the cycle's
 // transaction, and prepares the Pebble batch that holds the same.
-func (w *worker) writeChanges(changed bool) {
+func (w *worker) writeChanges(changed bool, promise func(*kgo.Record, error)) {
 	w.batch = w.l.store.NewBatch(w.partition)
 	defer func() { w.worked = changed }()
-	buf := &w.out.buf
+	var snap []byte
 	w.s.DrainChanges(func(c operators.Change) {
 		changed = true
-		// The changelog record's key and value (state.ChangeRecord) made in the cycle's
-		// buffer: the value is the key record, header then snapshot, which Pebble stores too.
-		start := len(buf.b)
-		buf.b = append(buf.b, c.Key...)
-		k := buf.from(start)
-		start = len(buf.b)
-		buf.b = state.AppendKeyRecord(buf.b, c.Deadlines, nil)
 		var ok bool
-		buf.b, ok = w.s.AppendKeySnapshot(buf.b, c.Key)
-		var v []byte
-		switch {
-		case ok && !c.Deleted:
-			v = buf.from(start)
-		case !ok && !c.Deleted:
+		snap, ok = w.s.AppendKeySnapshot(snap[:0], c.Key)
+		if !ok && !c.Deleted {
 			w.err = fmt.Errorf("pipeline: partition %d: changed key %q has no state", w.partition, c.Key)
 			return
-		default:
-			buf.b = buf.b[:start]
 		}
-		if err := w.batch.PutKeyRecord(c, v); err != nil {
+		if err := w.batch.PutKey(c, snap); err != nil {
 			w.err = err
 		}
-		w.produceChangelog(k, v)
+		k, v := state.ChangeRecord(c, snap)
+		w.produceChangelog(k, v, promise)
 	})
 	if !changed {
 		w.batch.Discard()
@@ -245,23 +226,16 @@ func (w *worker) writeChanges(changed bool) {
 	// chunks, followed by the partition record (state.PartitionRecords).
 	keys, values := state.PartitionRecords(append([]byte(nil), w.partSnap...), state.MaxPartitionChunk)
 	for i := range keys {
-		w.produceChangelog(keys[i], values[i])
+		w.produceChangelog(keys[i], values[i], promise)
 	}
 }
 
 // produceChangelog produces a changelog record, noting its offset once it is written: finish
 // records the offset after the cycle's last one in Pebble.
-func (w *worker) produceChangelog(key, value []byte) {
+func (w *worker) produceChangelog(key, value []byte, promise func(*kgo.Record, error)) {
 	w.count(w.l.cfg.Topics.Changelog)
-	r := w.out.buf.record()
-	r.Topic, r.Partition, r.Key, r.Value = w.l.cfg.Topics.Changelog, w.partition, key, value
-	w.l.cl.Produce(context.Background(), r, w.clPromise)
-}
-
-// changelogPromise is the promise of a cycle's changelog records: it notes the highest offset
-// written, then calls the cycle's promise.
-func (w *worker) changelogPromise(promise func(*kgo.Record, error)) func(*kgo.Record, error) {
-	return func(r *kgo.Record, err error) {
+	r := &kgo.Record{Topic: w.l.cfg.Topics.Changelog, Partition: w.partition, Key: key, Value: value}
+	w.l.cl.Produce(context.Background(), r, func(r *kgo.Record, err error) {
 		if err == nil {
 			for {
 				cur := w.lastCL.Load()
@@ -271,7 +245,7 @@ func (w *worker) changelogPromise(promise func(*kgo.Record, error)) func(*kgo.Re
 			}
 		}
 		promise(r, err)
-	}
+	})
 }
 
 // finish commits the cycle's Pebble batch when the cycle committed, with the changelog offset

@@ -294,8 +294,7 @@ func (s *Store) applyRecord(b *pebble.Batch, partition int32, r ChangelogRecord,
 			known[key] = cur
 		}
 	}
-	var scratch []byte
-	return moveTimers(b, &scratch, partition, key, old, cur)
+	return moveTimers(b, partition, key, old, cur)
 }
 
 // replayFrom returns the changelog offset the stored state reflects and whether the partition

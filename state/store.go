@@ -272,23 +272,11 @@ func prefix(tag byte, partition int32) []byte {
 }
 
 func keyKey(partition int32, key string) []byte {
-	return appendKeyKey(nil, partition, key)
-}
-
-func appendKeyKey(dst []byte, partition int32, key string) []byte {
-	dst = append(dst, tagKey)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(partition))
-	return append(dst, key...)
+	return append(prefix(tagKey, partition), key...)
 }
 
 func timerKey(partition int32, deadline int64, kind operators.TimerKind, key string) []byte {
-	return appendTimerKey(nil, partition, deadline, kind, key)
-}
-
-func appendTimerKey(dst []byte, partition int32, deadline int64, kind operators.TimerKind, key string) []byte {
-	dst = append(dst, tagTimer)
-	dst = operators.AppendTimerKey(dst, partition, deadline, kind, nil)
-	return append(dst, key...)
+	return operators.AppendTimerKey([]byte{tagTimer}, partition, deadline, kind, []byte(key))
 }
 
 // Batch collects one processing cycle's writes for one partition; Commit applies them
@@ -297,7 +285,6 @@ type Batch struct {
 	b         *pebble.Batch
 	partition int32
 	rec       []byte
-	key       []byte // the Pebble key being written (Pebble copies keys and values into the batch)
 }
 
 // NewBatch starts a batch of writes to partition.
@@ -310,45 +297,33 @@ func (s *Store) NewBatch(partition int32) *Batch {
 // then ignored.
 func (b *Batch) PutKey(c operators.Change, snapshot []byte) error {
 	if c.Deleted {
-		return b.PutKeyRecord(c, nil)
-	}
-	b.rec = AppendKeyRecord(b.rec[:0], c.Deadlines, snapshot)
-	return b.PutKeyRecord(c, b.rec)
-}
-
-// PutKeyRecord is PutKey with the key record already made: AppendKeyRecord of c.Deadlines and
-// the key's snapshot, which is also the value of the key's changelog record (ChangeRecord).
-// record is ignored for a deleted key.
-func (b *Batch) PutKeyRecord(c operators.Change, record []byte) error {
-	b.key = appendKeyKey(b.key[:0], b.partition, c.Key)
-	if c.Deleted {
-		if err := b.b.Delete(b.key, nil); err != nil {
+		if err := b.b.Delete(keyKey(b.partition, c.Key), nil); err != nil {
 			return fmt.Errorf("state: partition %d: deleting key %q: %w", b.partition, c.Key, err)
 		}
 		c.Deadlines = [len(c.Deadlines)]int64{}
-	} else if err := b.b.Set(b.key, record, nil); err != nil {
-		return fmt.Errorf("state: partition %d: writing key %q: %w", b.partition, c.Key, err)
+	} else {
+		b.rec = AppendKeyRecord(b.rec[:0], c.Deadlines, snapshot)
+		if err := b.b.Set(keyKey(b.partition, c.Key), b.rec, nil); err != nil {
+			return fmt.Errorf("state: partition %d: writing key %q: %w", b.partition, c.Key, err)
+		}
 	}
-	return moveTimers(b.b, &b.key, b.partition, c.Key, c.Persisted, c.Deadlines)
+	return moveTimers(b.b, b.partition, c.Key, c.Persisted, c.Deadlines)
 }
 
-// moveTimers replaces a key's timer index entries old with cur. The keys are made in *scratch
-// (Pebble copies them into the batch).
-func moveTimers(b *pebble.Batch, scratch *[]byte, partition int32, key string, old, cur [numTimers]int64) error {
+// moveTimers replaces a key's timer index entries old with cur.
+func moveTimers(b *pebble.Batch, partition int32, key string, old, cur [numTimers]int64) error {
 	for kind := range cur {
 		if old[kind] == cur[kind] {
 			continue
 		}
 		k := operators.TimerKind(kind)
 		if old[kind] != 0 {
-			*scratch = appendTimerKey((*scratch)[:0], partition, old[kind], k, key)
-			if err := b.Delete(*scratch, nil); err != nil {
+			if err := b.Delete(timerKey(partition, old[kind], k, key), nil); err != nil {
 				return fmt.Errorf("state: partition %d: unindexing a timer of key %q: %w", partition, key, err)
 			}
 		}
 		if cur[kind] != 0 {
-			*scratch = appendTimerKey((*scratch)[:0], partition, cur[kind], k, key)
-			if err := b.Set(*scratch, nil, nil); err != nil {
+			if err := b.Set(timerKey(partition, cur[kind], k, key), nil, nil); err != nil {
 				return fmt.Errorf("state: partition %d: indexing a timer of key %q: %w", partition, key, err)
 			}
 		}
