@@ -222,7 +222,11 @@ func runCollect(ctx context.Context, e *cliEnv, conn connectOptions, f *collectF
 	stopRun()
 	<-pinged
 	<-reloaded
-	closeErr := c.Close(dctx)
+	// Every handler has returned: what is still buffered belongs to requests answered 503
+	// (timeout), so a Kafka that is down does not hold the exit for the rest of the drain.
+	fctx, fcancel := context.WithTimeout(dctx, 5*time.Second)
+	defer fcancel()
+	closeErr := c.Close(fctx)
 	var unflushed *collect.UnflushedError
 	if errors.As(closeErr, &unflushed) {
 		// No request answered 200 lost anything: a warning, not a failed shutdown.
